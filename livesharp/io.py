@@ -1,0 +1,254 @@
+"""Video in and out with PyAV, in process: no ffmpeg shell strings.
+
+Sources and sinks speak uint8 RGB frames (H, W, 3) plus their timestamps (``pts`` in the input
+stream's ``time_base``), so timing survives the trip through the network untouched: frame count,
+variable frame rate, duration and rotation all come out as they went in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+from .errors import LivesharpError
+
+log = logging.getLogger("livesharp")
+
+# Containers we can write H.264 into, by file suffix.
+OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+@dataclass
+class Frame:
+    """One decoded picture and its timing in the source stream's time base."""
+
+    rgb: np.ndarray
+    pts: int
+    duration: int | None = None
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    time_base: Fraction
+    rate: Fraction
+    frames: int  # declared or estimated count; 0 when the container cannot tell
+    duration: float | None  # seconds
+    audio: list = field(default_factory=list)  # input audio streams, copied untouched
+
+
+def check_input(path: Path) -> None:
+    """Fail early, in one line, on an input that cannot be a readable file."""
+    if not path.exists():
+        raise LivesharpError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise LivesharpError(f"{path}: is a directory, not a video file")
+    if not os.access(path, os.R_OK):
+        raise LivesharpError(f"{path}: not readable; check its permissions")
+
+
+def check_output(src: Path, dst: Path, overwrite: bool, suffixes) -> None:
+    """The output must not be the input, must not silently replace a file, and needs a writable folder."""
+    if dst.suffix.lower() not in suffixes:
+        raise LivesharpError(f"{dst.name}: unknown output type; end the name in {', '.join(suffixes)}")
+    same = dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
+    if same:
+        raise LivesharpError(f"{dst}: output is the input file; choose another output name (the input is never modified)")
+    if dst.is_dir():
+        raise LivesharpError(f"{dst}: is a directory; give an output file name such as {dst / ('sharp_' + src.name)}")
+    if dst.exists() and not overwrite:
+        raise LivesharpError(f"{dst}: already exists; pass --overwrite to replace it, or choose another name")
+    parent = dst.parent
+    if not parent.is_dir():
+        raise LivesharpError(f"{parent}: output folder does not exist; create it first (mkdir -p {parent})")
+    try:  # os.access says yes to root everywhere; creating a file is the real test
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise LivesharpError(f"{parent}: cannot write in the output folder ({e.strerror}); choose another output folder") from None
+
+
+def temp_path(dst: Path) -> Path:
+    """A hidden sibling of ``dst`` with the same suffix (formats are chosen by suffix).
+
+    Written there first and renamed on success, so a crash or Ctrl-C never leaves a half-written
+    file under the name the user asked for.
+    """
+    return dst.with_name(f".{dst.stem}.livesharp-partial-{os.getpid()}{dst.suffix}")
+
+
+def _open_input(path: Path):
+    check_input(path)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise LivesharpError(f"{path}: not a video file FFmpeg can read ({e.strerror or e}); check the file or re-export it") from None
+    if not container.streams.video:
+        container.close()
+        raise LivesharpError(f"{path}: has no video stream; pass a video file")
+    return container
+
+
+def display_matrix(frame: av.VideoFrame) -> list[int] | None:
+    """The frame's display matrix (rotation/flip) as 9 ints, or None when it has none."""
+    for sd in frame.side_data:
+        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            return list(struct.unpack("<9i", bytes(sd)))
+    return None
+
+
+class VideoReader:
+    """Decode the first video stream of a file to RGB frames, with threading on.
+
+    Audio packets are not decoded: they are handed to ``on_audio`` in file order so the writer
+    can copy them untouched.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.container = _open_input(self.path)
+        self.video = self.container.streams.video[0]
+        self.video.thread_type = "AUTO"
+        v = self.video
+        rate = v.average_rate or v.guessed_rate or Fraction(30)
+        duration = None
+        if v.duration is not None and v.time_base:
+            duration = float(v.duration * v.time_base)
+        elif self.container.duration:
+            duration = self.container.duration / av.time_base
+        frames = v.frames or (round(duration * rate) if duration else 0)
+        self.info = VideoInfo(
+            width=v.codec_context.width,
+            height=v.codec_context.height,
+            time_base=v.time_base or Fraction(1, 90000),
+            rate=Fraction(rate),
+            frames=frames,
+            duration=duration,
+            audio=list(self.container.streams.audio),
+        )
+        self.rotation = 0  # degrees counter-clockwise, known once the first frame is decoded
+        self.matrix: list[int] | None = None
+
+    def frames(self, on_audio: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
+        v, tb = self.video, self.info.time_base
+        step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
+        streams = [v, *self.info.audio] if on_audio else [v]
+        n, last_pts = 0, None
+        try:
+            for packet in self.container.demux(streams):
+                if packet.stream.type == "audio":
+                    if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+                        on_audio(packet)
+                    continue
+                for frame in packet.decode():
+                    if n == 0:
+                        self.rotation = int(frame.rotation or 0)
+                        self.matrix = display_matrix(frame)
+                    pts = frame.pts
+                    if pts is None:  # raw streams carry no timestamps: space frames at the nominal rate
+                        pts = 0 if last_pts is None else last_pts + step
+                    last_pts = pts
+                    n += 1
+                    yield Frame(frame.to_ndarray(format="rgb24"), pts, frame.duration or None)
+        except av.error.FFmpegError as e:
+            at = f"{float(last_pts * tb):.2f} s" if last_pts is not None else "the start"
+            raise LivesharpError(
+                f"{self.path}: damaged video data after frame {n} (at {at}): {e.strerror or e}; "
+                f"repair or trim the file first (e.g. ffmpeg -i in -c copy fixed.mkv)"
+            ) from None
+        if n == 0:
+            raise LivesharpError(f"{self.path}: the video stream has no decodable frames; check the file")
+        # A file cut short (an interrupted copy or recording) decodes without an error but ends
+        # early; its header still promises the full length. Half a second of slack for rounding.
+        if self.info.duration and last_pts is not None:
+            end = float((last_pts - (v.start_time or 0)) * tb)
+            if self.info.duration - end > 0.5 + 2 / float(self.info.rate or 30):
+                raise LivesharpError(
+                    f"{self.path}: truncated: the video ends at {end:.2f} s but its header says {self.info.duration:.2f} s; "
+                    f"repair or re-export the file first"
+                )
+        self.frames_read = n
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 (yuv420p) with the timestamps they came with; copy audio as is.
+
+    The container is opened on the first frame, when the output size is known.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        crf: int = 18,
+        preset: str = "medium",
+        matrix: list[int] | None = None,
+    ):
+        self.path = Path(path)
+        self.format = OUTPUT_FORMATS[self.path.suffix.lower()]
+        self.info, self.crf, self.preset, self.matrix = info, crf, preset, matrix
+        self.container = None
+        self.stream = None
+        self.audio_map: dict = {}
+
+    def _open(self, width: int, height: int) -> None:
+        try:
+            self.container = av.open(str(self.path), "w", format=self.format)
+        except (av.error.FFmpegError, OSError) as e:
+            raise LivesharpError(f"{self.path}: cannot create the output file ({e}); choose a writable folder") from None
+        s = self.container.add_stream("libx264", rate=self.info.rate)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.time_base = self.info.time_base
+        s.codec_context.time_base = self.info.time_base
+        s.options = {"crf": str(self.crf), "preset": self.preset}
+        if self.matrix is not None:
+            s.set_display_matrix(self.matrix)
+        self.stream = s
+        for a in self.info.audio:
+            try:
+                self.audio_map[a.index] = self.container.add_stream_from_template(a)
+            except (av.error.FFmpegError, ValueError) as e:
+                raise LivesharpError(
+                    f"audio codec {a.codec_context.name} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
+                ) from None
+
+    def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
+        if self.container is None:
+            self._open(rgb.shape[1], rgb.shape[0])
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        if duration:
+            frame.duration = duration
+        self._mux(self.stream.encode(frame))
+
+    def write_audio(self, packet: av.Packet) -> None:
+        packet.stream = self.audio_map[packet.stream_index]
+        self._mux([packet])
+
+    def _mux(self, packets) -> None:
+        try:
+            self.container.mux(packets)
+        except av.error.FFmpegError as e:
+            raise LivesharpError(f"{self.path}: writing failed ({e}); check free disk space, or try a .mkv output") from None
+
+    def close(self) -> None:
+        """Flush the encoder and write the container trailer."""
+        if self.container is None:
+            return
+        if self.stream is not None:
+            self._mux(self.stream.encode(None))
+        self.container.close()
+        self.container = None

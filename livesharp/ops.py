@@ -1,0 +1,59 @@
+"""Pure frame functions on uint8 RGB arrays of shape (H, W, 3). No torch here."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def unsharp_mask(rgb: np.ndarray, amount: float = 1.0, sigma: float = 1.5) -> np.ndarray:
+    """Classical unsharp masking: ``rgb + amount * (rgb - gaussian(rgb))``.
+
+    The baseline every benchmark compares against. It boosts edges that are already there, so it
+    helps soft focus but cannot undo motion blur.
+
+    >>> unsharp_mask(np.full((4, 4, 3), 128, np.uint8)).max()
+    128
+    """
+    blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    # addWeighted saturates to uint8 in one pass: (1+a)*x - a*blur
+    return cv2.addWeighted(rgb, 1.0 + amount, blurred, -amount, 0)
+
+
+def _label(img: np.ndarray, text: str, x0: int = 0) -> None:
+    """Draw a small readable label at the top-left of the panel starting at column ``x0``."""
+    h = img.shape[0]
+    scale = max(0.35, h / 900)
+    thick = max(1, round(scale * 2))
+    org = (x0 + max(4, h // 60), max(12, int(28 * scale) + h // 80))
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray, labels: tuple[str, str] | None = ("before", "after")) -> np.ndarray:
+    """``before | after`` in one frame twice as wide, with small labels.
+
+    >>> side_by_side(np.zeros((10, 7, 3), np.uint8), np.zeros((10, 7, 3), np.uint8), None).shape
+    (10, 14, 3)
+    """
+    if before.shape != after.shape:
+        raise ValueError(f"side_by_side needs equal shapes, got {before.shape} and {after.shape}")
+    out = np.concatenate([before, after], axis=1)
+    if labels:
+        _label(out, labels[0])
+        _label(out, labels[1], x0=before.shape[1])
+    return out
+
+
+def rotate(rgb: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate counter-clockwise by a multiple of 90 degrees (how video display matrices count)."""
+    k = (round(degrees / 90)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def pad_to_even(rgb: np.ndarray) -> np.ndarray:
+    """Replicate the last row/column so both sides are even, as yuv420p requires."""
+    h, w = rgb.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return rgb
+    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")

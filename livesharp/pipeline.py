@@ -1,0 +1,265 @@
+"""Stages as threads joined by bounded queues.
+
+A file never drops a frame: every queue blocks when full (completeness beats latency). The
+inference stage batches opportunistically: it takes whatever frames are already decoded, up to
+``batch``, and never waits to fill a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import ops
+from .engine import DEFAULT_MODEL, Sharpener
+from .errors import LivesharpError
+from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, temp_path
+
+log = logging.getLogger("livesharp")
+
+END = object()  # end-of-stream marker that travels through the queues
+
+
+class _Stopped(Exception):
+    """Another stage failed or the user pressed Ctrl-C: unwind this one quietly."""
+
+
+@dataclass
+class FileResult:
+    output: Path
+    frames: int
+    seconds: float
+    width: int
+    height: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Stages:
+    """Runs stage functions in threads; the first failure stops them all and is re-raised."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+
+    def put(self, q: queue.Queue, item) -> None:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+        raise _Stopped
+
+    def get(self, q: queue.Queue):
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        raise _Stopped
+
+    def start(self, name: str, fn, *args) -> None:
+        def run():
+            try:
+                fn(*args)
+            except _Stopped:
+                pass
+            except BaseException as e:  # reported by wait(); the other stages are told to stop
+                self.errors.append(e)
+                self.stop.set()
+
+        t = threading.Thread(target=run, name=name, daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def wait(self) -> None:
+        """Join every stage; Ctrl-C stops them all before it propagates."""
+        try:
+            for t in self.threads:
+                while t.is_alive():
+                    t.join(0.1)
+        except KeyboardInterrupt:
+            self.stop.set()
+            for t in self.threads:
+                t.join(5)
+            raise
+        if self.errors:
+            raise self.errors[0]
+
+
+def compose(before: np.ndarray, after: np.ndarray, side_by_side: bool, rotation: int, label: str) -> np.ndarray:
+    """The frame that gets written: the result, or input | result upright when side by side."""
+    if side_by_side:
+        # The display matrix cannot rotate two panels in place, so turn them upright first.
+        return ops.side_by_side(ops.rotate(before, rotation), ops.rotate(after, rotation), ("input", label))
+    return after
+
+
+def process_file(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path = DEFAULT_MODEL,
+    device: str = "auto",
+    strength: float = 1.0,
+    side_by_side: bool = False,
+    batch: int = 4,
+    overwrite: bool = False,
+    crf: int = 18,
+    preset: str = "medium",
+    progress: bool | None = None,
+    sharpener: Sharpener | None = None,
+) -> FileResult:
+    """Sharpen every frame of a video file, keeping its timing, rotation and audio.
+
+    Args:
+        src: input video; never modified.
+        dst: output (.mp4, .mov, .mkv), written to a temporary file and renamed when complete.
+        side_by_side: write input | sharpened, twice as wide.
+        batch: most frames per inference call.
+        progress: a progress bar; None shows it only on a terminal.
+        sharpener: an already-open Sharpener (then model/device/strength are ignored).
+
+    >>> process_file("talk.mp4", "talk_sharp.mp4", model="unsharp")  # doctest: +SKIP
+    """
+    src, dst = Path(src), Path(dst)
+    if batch < 1:
+        raise LivesharpError(f"--batch {batch}: must be 1 or more")
+    check_input(src)
+    check_output(src, dst, overwrite, OUTPUT_FORMATS)
+    reader = VideoReader(src)  # a bad input is reported before the model loads
+    own = sharpener is None
+    try:
+        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength)
+    except BaseException:
+        reader.close()
+        raise
+    tmp = temp_path(dst)
+    writer = VideoWriter(tmp, reader.info, crf=crf, preset=preset)
+    info = reader.info
+    stages = Stages()
+    decoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
+    encoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
+    audio: deque = deque()  # packets are small and the video queues bound how far audio runs ahead
+    bar = tqdm(total=info.frames or None, unit="frame", desc=src.name, disable=None if progress is None else not progress, dynamic_ncols=True)
+    written = 0
+    size = [0, 0]
+
+    def decode():
+        for frame in reader.frames(on_audio=audio.append):
+            stages.put(decoded, frame)
+        stages.put(decoded, END)
+
+    def infer():
+        done = False
+        while not done:
+            frames = [stages.get(decoded)]
+            if frames[0] is END:
+                break
+            while len(frames) < batch:  # take what is ready; never wait to fill a batch
+                try:
+                    f = decoded.get_nowait()
+                except queue.Empty:
+                    break
+                if f is END:
+                    done = True
+                    break
+                frames.append(f)
+            results = sharpener.sharpen_batch([f.rgb for f in frames])
+            for f, out in zip(frames, results):
+                rgb = compose(f.rgb, out, side_by_side, reader.rotation, sharpener.name)
+                stages.put(encoded, Frame(rgb, f.pts, f.duration))
+        stages.put(encoded, END)
+
+    def encode():
+        nonlocal written
+        while (f := stages.get(encoded)) is not END:
+            rgb = ops.pad_to_even(f.rgb)
+            if written == 0:
+                writer.matrix = None if side_by_side else reader.matrix
+                size[:] = rgb.shape[1], rgb.shape[0]
+                if rgb.shape != f.rgb.shape:
+                    h, w = f.rgb.shape[:2]
+                    log.warning(f"{w}x{h} has an odd side and H.264 yuv420p needs even ones: writing {size[0]}x{size[1]} (last row/column repeated)")
+            writer.write(rgb, f.pts, f.duration)
+            written += 1
+            bar.update(1)
+            while audio:
+                writer.write_audio(audio.popleft())
+        while audio:
+            writer.write_audio(audio.popleft())
+        writer.close()
+
+    t0 = time.perf_counter()
+    try:
+        stages.start("decode", decode)
+        stages.start("infer", infer)
+        stages.start("encode", encode)
+        stages.wait()
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        reader.close()
+        if writer.container is not None:
+            writer.container.close()
+        if own:
+            sharpener.close()
+    return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1])
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def process_image(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path = DEFAULT_MODEL,
+    device: str = "auto",
+    strength: float = 1.0,
+    side_by_side: bool = False,
+    overwrite: bool = False,
+    sharpener: Sharpener | None = None,
+) -> Path:
+    """Sharpen one still image (PNG, JPEG, ...); the output type follows ``dst``'s suffix."""
+    src, dst = Path(src), Path(dst)
+    check_input(src)
+    check_output(src, dst, overwrite, IMAGE_SUFFIXES)
+    bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)  # applies EXIF orientation, drops alpha
+    if bgr is None:
+        raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    own = sharpener is None
+    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength)
+    try:
+        out = sharpener.sharpen(rgb)
+    finally:
+        if own:
+            sharpener.close()
+    if side_by_side:
+        out = ops.side_by_side(rgb, out, ("input", sharpener.name))
+    tmp = temp_path(dst)
+    try:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
+            raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
