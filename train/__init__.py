@@ -1,0 +1,1 @@
+"""Training: distillation of the student from a teacher."""
