@@ -128,6 +128,10 @@ class Student(nn.Module):
             c //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
         self.ending = nn.Conv2d(c, folded, cfg.edge_kernel, padding=cfg.edge_kernel // 2)
+        # Start as the identity (residual = 0): training begins from "leave the frame alone"
+        # rather than from noise, and an untrained student cannot damage a picture.
+        nn.init.zeros_(self.ending.weight)
+        nn.init.zeros_(self.ending.bias)
 
     def forward(self, inp):
         h, w = inp.shape[-2:]

@@ -1,0 +1,365 @@
+"""Distil a teacher into the student: ``python -m train.distill [options]``.
+
+One loop, top to bottom: data, student, teacher, optimiser, then ``for step in range(steps)``
+with every loss term visible. Checkpoints are written atomically every ``ckpt_every`` steps and
+``--resume`` continues from the last one; evaluation every ``eval_every`` steps logs PSNR/SSIM
+on the held-out split and saves a sample grid.
+
+Config is the ``DistillConfig`` dataclass: every field is a flag (``--batch 8``), and
+``--config run.toml`` reads a flat TOML file whose keys must be field names.
+
+Examples:
+  python -m train.distill --dry-run
+  python -m train.distill --highfps ../shared/data/gopro240_GOPR0477_11_00/*.mkv --stills ../shared/data/kodak24_crop500 --steps 6000
+  python -m train.distill --gopro /data/GOPRO_Large --teacher restormer:motion_deblurring.pth --resume
+  torchrun --nproc-per-node 4 -m train.distill --gopro /data/GOPRO_Large --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from livesharp.model import VARIANTS, Student, save_student
+from train import losses
+from train.data import DataError, GoProPairs, HighFpsBlur, SyntheticBlur, list_images, load_frames, split_files, split_highfps
+from train.evaluate import baseline_methods, evaluate, format_table, student_method, to_uint8
+from train.teachers import TeacherCache, TeacherError, make_teacher
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+GOPRO240 = SHARED / "gopro240_GOPR0477_11_00" / "GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv"
+
+
+def _f(default, help: str):
+    """A config field with its --help text (tuples need a factory)."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    # what to train
+    variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
+    out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
+    # data
+    gopro: str = _f("", "GOPRO_Large root ({train,test}/GOPRxxxx_xx_xx/{blur,sharp}); empty = not used")
+    gopro_blur: str = _f("blur", "GoPro input folder: blur or blur_gamma")
+    highfps: tuple = _f((str(GOPRO240),) if GOPRO240.exists() else (), "high-frame-rate sharp videos/frame folders, blurred by the GoPro recipe; the last 20%% of each is held out")
+    highfps_window: tuple = _f((7, 13), "odd min and max number of sharp frames averaged per blurry frame")
+    stills: tuple = _f((), "folders of still photos for synthetic blur (camera shake, defocus, noise, JPEG); 10%% held out by file-name hash")
+    stills_fraction: float = _f(0.3, "share of training samples drawn from stills when both kinds are given")
+    crop: int = _f(256, "training crop size taken from the data (the curriculum crops inside it)")
+    curriculum: tuple = _f((128, 192, 256), "crop sizes used in equal thirds of training, smallest first")
+    clip_len: int = _f(2, "consecutive frames per sample; 2 or more enables the temporal loss")
+    min_edge_energy: float = _f(0.002, "reject crops flatter than this Sobel energy (0 = keep all)")
+    workers: int = _f(1, "data-loading worker processes")
+    # teacher
+    teacher: str = _f("none", "none | restormer:PATH (official motion_deblurring.pth) | onnx:PATH (any image-to-image ONNX model)")
+    teacher_cache: str = _f("cache/teacher", "folder where teacher outputs are cached (reused across runs)")
+    # losses (weights; 0 turns a term off)
+    w_pixel: float = _f(1.0, "Charbonnier to ground truth")
+    w_ssim: float = _f(0.1, "1 - MS-SSIM to ground truth (SSIM for crops <= 160 px)")
+    w_edge: float = _f(0.1, "L1 between Sobel gradients of output and ground truth")
+    w_distill: float = _f(0.5, "Charbonnier to the teacher output (needs --teacher)")
+    w_temporal: float = _f(0.2, "flicker: frame-to-frame change of output vs of ground truth (needs clip_len >= 2)")
+    temporal_mask: float = _f(0.1, "ignore pixels whose ground truth changes more than this between frames (0 = no mask)")
+    # optimisation
+    steps: int = _f(6000, "optimiser steps")
+    batch: int = _f(8, "samples per step (per process under torchrun)")
+    lr: float = _f(2e-3, "peak AdamW learning rate")
+    weight_decay: float = _f(1e-4, "AdamW weight decay")
+    warmup: int = _f(200, "linear warm-up steps before the cosine decay")
+    grad_clip: float = _f(0.5, "clip the gradient norm to this")
+    ema: float = _f(0.999, "EMA decay of the weights that are evaluated and saved")
+    # bookkeeping
+    eval_every: int = _f(500, "evaluate on the held-out split every N steps")
+    ckpt_every: int = _f(250, "write out/last.pt every N steps (atomic)")
+    val_items: int = _f(16, "held-out clips per evaluation")
+    seed: int = _f(0, "seed of data sampling and initialisation")
+    device: str = _f("auto", "auto | cpu | cuda")
+    threads: int = _f(0, "CPU threads for torch (0 = all cores)")
+    resume: bool = _f(False, "continue from out/last.pt")
+    dry_run: bool = _f(False, "two steps on tiny crops, one evaluation, then stop: a smoke test")
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def parse_config(argv: list[str] | None = None) -> DistillConfig:
+    p = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="flat TOML file of DistillConfig fields; flags given here win")
+    for f in dataclasses.fields(DistillConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        help = f"{f.metadata['help']} (default: {default if not isinstance(default, tuple) else ' '.join(map(str, default)) or 'none'})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+        elif isinstance(default, tuple):
+            kind = int if default and isinstance(default[0], int) else str
+            p.add_argument(flag, nargs="*", type=kind, default=None, help=help, metavar=f.name.upper())
+        else:
+            p.add_argument(flag, type=type(default), default=None, help=help, metavar=f.name.upper())
+    args = vars(p.parse_args(argv))
+    values = {}
+    config_path = args.pop("config")
+    if config_path:
+        path = Path(config_path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            p.error(f"--config {path}: {e}")
+        unknown = set(values) - {f.name for f in dataclasses.fields(DistillConfig)}
+        if unknown:
+            p.error(f"--config {path}: unknown keys {', '.join(sorted(unknown))}")
+    values |= {k: v for k, v in args.items() if v is not None}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    cfg = DistillConfig(**values)
+    if cfg.variant not in VARIANTS:
+        p.error(f"--variant {cfg.variant}: choose one of {', '.join(VARIANTS)}")
+    if not (cfg.gopro or cfg.highfps or cfg.stills):
+        p.error("no training data: pass --gopro, --highfps or --stills")
+    return cfg
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def build_data(cfg: DistillConfig, samples: int):
+    """(train set of ``samples`` random crops, held-out validation set of full frames/clips)."""
+    train_sets, val_sets, crop = [], [], cfg.crop
+    still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
+    video_samples = max(1, round(samples * (1 - still_share)))
+    video_sources = ([cfg.gopro] if cfg.gopro else []) + list(cfg.highfps)
+    for src in video_sources:
+        n = max(1, video_samples // len(video_sources))
+        if src == cfg.gopro:
+            train_sets.append(GoProPairs(src, "train", cfg.gopro_blur, cfg.clip_len, crop, seed=cfg.seed, min_edge_energy=cfg.min_edge_energy, length=n))
+            val_sets.append(GoProPairs(src, "test", cfg.gopro_blur, cfg.clip_len, crop=None, augment=False))
+        else:
+            frames = load_frames(src)
+            train_range, val_range = split_highfps(len(frames), max_window=cfg.highfps_window[1])
+            common = dict(window=tuple(cfg.highfps_window), clip_len=cfg.clip_len, name=Path(src).name)
+            train_sets.append(HighFpsBlur(frames, frame_range=train_range, crop=crop, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy, **common))
+            val_sets.append(HighFpsBlur(frames, frame_range=val_range, crop=None, augment=False, every=4, **common))
+    if cfg.stills:
+        train_files, val_files = split_files(list_images(cfg.stills))
+        n = max(1, samples - video_samples) if video_sources else samples
+        train_sets.append(SyntheticBlur(train_files, crop, cfg.clip_len, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy))
+        if not video_sources and val_files:
+            val_sets.append(SyntheticBlur(val_files, crop=crop, clip_len=cfg.clip_len, augment=False))
+    # The first held-out set is the one the model is judged on (the GoPro protocol).
+    return ConcatDataset(train_sets), val_sets[0]
+
+
+def crop_size(cfg: DistillConfig, step: int) -> int:
+    """Curriculum: small crops first (fast steps, local detail), full crops last (context)."""
+    sizes = [min(s, cfg.crop) for s in cfg.curriculum] or [cfg.crop]
+    return sizes[min(len(sizes) - 1, step * len(sizes) // max(1, cfg.steps))]
+
+
+def random_subcrop(size: int, h: int, w: int, gen: torch.Generator) -> tuple[int, int]:
+    top = int(torch.randint(0, h - size + 1, (1,), generator=gen)) if h > size else 0
+    left = int(torch.randint(0, w - size + 1, (1,), generator=gen)) if w > size else 0
+    return top, left
+
+
+def teacher_targets(teacher, cache: TeacherCache, blur: torch.Tensor, sources: list[str]) -> torch.Tensor:
+    """Teacher outputs for a (B, T, 3, H, W) batch, from the cache where it has them."""
+    out = torch.empty_like(blur)
+    for b, source in enumerate(sources):
+        for t in range(blur.shape[1]):
+            key = TeacherCache.key(teacher.name, f"{source}|t={t}")
+            out[b, t] = cache.get_or_compute(key, lambda: teacher(blur[b, t][None])[0])
+    return out
+
+
+def lr_at(cfg: DistillConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_grid(path: Path, blur: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) -> None:
+    """input | output | ground truth, one row per sample, for a look at what the numbers mean."""
+    rows = [np.concatenate([to_uint8(b), to_uint8(p), to_uint8(s)], axis=1) for b, p, s in zip(blur, pred, sharp)]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(argv)
+    if cfg.dry_run:
+        cfg = dataclasses.replace(cfg, steps=2, crop=min(cfg.crop, 64), curriculum=(64,), batch=2, eval_every=2, ckpt_every=2, val_items=1, workers=0, out=str(Path(cfg.out) / "dry-run"))
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    rank = 0
+    if ddp:  # launched by torchrun: one process per GPU
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = dist.get_rank()
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out = Path(cfg.out)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+
+    # 1) data: random training crops, and the held-out split the model is judged on
+    try:
+        train_set, val_set = build_data(cfg, samples=cfg.steps * cfg.batch)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    sampler = DistributedSampler(train_set, seed=cfg.seed) if ddp else None
+    loader = DataLoader(train_set, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+
+    # 2) student, its EMA twin, and the teacher (frozen; its outputs are cached on disk)
+    student = Student(VARIANTS[cfg.variant]).to(device)
+    ema = copy.deepcopy(student).eval().requires_grad_(False)
+    model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None) if ddp else student
+    try:
+        teacher = make_teacher(cfg.teacher, device)
+    except TeacherError as e:
+        sys.exit(f"error: {e}")
+    cache = TeacherCache(cfg.teacher_cache)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    start = 0
+    last = out / "last.pt"
+    if cfg.resume:
+        if not last.is_file():
+            sys.exit(f"error: --resume: no checkpoint at {last}; start without --resume")
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+        student.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+        print(f"resumed from {last} at step {start}", file=sys.stderr)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
+    log_file = open(out / "log.csv", "a", newline="")
+    log = csv.writer(log_file)
+    if log_file.tell() == 0:
+        log.writerow(["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"])
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    baselines = evaluate(baseline_methods(), val_set, cfg.val_items) if rank == 0 else {}
+    if rank == 0:
+        print(format_table(baselines), file=sys.stderr)
+    history: dict = {}
+
+    def batches():
+        epoch = 0
+        while True:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    data = batches()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=rank != 0 or None, unit="step", dynamic_ncols=True)
+    t_last = time.perf_counter()
+    for step in bar:
+        batch = next(data)
+        blur, sharp = batch["blur"].to(device, non_blocking=True), batch["sharp"].to(device, non_blocking=True)
+
+        # 1) teacher targets for the full crops (cached), before the curriculum crops them
+        target_t = teacher_targets(teacher, cache, blur, batch["source"]).to(device) if teacher is not None and cfg.w_distill else None
+
+        # 2) curriculum: one sub-crop of the batch at this step's size
+        size = crop_size(cfg, step)
+        top, left = random_subcrop(size, blur.shape[-2], blur.shape[-1], gen)
+        window = (..., slice(top, top + size), slice(left, left + size))
+        blur, sharp = blur[window], sharp[window]
+        target_t = target_t[window] if target_t is not None else None
+
+        # 3) student on every frame of every clip
+        lr = lr_at(cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with amp:
+            pred = model(blur.flatten(0, 1)).view_as(blur).float()
+
+        # 4) losses, each a pure function; weights from the config
+        terms = {
+            "pixel": losses.charbonnier(pred, sharp),
+            "ssim": losses.ms_ssim_loss(pred.clamp(0, 1), sharp) if cfg.w_ssim else torch.zeros((), device=device),
+            "edge": losses.sobel_edge_loss(pred, sharp) if cfg.w_edge else torch.zeros((), device=device),
+            "distill": losses.distill_loss(pred, target_t) if target_t is not None else torch.zeros((), device=device),
+            "temporal": losses.temporal_consistency_loss(pred, sharp, cfg.temporal_mask or None) if cfg.w_temporal and pred.shape[1] > 1 else torch.zeros((), device=device),
+        }
+        weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "distill": cfg.w_distill, "temporal": cfg.w_temporal}
+        loss = sum(weights[k] * v for k, v in terms.items())
+
+        # 5) update, clip, EMA
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step))  # average over fewer steps early on
+            for e, s in zip(ema.parameters(), student.parameters()):
+                e.lerp_(s.detach(), 1 - decay)
+
+        # 6) log, evaluate, checkpoint
+        now = time.perf_counter()
+        row = {"step": step + 1, "lr": f"{lr:.2e}", "loss": f"{loss.item():.5f}", **{k: f"{v.item():.5f}" for k, v in terms.items()}, "crop": size, "sec_per_step": f"{now - t_last:.3f}", "val_psnr": "", "val_ssim": ""}
+        t_last = now
+        bar.set_postfix(loss=row["loss"], crop=size, lr=row["lr"])
+        done = step + 1
+        if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+            result = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
+            history[done] = result
+            row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
+            tqdm.write(f"step {done}: val PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
+            with torch.no_grad():
+                sample = val_set[0]
+                save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
+        log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
+        if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+            log_file.flush()
+            save_checkpoint(last, model=student.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(), step=done, config=dataclasses.asdict(cfg))
+    bar.close()
+    log_file.close()
+
+    # the deliverable: the EMA weights as a self-describing student checkpoint
+    result = {}
+    if rank == 0:
+        final = evaluate(baseline_methods() | {"student": student_method(ema, device)}, val_set, cfg.val_items)
+        print(format_table(final), file=sys.stderr)
+        result = {"config": dataclasses.asdict(cfg), "validation": final, "history": history}
+        save_student(ema.cpu(), out / "student.pt", config=dataclasses.asdict(cfg), validation=final, command=" ".join(["python -m train.distill", *(argv if argv is not None else sys.argv[1:])]))
+        print(f"wrote {out / 'student.pt'}", file=sys.stderr)
+    if ddp:
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == "__main__":
+    main()
