@@ -143,6 +143,14 @@ class VideoReader:
         step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
         streams = [v, *self.info.audio] if on_audio else [v]
         n, last_pts = 0, None
+
+        def damaged(why: str) -> LivesharpError:
+            at = f"{float(last_pts * tb):.2f} s" if last_pts is not None else "the start"
+            return LivesharpError(
+                f"{self.path}: damaged video data after frame {n} (at {at}): {why}; "
+                f"repair or trim the file first (e.g. ffmpeg -i in -c copy fixed.mkv)"
+            )
+
         try:
             for packet in self.container.demux(streams):
                 if packet.stream.type == "audio":
@@ -150,6 +158,11 @@ class VideoReader:
                         on_audio(packet)
                     continue
                 for frame in packet.decode():
+                    # A decoder that meets bad data often hides it instead of failing: it fills
+                    # the broken part in from other frames and only flags the frame. Writing
+                    # that out would pass a damaged picture off as a good one.
+                    if frame.is_corrupt:
+                        raise damaged("the decoder had to conceal broken picture data")
                     if n == 0:
                         self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
@@ -160,20 +173,17 @@ class VideoReader:
                     n += 1
                     yield Frame(frame.to_ndarray(format="rgb24"), pts, frame.duration or None)
         except av.error.FFmpegError as e:
-            at = f"{float(last_pts * tb):.2f} s" if last_pts is not None else "the start"
-            raise LivesharpError(
-                f"{self.path}: damaged video data after frame {n} (at {at}): {e.strerror or e}; "
-                f"repair or trim the file first (e.g. ffmpeg -i in -c copy fixed.mkv)"
-            ) from None
+            raise damaged(e.strerror or str(e)) from None
         if n == 0:
             raise LivesharpError(f"{self.path}: the video stream has no decodable frames; check the file")
         # A file cut short (an interrupted copy or recording) decodes without an error but ends
-        # early; its header still promises the full length. Half a second of slack for rounding.
+        # early; its header still promises the full length. So does one whose demuxer lost its
+        # way in damaged data and gave up. Half a second of slack for rounding.
         if self.info.duration and last_pts is not None:
             end = float((last_pts - (v.start_time or 0)) * tb)
             if self.info.duration - end > 0.5 + 2 / float(self.info.rate or 30):
                 raise LivesharpError(
-                    f"{self.path}: truncated: the video ends at {end:.2f} s but its header says {self.info.duration:.2f} s; "
+                    f"{self.path}: truncated or damaged: the video ends at {end:.2f} s but its header says {self.info.duration:.2f} s; "
                     f"repair or re-export the file first"
                 )
         self.frames_read = n
@@ -202,10 +212,18 @@ class VideoWriter:
         self.container = None
         self.stream = None
         self.audio_map: dict = {}
+        self._durations: dict[int, int] = {}  # pts -> duration of frames not yet out of the encoder
+        self._first: tuple[int, int] | None = None  # (pts, dts) of the first video packet
+        self._end = 0  # latest pts + duration so far: where the video ends
+        self._held: av.Packet | None = None  # the newest video packet, muxed once the next one exists
 
     def _open(self, width: int, height: int) -> None:
         try:
-            self.container = av.open(str(self.path), "w", format=self.format)
+            # Matroska by default shifts every stream so that the first packet it is given
+            # starts at 0. Copied AAC starts just before 0 (encoder priming), so the video would
+            # move by that much. Its blocks may start before their cluster: keep the times as they are.
+            options = {"avoid_negative_ts": "disabled"} if self.format == "matroska" else {}
+            self.container = av.open(str(self.path), "w", format=self.format, options=options)
         except (av.error.FFmpegError, OSError) as e:
             raise LivesharpError(f"{self.path}: cannot create the output file ({e}); choose a writable folder") from None
         s = self.container.add_stream("libx264", rate=self.info.rate)
@@ -232,7 +250,38 @@ class VideoWriter:
         frame.time_base = self.info.time_base
         if duration:
             frame.duration = duration
-        self._mux(self.stream.encode(frame))
+            self._durations[pts] = duration
+        self._mux_video(self.stream.encode(frame))
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        """Give packets the duration of their frame, and hold back the newest one for close().
+
+        libx264 leaves packet durations at 0; the muxer then guesses them from the average rate,
+        and a variable-rate file comes out with a different duration than it went in.
+        """
+        for p in packets:
+            d = self._durations.pop(p.pts, None)
+            if d and not p.duration:
+                p.duration = d
+            if self._first is None:
+                self._first = (p.pts, p.dts)
+            self._end = max(self._end, p.pts + p.duration)
+            if self._held is not None:
+                self._mux([self._held])
+            self._held = p
+
+    def _mux_last(self) -> None:
+        p = self._held
+        if p is None:
+            return
+        if self.format in ("mp4", "mov"):
+            # An MP4 track lasts from its first to its last decode time plus the last packet's
+            # duration. With B-frames the last packet in decode order is not the last one shown,
+            # so give it whatever time is left until the video's end.
+            pts0, dts0 = self._first
+            p.duration = max(p.duration, (self._end - pts0) - (p.dts - dts0))
+        self._held = None
+        self._mux([p])
 
     def write_audio(self, packet: av.Packet) -> None:
         packet.stream = self.audio_map[packet.stream_index]
@@ -249,6 +298,7 @@ class VideoWriter:
         if self.container is None:
             return
         if self.stream is not None:
-            self._mux(self.stream.encode(None))
+            self._mux_video(self.stream.encode(None))
+            self._mux_last()
         self.container.close()
         self.container = None

@@ -1,0 +1,149 @@
+"""Tests for livesharp/model.py: the student network and its checkpoints."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from livesharp.model import VARIANTS, ModelError, Student, StudentConfig, load_student, save_student
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("h, w", [(37, 45), (1, 1), (5, 64), (48, 64)])
+def test_any_size_comes_back_the_same_size_and_finite(variant, h, w, random_student):
+    net = random_student(variant)
+    x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_zero_last_layer_is_the_identity(variant, identity_student, random_student):
+    x = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(identity_student(variant)(x), x)
+        # ...and the identity is not an accident of the architecture: other weights change the picture.
+        assert (random_student(variant)(x) - x).abs().max() > 1e-2
+
+
+def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student):
+    net = random_student()
+    x = torch.rand(3, 3, 37, 45, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        batched = net(x)
+        one_by_one = torch.cat([net(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
+
+
+def test_mismatched_levels_are_a_model_error():
+    with pytest.raises(ModelError, match="same number of levels"):
+        StudentConfig(enc_blocks=(1, 1), dec_blocks=(1, 1, 1))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    cfg = StudentConfig(unshuffle=2, width=8, enc_blocks=(1, 2), middle_blocks=1, dec_blocks=(1, 1), edge_kernel=3)
+    net = Student(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "student.pt"
+    save_student(net, path, step=7)
+
+    raw = torch.load(path, weights_only=True)
+    assert raw["step"] == 7 and raw["model_args"] == asdict(cfg)
+    assert [p.name for p in tmp_path.iterdir()] == ["student.pt"]  # no temp file left
+
+    loaded = load_student(path)
+    assert loaded.cfg == cfg  # tuples restored, so the frozen config compares equal
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), net(x))
+
+
+def test_load_by_variant_name_builds_that_variant():
+    assert load_student("small").cfg == VARIANTS["small"]
+
+
+def _checkpoint(tmp_path: Path, **changes) -> Path:
+    net = Student(VARIANTS["tiny"])
+    ckpt = {"model": net.state_dict(), "model_args": asdict(net.cfg), **changes}
+    path = tmp_path / "bad.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_a_checkpoint_missing_a_weight_is_a_model_error(tmp_path):
+    state = Student(VARIANTS["tiny"]).state_dict()
+    del state["ending.bias"]
+    with pytest.raises(ModelError, match="does not match"):
+        load_student(_checkpoint(tmp_path, model=state))
+
+
+def test_a_checkpoint_with_an_extra_weight_is_a_model_error(tmp_path):
+    state = Student(VARIANTS["tiny"]).state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ModelError, match="does not match"):
+        load_student(_checkpoint(tmp_path, model=state))
+
+
+def test_a_checkpoint_whose_model_args_disagree_is_a_model_error(tmp_path):
+    args = asdict(VARIANTS["small"])  # weights are tiny's
+    with pytest.raises(ModelError, match="does not match"):
+        load_student(_checkpoint(tmp_path, model_args=args))
+
+
+def test_a_checkpoint_with_an_unknown_model_arg_is_a_model_error(tmp_path):
+    args = {**asdict(VARIANTS["tiny"]), "depth": 3}
+    with pytest.raises(ModelError, match="does not match"):
+        load_student(_checkpoint(tmp_path, model_args=args))
+
+
+def test_a_state_dict_without_model_args_is_a_model_error(tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(Student(VARIANTS["tiny"]).state_dict(), path)
+    with pytest.raises(ModelError, match="model_args"):
+        load_student(path)
+
+
+def test_a_garbage_file_is_a_model_error(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"this is not a checkpoint\n" * 10)
+    with pytest.raises(ModelError, match="not a readable livesharp checkpoint"):
+        load_student(path)
+
+
+def test_an_unknown_name_is_a_model_error():
+    with pytest.raises(ModelError, match="neither a file nor one of tiny, small"):
+        load_student("enormous")
+
+
+def _touch(path: str) -> None:
+    Path(path).touch()
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return _touch, (str(self.marker),)
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path):
+    marker = tmp_path / "code-ran"
+    net = Student(VARIANTS["tiny"])
+    path = tmp_path / "evil.pt"
+    torch.save({"model": net.state_dict(), "model_args": asdict(net.cfg), "x": _RunsCodeWhenUnpickled(marker)}, path)
+
+    with pytest.raises(ModelError, match="not a readable livesharp checkpoint"):
+        load_student(path)
+    assert not marker.exists()
+
+    # The file really is dangerous: a plain pickle load runs the payload.
+    torch.load(path, weights_only=False)
+    assert marker.exists()

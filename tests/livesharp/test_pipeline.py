@@ -1,0 +1,175 @@
+"""Tests for livesharp/pipeline.py and the PyAV reader/writer in io.py, on synthetic videos."""
+
+import _thread
+import hashlib
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livesharp.errors import LivesharpError
+from livesharp.model import VARIANTS, Student
+from livesharp.pipeline import process_file
+
+INPUTS = ["video", "video_with_audio", "odd_video", "rotated_video", "vfr_video", "video_10bit", "video_yuv444"]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob(".*livesharp-partial-*"))
+
+
+@pytest.mark.parametrize("side_by_side", [False, True], ids=["plain", "side-by-side"])
+@pytest.mark.parametrize("name", INPUTS)
+def test_timing_audio_rotation_and_pictures_survive(name, side_by_side, request, tmp_path, probe, identity_student):
+    src = request.getfixturevalue(name)
+    before = sha256(src)
+    dst = tmp_path / "out.mp4"
+    result = process_file(src, dst, model=identity_student(), device="cpu", side_by_side=side_by_side, progress=False)
+    a, b = probe(src), probe(dst)
+
+    assert sha256(src) == before
+    assert leftovers(tmp_path) == []
+    assert result.output == dst and result.frames == len(a.frames)
+    # Every frame, at the time it was shown, for as long as it was shown.
+    assert len(b.frames) == len(a.frames)
+    assert b.times == pytest.approx(a.times, abs=1e-6)
+    assert b.duration == pytest.approx(a.duration, abs=1e-3)
+    # Audio is copied, not re-encoded.
+    assert len(b.audio) == len(a.audio)
+    assert b.audio == a.audio
+
+    h, w = a.height, a.width
+    if not side_by_side:
+        # The display matrix travels with the stream; odd sides are padded to even for yuv420p.
+        assert b.rotation == a.rotation
+        assert (b.width, b.height) == (result.width, result.height) == (w + w % 2, h + h % 2)
+        # An identity student: what comes out is what went in, up to H.264 at crf 18.
+        worst = min(psnr(x, y[:h, :w]) for x, y in zip(a.frames, b.frames))
+        assert worst > 35
+    else:
+        # Two panels side by side cannot share one display matrix: they are turned upright.
+        assert b.rotation == 0
+        upright = [np.rot90(f, a.rotation // 90) for f in a.frames]
+        ph, pw = upright[0].shape[:2]
+        assert (b.width, b.height) == (2 * pw, ph + ph % 2)
+        # Compare below the labels, and away from the seam: with an odd panel width the seam
+        # splits a 4:2:0 chroma pair, so its two columns share colour from both panels.
+        rows = slice(20, ph)
+        for x, y in zip(upright, b.frames):
+            assert psnr(x[rows, : pw - 1], y[rows, : pw - 1]) > 35  # the input
+            assert psnr(x[rows, 1:], y[rows, pw + 1 : 2 * pw]) > 35  # the identity's output
+
+
+def test_a_random_student_changes_the_pictures(video, tmp_path, probe, random_student):
+    # The counterpart of the identity checks above: they would notice a model that does something.
+    dst = tmp_path / "out.mp4"
+    process_file(video, dst, model=random_student(), device="cpu", progress=False)
+    a, b = probe(video), probe(dst)
+    assert np.mean([psnr(x, y) for x, y in zip(a.frames, b.frames)]) < 30
+
+
+def test_strength_zero_passes_the_video_through(video, tmp_path, probe, random_student):
+    dst = tmp_path / "out.mp4"
+    process_file(video, dst, model=random_student(), device="cpu", strength=0.0, progress=False)
+    a, b = probe(video), probe(dst)
+    assert min(psnr(x, y) for x, y in zip(a.frames, b.frames)) > 35
+
+
+@pytest.mark.parametrize("suffix, container", [(".mkv", "matroska"), (".mov", "mov"), (".m4v", "mp4")])
+def test_the_output_container_follows_the_suffix(video_with_audio, tmp_path, probe, suffix, container):
+    dst = tmp_path / f"out{suffix}"
+    process_file(video_with_audio, dst, model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    with av.open(str(dst)) as c:
+        assert container in c.format.name
+        assert c.streams.video[0].codec_context.name == "h264"
+    a, b = probe(video_with_audio), probe(dst)
+    assert b.times == pytest.approx(a.times, abs=1e-6)
+    assert b.audio == a.audio
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(video, tmp_path, probe):
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"old")
+    with pytest.raises(LivesharpError, match="already exists"):
+        process_file(video, dst, model="unsharp", device="cpu", progress=False)
+    assert dst.read_bytes() == b"old"
+    process_file(video, dst, model="unsharp", device="cpu", overwrite=True, progress=False)
+    assert len(probe(dst).frames) == 20
+
+
+def test_batch_below_one_is_an_error(video, tmp_path):
+    with pytest.raises(LivesharpError, match="--batch"):
+        process_file(video, tmp_path / "out.mp4", model="unsharp", batch=0)
+
+
+class FailsMidway(Student):
+    """A tiny student that fails once the pipeline has started writing the output.
+
+    It waits until the hidden partial file exists, so the test proves that file is cleaned up.
+    ``fail`` is called in the inference thread: raise to fail, or interrupt the main thread.
+    """
+
+    def __init__(self, folder: Path, fail):
+        super().__init__(VARIANTS["tiny"])
+        self.folder, self.fail, self.calls = folder, fail, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls > 3:
+            deadline = time.monotonic() + 10
+            while not any(self.folder.glob(".*livesharp-partial-*")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert any(self.folder.glob(".*livesharp-partial-*")), "the writer never started"
+            self.fail()
+        return super().forward(x)
+
+
+def _raise(exc):
+    def fail():
+        raise exc
+
+    return fail
+
+
+def _interrupt_once():
+    done = []
+
+    def fail():
+        if not done:  # what Ctrl-C does: KeyboardInterrupt in the main thread, once
+            done.append(True)
+            _thread.interrupt_main()
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    "fail, expected",
+    [
+        (_raise(RuntimeError("out of memory")), RuntimeError),
+        (_raise(KeyboardInterrupt()), KeyboardInterrupt),
+        (_interrupt_once(), KeyboardInterrupt),
+    ],
+    ids=["error-in-a-stage", "interrupt-in-a-stage", "ctrl-c"],
+)
+def test_a_failure_midway_leaves_no_output_and_no_partial_file(video, tmp_path, fail, expected):
+    before = sha256(video)
+    dst = tmp_path / "out.mp4"
+    net = FailsMidway(tmp_path, fail)
+    with pytest.raises(expected):
+        process_file(video, dst, model=net, device="cpu", batch=1, preset="ultrafast", progress=False)
+    assert net.calls > 3
+    assert not dst.exists()
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [video.name]
+    assert sha256(video) == before
