@@ -100,3 +100,92 @@ def image_cmd(input, output, side_by_side, model, strength, device, overwrite):
     click.echo(f"wrote {out}", err=True)
 
 
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = value.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+
+
+@cli.command("cam", epilog="""\b
+Examples:
+  livesharp cam --virtual                     # then pick "LiveSharp" as the camera in Zoom/Meet/Teams
+  livesharp cam --camera 1 --size 640x480 --preview
+  livesharp cam --camera clip.mp4 --no-preview --max-frames 300 --stats s.jsonl
+""")
+@click.option("--camera", default="0", show_default=True, help="Camera index, /dev/videoN, or a video FILE played in real time as a stand-in webcam.")
+@click.option("--size", default="1280x720", show_default=True, help="Capture size to ask the camera for (WIDTHxHEIGHT).")
+@click.option("--fps", type=click.FloatRange(1, 240), default=30, show_default=True, help="Capture and virtual-camera frame rate.")
+@click.option("--virtual", is_flag=True, help='Publish to a virtual camera (needs pip install "livesharp[virtualcam]", GPL-2.0).')
+@click.option("--preview/--no-preview", default=None, help="Preview window with HUD and hotkeys (default: on when a display exists).")
+@model_options
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
+@click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
+@click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, max_frames, stats, loop):
+    """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
+
+    Hotkeys in the preview: q/Esc quit, +/- strength, space sharpening on/off,
+    s side-by-side, h hide the HUD. Ctrl-C stops cleanly.
+    """
+    import signal
+
+    from . import sinks
+    from .engine import Sharpener
+    from .pipeline import run_camera
+    from .sources import open_source
+
+    # SIGTERM (a service manager, `kill`) ends the session like Ctrl-C: threads stop, camera closes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    source = open_source(camera, _size(size), fps, loop=loop)
+    click.echo(source.describe(), err=True)
+    out_fps = fps if source.fps <= 0 else min(fps, source.fps)
+    opened = []
+    try:
+        sharpener = Sharpener(model=model, device=device, strength=strength)
+        opened.append(sharpener)
+        vcam = None
+        if virtual:
+            try:
+                vcam = sinks.VirtualCamera(source.width, source.height, out_fps)
+                opened.append(vcam)
+                click.echo(f"virtual camera: {vcam.device} ({source.width}x{source.height}@{out_fps:g})", err=True)
+            except LivesharpError as e:
+                if not preview:
+                    raise
+                click.echo(f"warning: {e}; continuing with the preview only", err=True)
+        if preview is None:
+            preview = sinks.has_display()
+        elif preview and not sinks.has_display():
+            raise LivesharpError("--preview: no display here (DISPLAY/WAYLAND_DISPLAY unset); run with --no-preview")
+        window = sinks.PreviewWindow() if preview else None
+        if window:
+            opened.append(window)
+        writer = sinks.StatsWriter(stats) if stats else None
+        if writer:
+            opened.append(writer)
+        result = run_camera(source, sharpener=sharpener, virtual=vcam, preview=window, side_by_side=side_by_side,
+                            max_frames=max_frames, stats=writer)
+    finally:
+        for thing in reversed(opened):
+            thing.close()
+        source.close()
+    click.echo(result.summary(), err=True)
+
+
+@cli.command("devices")
+def devices_cmd():
+    """List cameras and the virtual-camera backend's status."""
+    from .sinks import virtual_camera_status
+    from .sources import list_cameras
+
+    cams = list_cameras()
+    click.echo("cameras:")
+    for c in cams:
+        click.echo(f"  {c.index}  {c.path}  {c.name}")
+    if not cams:
+        click.echo("  none found (use --camera FILE to run on a video)")
+    click.echo(f"virtual camera: {virtual_camera_status()}")

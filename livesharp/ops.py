@@ -57,3 +57,16 @@ def pad_to_even(rgb: np.ndarray) -> np.ndarray:
     if h % 2 == 0 and w % 2 == 0:
         return rgb
     return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def draw_hud(rgb: np.ndarray, lines: list[str]) -> np.ndarray:
+    """A copy of the frame with status lines on a dark band at the top-left (the preview's HUD)."""
+    out = rgb.copy()
+    scale = max(0.4, rgb.shape[0] / 1200)
+    step = int(22 * scale / 0.5)
+    width = int(max(len(s) for s in lines) * 11 * scale / 0.5) + 12
+    band = out[: step * len(lines) + 10, :width]
+    band[:] = (band * 0.4).astype(np.uint8)  # darken, don't hide, what is under the text
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (6, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

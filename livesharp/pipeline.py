@@ -263,3 +263,163 @@ def process_image(
     finally:
         tmp.unlink(missing_ok=True)
     return dst
+
+
+# --- live: the same stages, with the live policy ------------------------------------------
+
+
+class LatestSlot:
+    """A one-item queue that keeps only the newest item: a live source drops stale frames
+    rather than queueing them (latency beats completeness). ``dropped`` counts the losses."""
+
+    def __init__(self):
+        self._item = None
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item) -> None:
+        with self._cond:
+            if self._item is not None and self._item is not END:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify()
+
+    def get(self, timeout: float = 0.1):
+        """The newest item, or None when nothing new arrived within ``timeout``."""
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+
+@dataclass
+class LiveResult:
+    frames: int
+    seconds: float
+    dropped: int
+    latency_ms: list
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        lat = np.array(self.latency_ms) if self.latency_ms else np.zeros(1)
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), latency mean {lat.mean():.1f} ms "
+                f"p95 {np.percentile(lat, 95):.1f} ms, dropped {self.dropped}")
+
+
+def run_camera(
+    source,
+    *,
+    sharpener: Sharpener,
+    virtual=None,
+    preview=None,
+    side_by_side: bool = False,
+    max_frames: int | None = None,
+    stats=None,
+    lost_timeout: float = 10.0,
+) -> LiveResult:
+    """Capture → sharpen (batch 1, as soon as a frame is ready) → virtual camera / preview.
+
+    source: has ``read() -> (rgb, t_capture) | None``, ``reopen() -> bool``, ``fps``, ``close()``
+    (see ``sources``). virtual: a ``sinks.VirtualCamera`` or anything with ``send`` and
+    ``sleep_until_next_frame``; preview: a ``sinks.PreviewWindow``; stats: a ``sinks.StatsWriter``.
+    Capture and inference run in threads; the output loop runs here, in the calling (main)
+    thread, because GUI toolkits want their window there. Returns when the source ends,
+    ``max_frames`` frames were output, the user quits, or Ctrl-C.
+    """
+    stages = Stages()
+    captured, processed = LatestSlot(), LatestSlot()
+    state = {"on": True, "split": side_by_side, "lost": False, "captured": 0, "infer_ms": 0.0}
+    t_start = time.monotonic()
+
+    def capture():
+        lost_at = None
+        while not stages.stop.is_set():
+            got = source.read()
+            if got is not None:
+                lost_at, state["lost"] = None, False
+                state["captured"] += 1
+                captured.put(got)
+                continue
+            if not source.reopen():  # a file ended, or a camera is gone
+                if not getattr(source, "is_camera", False):
+                    captured.put(END)
+                    return
+                lost_at = lost_at or time.monotonic()
+                state["lost"] = True
+                if time.monotonic() - lost_at > lost_timeout:
+                    raise LivesharpError(f"the camera was lost and did not come back within {lost_timeout:g} s; check the cable and run again")
+                time.sleep(0.5)
+
+    def infer():
+        while (item := captured.get()) is not END:
+            if item is None:
+                if stages.stop.is_set():
+                    return
+                continue
+            rgb, t_cap = item
+            t0 = time.monotonic()
+            out = sharpener.sharpen(rgb) if state["on"] else rgb
+            state["infer_ms"] = (time.monotonic() - t0) * 1000
+            processed.put((rgb, out, t_cap))
+        processed.put(END)
+
+    stages.start("capture", capture)
+    stages.start("infer", infer)
+    frames, latencies, last = 0, [], None
+    try:
+        while max_frames is None or frames < max_frames:
+            item = processed.get(timeout=0.05)
+            if item is END or (stages.errors and item is None):
+                break
+            if item is None and last is None:
+                continue
+            fresh = item is not None
+            before, after, t_cap = item if fresh else last
+            last = (before, after, t_cap)
+            frame = compose(before, after, True, 0, sharpener.name) if state["split"] else after
+            if state["lost"]:
+                frame = ops.draw_hud(frame, ["camera lost: reconnecting..."])
+            if virtual is not None:
+                if state["split"]:  # the virtual camera has one fixed size: squeeze the pair into it
+                    frame = cv2.resize(frame, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_AREA)
+                virtual.send(frame)
+            if fresh:
+                frames += 1
+                latency = (time.monotonic() - t_cap) * 1000
+                latencies.append(latency)
+                dropped = captured.dropped + processed.dropped
+                if stats is not None:
+                    stats.write({"frame": frames, "t": round(t_cap - t_start, 4), "latency_ms": round(latency, 2),
+                                 "infer_ms": round(state["infer_ms"], 2), "dropped": dropped})
+            if preview is not None:
+                elapsed = max(1e-6, time.monotonic() - t_start)
+                hud = [f"capture {state['captured'] / elapsed:.1f} fps  output {frames / elapsed:.1f} fps",
+                       f"inference {state['infer_ms']:.1f} ms  latency {latencies[-1] if latencies else 0:.1f} ms",
+                       f"dropped {captured.dropped + processed.dropped}  strength {sharpener.strength:.1f}  {sharpener.name}{'' if state['on'] else ' (off)'}"]
+                key = preview.show(frame, hud)
+                if key in ("q", "closed"):
+                    break
+                if key in ("+", "="):
+                    sharpener.strength = min(2.0, round(sharpener.strength + 0.1, 2))
+                elif key == "-":
+                    sharpener.strength = max(0.0, round(sharpener.strength - 0.1, 2))
+                elif key == " ":
+                    state["on"] = not state["on"]
+                elif key == "s":
+                    state["split"] = not state["split"]
+            if virtual is not None:
+                virtual.sleep_until_next_frame()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live session ends: stop cleanly below
+    finally:
+        stages.stop.set()
+        for t in stages.threads:
+            t.join(5)
+        source.close()
+    if stages.errors:
+        raise stages.errors[0]
+    return LiveResult(frames, time.monotonic() - t_start, captured.dropped + processed.dropped, latencies)

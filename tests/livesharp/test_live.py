@@ -1,0 +1,209 @@
+"""The live path: run_camera with a synthetic source, a file as the camera, and the virtual camera.
+
+There is no webcam and no v4l2loopback device on test machines, so the camera is replaced by a
+synthetic source and pyvirtualcam's Camera by a recorder: only at those boundaries.
+"""
+
+import json
+import sys
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from livesharp import pipeline
+from livesharp.cli import cli
+from livesharp.engine import Sharpener
+from livesharp.errors import LivesharpError
+
+
+class SyntheticCamera:
+    """Frames at ``fps`` whose first pixel carries their sequence number; optionally 'unplugged'
+    after ``lose_after`` frames (read() then returns None and reopen() fails)."""
+
+    is_camera = True
+
+    def __init__(self, fps=100.0, size=(48, 64), lose_after=None):
+        self.fps, self.size, self.lose_after = fps, size, lose_after
+        self.width, self.height = size[1], size[0]
+        self.n = 0
+        self.closed = False
+
+    def read(self):
+        if self.lose_after is not None and self.n >= self.lose_after:
+            time.sleep(0.01)
+            return None
+        time.sleep(1 / self.fps)
+        f = np.full((*self.size, 3), 100, np.uint8)
+        f[0, 0] = (self.n % 256, self.n // 256, 0)
+        self.n += 1
+        return f, time.monotonic()
+
+    def reopen(self):
+        return False
+
+    def close(self):
+        self.closed = True
+
+
+class RecordingVirtualCam:
+    """Stands in for pyvirtualcam.Camera: records what is sent and paces like it does."""
+
+    def __init__(self, width, height, fps, **kwargs):
+        self.width, self.height, self.fps = width, height, fps
+        self.frames, self.times = [], []
+        self.device = "/dev/video-recorder"
+        self._next = None
+
+    def send(self, frame):
+        self.frames.append(frame.copy())
+        self.times.append(time.monotonic())
+
+    def sleep_until_next_frame(self):
+        now = time.monotonic()
+        self._next = (self._next or now) + 1 / self.fps
+        if self._next > now:
+            time.sleep(self._next - now)
+
+    def close(self):
+        pass
+
+
+class SlowSharpener(Sharpener):
+    """The unsharp baseline plus a fixed delay: inference that cannot keep up with capture."""
+
+    def __init__(self, delay):
+        super().__init__(model="unsharp", device="cpu")
+        self.delay = delay
+
+    def sharpen(self, rgb):
+        time.sleep(self.delay)
+        return super().sharpen(rgb)
+
+
+def seq(frame):
+    return int(frame[0, 0, 0]) + 256 * int(frame[0, 0, 1])
+
+
+def test_latest_slot_keeps_only_the_newest():
+    slot = pipeline.LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.get() == 4 and slot.dropped == 4
+    assert slot.get(timeout=0.01) is None
+
+
+def test_virtual_camera_gets_ordered_rgb_frames_at_the_target_rate():
+    cam = SyntheticCamera(fps=100)
+    vcam = RecordingVirtualCam(64, 48, fps=25)
+    s = Sharpener(model="unsharp", device="cpu", strength=0.0)  # passthrough keeps the sequence pixel
+    r = pipeline.run_camera(cam, sharpener=s, virtual=vcam, max_frames=20)
+    assert r.frames == 20
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in vcam.frames)
+    numbers = [seq(f) for f in vcam.frames]
+    assert numbers == sorted(numbers)  # never out of order (repeats allowed: the last frame is resent)
+    gaps = np.diff(vcam.times)
+    assert np.median(gaps) == pytest.approx(1 / 25, rel=0.25)
+    assert cam.closed
+
+
+def test_slow_inference_drops_frames_and_latency_stays_bounded(tmp_path):
+    cam = SyntheticCamera(fps=100)
+    r = pipeline.run_camera(cam, sharpener=SlowSharpener(0.05), max_frames=15)
+    assert r.frames == 15
+    assert r.dropped > 10  # capture made ~100 fps, inference took ~20 fps
+    # Only the newest frame waits: latency is about one inference, never a growing queue.
+    assert max(r.latency_ms[3:]) < 4 * 50, r.latency_ms
+    assert np.mean(r.latency_ms[-5:]) < 2 * np.mean(r.latency_ms[3:8]) + 20
+
+
+def test_lost_camera_keeps_the_virtual_camera_alive_then_stops_cleanly():
+    cam = SyntheticCamera(fps=100, lose_after=5)
+    vcam = RecordingVirtualCam(64, 48, fps=50)
+    threads_before = threading.active_count()
+    with pytest.raises(LivesharpError, match="camera was lost"):
+        pipeline.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu", strength=0.0), virtual=vcam, lost_timeout=0.5)
+    assert len(vcam.frames) > 10  # the last frame kept going out while waiting for the camera
+    assert not np.array_equal(vcam.frames[-1], vcam.frames[0])  # with the "camera lost" notice drawn on it
+    time.sleep(0.2)
+    assert threading.active_count() <= threads_before and cam.closed
+
+
+def test_cam_from_a_video_file_writes_stats(video, tmp_path):
+    stats = tmp_path / "s.jsonl"
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", "--max-frames", "8", "--stats", str(stats)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [row["frame"] for row in rows] == list(range(1, 9))
+    assert all(row["latency_ms"] >= 0 for row in rows)
+    assert "8 frames" in r.output and "latency mean" in r.output
+
+
+def fake_pyvirtualcam(camera_cls):
+    mod = types.ModuleType("pyvirtualcam")
+    mod.Camera = camera_cls
+    mod.PixelFormat = types.SimpleNamespace(RGB="RGB")
+    return mod
+
+
+def test_cam_virtual_through_the_cli_sends_frames(video, monkeypatch):
+    made = []
+
+    def camera(width, height, fps, fmt, device=None, print_fps=False):
+        made.append(RecordingVirtualCam(width, height, fps))
+        return made[-1]
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake_pyvirtualcam(camera))
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp", "--max-frames", "5"])
+    assert r.exit_code == 0, r.output
+    assert len(made) == 1 and len(made[0].frames) >= 5
+    assert made[0].frames[0].shape == (made[0].height, made[0].width, 3)
+
+
+def test_virtual_without_a_backend_prints_the_modprobe_line(video, monkeypatch):
+    def camera(*a, **k):
+        raise RuntimeError("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99].")
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake_pyvirtualcam(camera))
+    monkeypatch.setattr(sys, "platform", "linux")
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp"])
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=LiveSharp" in line
+    assert "Traceback" not in r.output
+
+
+def test_virtual_without_the_extra_says_how_to_install(video, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # import fails as if not installed
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp"])
+    assert r.exit_code == 1
+    assert 'pip install "livesharp[virtualcam]"' in r.output and "GPL-2.0" in r.output
+
+
+def test_missing_camera_lists_what_was_found():
+    r = CliRunner().invoke(cli, ["cam", "--camera", "/dev/video97", "--no-preview", "--model", "unsharp"])
+    assert r.exit_code == 1
+    assert "no such camera" in r.output and "--camera FILE" in r.output
+
+
+def test_devices_works_without_a_camera():
+    r = CliRunner().invoke(cli, ["devices"])
+    assert r.exit_code == 0
+    assert "cameras:" in r.output and "virtual camera:" in r.output
+
+
+def test_cam_flags_map_to_run_camera(video, monkeypatch):
+    seen = {}
+
+    def fake_run(source, **kw):
+        seen.update(kw, source=source)
+        return pipeline.LiveResult(0, 1.0, 0, [])
+
+    monkeypatch.setattr(pipeline, "run_camera", fake_run)
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", "--strength", "1.5", "--side-by-side", "--max-frames", "3"])
+    assert r.exit_code == 0, r.output
+    assert seen["max_frames"] == 3 and seen["side_by_side"] is True and seen["preview"] is None and seen["virtual"] is None
+    assert seen["sharpener"].strength == 1.5 and seen["sharpener"].name == "unsharp"
