@@ -342,8 +342,8 @@ def main(argv: list[str] | None = None) -> dict:
                 sample = val_set[0]
                 save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
         log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
+        log_file.flush()  # so `tail log.csv` shows a background run's progress
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-            log_file.flush()
             save_checkpoint(last, model=student.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(), step=done, config=dataclasses.asdict(cfg))
     bar.close()
     log_file.close()
