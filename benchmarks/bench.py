@@ -18,7 +18,7 @@ from pathlib import Path
 import livesharp  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import numpy as np
 
-from livesharp.engine import Sharpener
+from livesharp.engine import Sharpener, cpu_threads
 from livesharp.pipeline import process_file, run_camera
 from livesharp.sources import FileSource
 
@@ -46,9 +46,10 @@ def file_fps(model: str, strength: float, preset: str) -> float:
     return r.fps
 
 
-def live(model: str, clip: Path) -> dict:
-    r = run_camera(FileSource(clip), sharpener=Sharpener(model=model, device="cpu"))
-    lat = np.array(r.latency_ms[5:])  # skip the warm-up frames
+def live(model: str, clip: Path, frames: int = 300) -> dict:
+    """``livesharp cam`` with the clip looping as the camera, no preview: FPS and latency."""
+    r = run_camera(FileSource(clip, loop=True), sharpener=Sharpener(model=model, device="cpu", threads=cpu_threads(live=True)), max_frames=frames)
+    lat = np.array(r.latency_ms[10:])  # skip the warm-up frames
     return {"fps": r.fps, "source_fps": FileSource(clip).fps, "latency_mean_ms": float(lat.mean()), "latency_p95_ms": float(np.percentile(lat, 95)), "dropped": r.dropped}
 
 

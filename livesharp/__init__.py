@@ -6,10 +6,13 @@
 
 import os
 
-# OpenMP threads spin while idle by default; on a 2-core machine that spinning starves the
-# decode and encode threads (measured: 3.4 -> 19 FPS end to end at 768x432). Must be set
-# before torch loads its OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads spin for a long time while idle by default; on a 2-core machine that spinning
+# starves the decode and encode threads (768x432 file mode: 3.4 FPS). Never spinning
+# (OMP_WAIT_POLICY=PASSIVE) fixes that but halves the network's own speed, since every small
+# op then pays a wake-up. A short spin keeps both (720p, 2 cores: model 5.6 -> 13-15 FPS,
+# file mode 8.9 -> 8-10 FPS vs PASSIVE). Takes effect only before torch loads OpenMP.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 

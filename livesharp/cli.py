@@ -134,7 +134,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     import signal
 
     from . import sinks
-    from .engine import Sharpener
+    from .engine import Sharpener, cpu_threads
     from .pipeline import run_camera
     from .sources import open_source
 
@@ -145,7 +145,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     out_fps = fps if source.fps <= 0 else min(fps, source.fps)
     opened = []
     try:
-        sharpener = Sharpener(model=model, device=device, strength=strength)
+        sharpener = Sharpener(model=model, device=device, strength=strength, threads=cpu_threads(live=True))
         opened.append(sharpener)
         vcam = None
         if virtual:

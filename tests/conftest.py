@@ -7,12 +7,10 @@ flat areas, and changes every frame, so a dropped or reordered frame is visible.
 
 from __future__ import annotations
 
-import os
 
-# livesharp sets this on import, but only takes effect if it comes before torch's OpenMP runtime
-# loads. conftest imports torch first, so set it here: with OpenMP threads spinning, a forward
-# pass of the tiny student on a busy 2-core machine takes 1.5 s instead of 15 ms.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# livesharp sets OpenMP's spin on import, and that only takes effect before torch's OpenMP
+# runtime loads; conftest imports torch below, so import livesharp first.
+import livesharp  # noqa: E402,F401
 
 import shutil  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
