@@ -105,10 +105,10 @@ def baseline_methods() -> dict[str, Method]:
 def format_table(results: dict[str, dict[str, float]]) -> str:
     cols = ["psnr", "ssim", "ms_ssim", "warp_error"]
     cols = [c for c in cols if any(c in r for r in results.values())]
-    head = f"{'method':<12}" + "".join(f"{c:>12}" for c in cols)
+    head = f"{'method':<16}" + "".join(f"{c:>12}" for c in cols)
     rows = [head, "-" * len(head)]
     for name, r in results.items():
-        rows.append(f"{name:<12}" + "".join(f"{r[c]:>12.4f}" if c in r else f"{'-':>12}" for c in cols))
+        rows.append(f"{name:<16}" + "".join(f"{r[c]:>12.4f}" if c in r else f"{'-':>12}" for c in cols))
     return "\n".join(rows)
 
 
