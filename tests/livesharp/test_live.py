@@ -207,3 +207,23 @@ def test_cam_flags_map_to_run_camera(video, monkeypatch):
     assert r.exit_code == 0, r.output
     assert seen["max_frames"] == 3 and seen["side_by_side"] is True and seen["preview"] is None and seen["virtual"] is None
     assert seen["sharpener"].strength == 1.5 and seen["sharpener"].name == "unsharp"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig):
+    """A real process, a real signal: threads stop, the stats file is complete, the summary prints."""
+    import signal
+    import subprocess
+
+    stats = tmp_path / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "livesharp", "cam", "--camera", str(video), "--loop", "--no-preview",
+                             "--model", "unsharp", "--stats", str(stats)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not stats.exists() or stats.stat().st_size == 0) and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until frames are flowing
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "frames in" in err and "Traceback" not in err
+    rows = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert rows and [r["frame"] for r in rows] == list(range(1, len(rows) + 1))
