@@ -85,7 +85,7 @@ class CameraSource:
         cap = cv2.VideoCapture(self.device, _backend())
         if not cap.isOpened():
             cap.release()
-            raise LivesharpError(f"camera {self.device} cannot be opened ({describe_cameras()}); pass --camera INDEX|/dev/videoN, or --camera FILE to run on a video")
+            raise LivesharpError(f"camera {self.device} cannot be opened ({describe_cameras()}); pass --camera INDEX|/dev/videoN, or --camera FILE to run on a video; livesharp demo shows it working without a camera")
         if h >= 720:
             cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, w)
