@@ -176,7 +176,10 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     click.echo(result.summary(), err=True)
 
 
-@cli.command("devices")
+@cli.command("devices", epilog="""\b
+Example:
+  livesharp devices
+""")
 def devices_cmd():
     """List cameras and the virtual-camera backend's status."""
     from .sinks import virtual_camera_status
