@@ -43,6 +43,8 @@ def model_options(f):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog="""\b
 Examples:
+  livesharp demo                              # see it work on a clip shipped with livesharp
+  livesharp cam --virtual                     # sharpen your webcam for Zoom/Meet/Teams
   livesharp file talk.mp4 talk_sharp.mp4 --side-by-side
   livesharp image photo.jpg photo_sharp.png --model unsharp
 """)

@@ -291,7 +291,7 @@ def test_version_is_the_installed_package_version():
     assert result.output.strip() == f"livesharp, version {version('livesharp')}"
 
 
-@pytest.mark.parametrize("command, example", [([], "livesharp file"), (["file"], "livesharp file"), (["image"], "livesharp image")])
+@pytest.mark.parametrize("command, example", [([], "livesharp file"), (["file"], "livesharp file"), (["image"], "livesharp image"), (["cam"], "livesharp cam"), (["demo"], "livesharp demo"), (["devices"], "livesharp devices")])
 def test_help_has_examples(command, example):
     result = run(*command, "--help")
     assert result.exit_code == 0
