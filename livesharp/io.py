@@ -7,7 +7,6 @@ variable frame rate, duration and rotation all come out as they went in.
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 import tempfile
@@ -20,8 +19,6 @@ import av
 import numpy as np
 
 from .errors import LivesharpError
-
-log = logging.getLogger("livesharp")
 
 # Containers we can write H.264 into, by file suffix.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
