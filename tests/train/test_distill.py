@@ -39,7 +39,9 @@ def highfps(tmp_path_factory):
 
 
 def run(tmp_path, *args):
-    return distill.main(["--out", str(tmp_path / "run"), "--workers", "0", "--threads", "2", *args])
+    # `--highfps` with no value first: its default is the GoPro clip in ../shared when that exists,
+    # and these tests must use only the data they make. A later `--highfps X` overrides it.
+    return distill.main(["--highfps", "--out", str(tmp_path / "run"), "--workers", "0", "--threads", "2", *args])
 
 
 def read_log(tmp_path):
