@@ -10,6 +10,8 @@ from . import __version__
 from .engine import DEFAULT_MODEL
 from .errors import LivesharpError
 
+BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO if installed (livesharp[openvino]), "
+                "else ONNX Runtime (livesharp[onnx]), else torch.")
 MODEL_HELP = "tiny | small (shipped weights), unsharp (classical baseline, no network), or a checkpoint path"
 
 
@@ -32,7 +34,12 @@ class _WarningLine(logging.Handler):
         click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
 
 
+def backend_option(f):
+    return click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "openvino"]), default="auto", show_default=True, help=BACKEND_HELP)(f)
+
+
 def model_options(f):
+    f = backend_option(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where the network runs; auto picks CUDA when torch sees a GPU.")(f)
     f = click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True, help="0 = passthrough, 1 = the model, up to 2 = extrapolated detail.")(f)
     f = click.option("--model", "model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)(f)
@@ -71,7 +78,7 @@ Examples:
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality: lower is better and larger; 18 looks lossless to most eyes.")
 @click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]), default="medium", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
-def file_cmd(input, output, side_by_side, model, strength, device, batch, overwrite, crf, preset, progress):
+def file_cmd(input, output, side_by_side, model, strength, device, backend, batch, overwrite, crf, preset, progress):
     """Sharpen a video file: H.264 out, audio copied, timing and rotation kept.
 
     The output is written to a hidden temporary file beside OUTPUT and renamed only when
@@ -79,7 +86,7 @@ def file_cmd(input, output, side_by_side, model, strength, device, batch, overwr
     """
     from .pipeline import process_file
 
-    r = process_file(input, output, model=model, device=device, strength=strength, side_by_side=side_by_side,
+    r = process_file(input, output, model=model, device=device, backend=backend, strength=strength, side_by_side=side_by_side,
                      batch=batch, overwrite=overwrite, crf=crf, preset=preset, progress=progress)
     click.echo(f"wrote {r.output} ({r.frames} frames, {r.width}x{r.height}) in {r.seconds:.1f} s, {r.fps:.1f} frames/s", err=True)
 
@@ -93,11 +100,11 @@ Examples:
 @click.argument("output", type=click.Path(path_type=str))
 @model_options
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def image_cmd(input, output, side_by_side, model, strength, device, overwrite):
+def image_cmd(input, output, side_by_side, model, strength, device, backend, overwrite):
     """Sharpen a still image (PNG, JPEG, BMP, TIFF, WebP)."""
     from .pipeline import process_image
 
-    out = process_image(input, output, model=model, device=device, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
+    out = process_image(input, output, model=model, device=device, backend=backend, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -126,7 +133,7 @@ Examples:
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
 @click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
-def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, max_frames, stats, loop):
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, max_frames, stats, loop):
     """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
 
     Hotkeys in the preview: q/Esc quit, +/- strength, space sharpening on/off,
@@ -146,7 +153,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     out_fps = fps if source.fps <= 0 else min(fps, source.fps)
     opened = []
     try:
-        sharpener = Sharpener(model=model, device=device, strength=strength, threads=cpu_threads(live=True))
+        sharpener = Sharpener(model=model, device=device, backend=backend, strength=strength, threads=cpu_threads(live=True))
         opened.append(sharpener)
         vcam = None
         if virtual:
@@ -177,6 +184,68 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     click.echo(result.summary(), err=True)
 
 
+@cli.command("export", epilog="""\b
+Examples:
+  livesharp export tiny tiny.onnx
+  livesharp export tiny tiny.xml --format openvino        # writes tiny.xml + tiny.bin
+  livesharp export runs/mine/best.pt mine.onnx --io uint8
+""")
+@click.argument("model")
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino"]), default=None, help="Default: from OUTPUT's suffix (.onnx or .xml).")
+@click.option("--io", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
+              help="float: (N,3,H,W) RGB in [0,1] like the torch model; uint8: (N,H,W,3) RGB frames in and out.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def export_cmd(model, output, fmt, io, overwrite):
+    """Export MODEL (tiny, small or a checkpoint) to ONNX or OpenVINO IR for use elsewhere.
+
+    Height, width and batch are dynamic; sides must be at least 32 pixels. The exported output
+    matches the torch model's within 1e-3.
+    """
+    from pathlib import Path
+
+    from .engine import export_model
+
+    if fmt is None:
+        fmt = {".onnx": "onnx", ".xml": "openvino"}.get(Path(output).suffix.lower())
+        if fmt is None:
+            raise LivesharpError(f"{output}: name it .onnx (ONNX) or .xml (OpenVINO IR), or pass --format")
+    out = export_model(model, output, fmt=fmt, io=io, overwrite=overwrite)
+    extra = f" and {out.with_suffix('.bin').name}" if fmt == "openvino" else ""
+    click.echo(f"wrote {out}{extra} ({fmt}, {io} input/output)", err=True)
+
+
+@cli.command("bench", epilog="""\b
+Examples:
+  livesharp bench                                   # 1280x720, every backend installed
+  livesharp bench --size 640x480 --size 1920x1080 --model small
+  livesharp bench --backend openvino --batch 4 --json > bench.json
+""")
+@click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True, help="Frame size WIDTHxHEIGHT; repeat for several.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
+              help="Repeat for several (default: every one installed for the device). torch is always measured: it is the reference.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where torch runs.")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per inference call (1 = live).")
+@click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")
+@click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Report the median of this many runs.")
+@click.option("--preset", default="veryfast", show_default=True, help="libx264 preset for the encode and end-to-end figures.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
+def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, as_json):
+    """Measure speed on this machine: decode, upload, inference, download and encode per frame,
+    end-to-end FPS, and how close each backend gets to the decode+encode floor.
+
+    The clip is made from the demo footage at each size; progress goes to stderr.
+    """
+    import json
+
+    from .bench import format_table, run_bench
+
+    result = run_bench([_size(s) for s in sizes], model=model, backends=backends or None, batch=batch, frames=frames,
+                       runs=runs, device=device, preset=preset, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
 @cli.command("devices", epilog="""\b
 Example:
   livesharp devices
@@ -205,7 +274,8 @@ Examples:
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--frames", type=click.IntRange(1), default=None, help="Only the first N frames of the 73.")
-def demo_cmd(out_dir, preview, model, device, frames):
+@backend_option
+def demo_cmd(out_dir, preview, model, device, frames, backend):
     """See it work with nothing to set up: sharpen a short real clip shipped with livesharp
     (GoPro footage, CC BY 4.0), and measure the result against the clip's sharp frames."""
     from . import sinks
@@ -213,7 +283,7 @@ def demo_cmd(out_dir, preview, model, device, frames):
 
     window = sinks.PreviewWindow() if (preview if preview is not None else sinks.has_display()) else None
     try:
-        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames)
+        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames, backend=backend)
     finally:
         if window:
             window.close()

@@ -9,6 +9,7 @@ one synchronisation per batch, never per frame.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,8 @@ import torch
 
 from . import ops
 from .errors import LivesharpError
-from .model import VARIANTS, ModelError, Student, load_student
+from .model import VARIANTS, ModelError, Student, count_macs, load_student
+from .runtimes import RUNNERS, cached_graph, choose_backend
 
 MODELS_DIR = Path(os.environ.get("LIVESHARP_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_MODEL = "tiny"
@@ -84,6 +86,8 @@ class Sharpener:
     Args:
         model: a variant name (its shipped weights), ``"unsharp"``, a checkpoint path, or a ``Student``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        backend: ``"auto"``, ``"torch"``, ``"onnx"`` (ONNX Runtime) or ``"openvino"``; auto is torch
+            on CUDA, and on the CPU the fastest runtime installed (see ``runtimes.choose_backend``).
         strength: 0 returns the input, 1 the model's output, up to 2 extrapolates the added detail.
         threads: CPU inference threads; None = ``cpu_threads()``.
 
@@ -92,19 +96,30 @@ class Sharpener:
     (5, 7, 3)
     """
 
-    def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0, threads: int | None = None):
+    def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0,
+                 threads: int | None = None, backend: str = "auto"):
         if not 0.0 <= strength <= 2.0:
             raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
         self.strength = float(strength)
-        self.device = resolve_device(device)
+        # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
+        self.device = resolve_device("cpu" if device == "auto" and backend in RUNNERS else device)
         net, self.name = open_model(model)
         self._threads_before = None
         self._host_in: torch.Tensor | None = None
         self._host_out: torch.Tensor | None = None
+        self._runner = None
+        self.net = None
+        self.cfg = None
         if net is None:
-            self.net = None
+            self.backend = "none"
             return
         net = net.eval().requires_grad_(False)
+        self.backend = choose_backend(backend, self.device)
+        self.cfg = net.cfg
+        if self.backend in RUNNERS:
+            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads())
+            self._min_side = net.cfg.multiple
+            return
         if self.device.type == "cuda":
             net = net.to(self.device, dtype=torch.float16, memory_format=torch.channels_last)
             self._done = torch.cuda.Event()
@@ -113,6 +128,11 @@ class Sharpener:
             torch.set_num_threads(threads or cpu_threads())
             net = net.to(memory_format=torch.channels_last)
         self.net = net
+
+    @property
+    def macs_per_pixel(self) -> float:
+        """Multiply-accumulates per output pixel (0 for the classical baseline)."""
+        return 0.0 if self.cfg is None else count_macs(Student(self.cfg), 64, 64) / (64 * 64)
 
     def sharpen(self, rgb: np.ndarray) -> np.ndarray:
         """One frame: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB."""
@@ -128,22 +148,54 @@ class Sharpener:
                 raise ValueError(f"frames must be uint8 arrays of one shape (H, W, 3); got {f.dtype} {f.shape} after {shape}")
         if self.strength == 0.0:
             return [f.copy() for f in frames]
-        if self.net is None:
+        if self.net is None and self._runner is None:
             return [ops.unsharp_mask(f, amount=self.strength) for f in frames]
         with torch.inference_mode():
-            if self.device.type == "cuda":
-                return self._run_cuda(frames)
-            return self._run_cpu(frames)
+            x = self._upload(frames)
+            return self._download(frames, x, self._infer(x))
 
-    def _blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # The three stages of a batch, kept apart so that ``profile`` can time each one.
+
+    def _upload(self, frames: Sequence[np.ndarray]):
+        """uint8 frames -> the network's input, where the network runs."""
+        if self._runner is not None:
+            batch = np.stack(frames)
+            h, w, m = *batch.shape[1:3], self._min_side
+            if h < m or w < m:
+                # The exported graph reflect-pads, which needs sides of at least m; a thumbnail
+                # gets its edge pixels repeated instead, as the torch model does for it.
+                batch = np.pad(batch, ((0, 0), (0, max(0, m - h)), (0, max(0, m - w)), (0, 0)), mode="edge")
+            return batch
+        if self.device.type == "cuda":
+            n, (h, w, c) = len(frames), frames[0].shape
+            host_in = self._pinned("_host_in", (n, h, w, c))
+            np.stack(frames, out=host_in.numpy())
+            dev = host_in.to(self.device, non_blocking=True)
+            # uint8 crosses the bus (a quarter of float's bytes) and becomes fp16 on the GPU.
+            return dev.permute(0, 3, 1, 2).half().div_(255).contiguous(memory_format=torch.channels_last)
+        batch = torch.from_numpy(np.stack(frames))  # N,H,W,C uint8
+        return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+    def _infer(self, x):
+        if self._runner is not None:
+            return self._runner.run(x, self.strength)  # uint8 frames: conversions and blend run in the graph
+        y = self.net(x)
         return y if self.strength == 1.0 else torch.lerp(x, y, self.strength)
 
-    def _run_cpu(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        batch = torch.from_numpy(np.stack(frames))  # N,H,W,C uint8
-        x = batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
-        y = self._blend(x, self.net(x))
-        out = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-        return list(out)
+    def _download(self, frames: Sequence[np.ndarray], x, y) -> list[np.ndarray]:
+        """The network's output -> uint8 frames on the host."""
+        if self._runner is not None:
+            h, w = frames[0].shape[:2]
+            return list(y[:, :h, :w])
+        y = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+        if self.device.type == "cuda":
+            host_out = self._pinned("_host_out", tuple(y.shape))
+            host_out.copy_(y, non_blocking=True)
+            self._done.record()
+            # The one wait per batch: the host buffers are reused, and the caller needs the pixels.
+            self._done.synchronize()
+            return list(host_out.numpy().copy())
+        return list(y.contiguous().numpy())
 
     def _pinned(self, attr: str, shape: tuple[int, ...]) -> torch.Tensor:
         """Reuse one page-locked buffer per direction; async copies need pinned memory."""
@@ -153,23 +205,43 @@ class Sharpener:
             setattr(self, attr, buf)
         return buf
 
-    def _run_cuda(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        n, (h, w, c) = len(frames), frames[0].shape
-        host_in = self._pinned("_host_in", (n, h, w, c))
-        np.stack(frames, out=host_in.numpy())
-        dev = host_in.to(self.device, non_blocking=True)
-        x = dev.permute(0, 3, 1, 2).half().div_(255).contiguous(memory_format=torch.channels_last)
-        y = self._blend(x, self.net(x))
-        y = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-        host_out = self._pinned("_host_out", (n, h, w, c))
-        host_out.copy_(y, non_blocking=True)
-        self._done.record()
-        # The one wait per batch: the host buffers are reused, and the caller needs the pixels.
-        self._done.synchronize()
-        return list(host_out.numpy().copy())
+    def profile(self, frames: Sequence[np.ndarray], repeats: int = 10) -> dict[str, float]:
+        """Median milliseconds per batch of ``frames`` for upload, inference and download.
+
+        Each stage is synchronised before its clock stops, so on a GPU the numbers are the
+        stages' own, not a queue of asynchronous launches. For ONNX Runtime and OpenVINO the
+        float conversions run inside the graph and count as inference; their upload is the
+        stacking of frames into one array.
+        """
+        if self.net is None and self._runner is None:
+            t = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.sharpen_batch(frames)
+                t.append(time.perf_counter() - t0)
+            return {"upload_ms": 0.0, "inference_ms": 1000 * float(np.median(t)), "download_ms": 0.0}
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        times: dict[str, list[float]] = {"upload_ms": [], "inference_ms": [], "download_ms": []}
+        with torch.inference_mode():
+            for i in range(repeats + 2):  # two warm-up batches: allocation, compilation, caches
+                t0 = time.perf_counter()
+                x = self._upload(frames)
+                sync()
+                t1 = time.perf_counter()
+                y = self._infer(x)
+                sync()
+                t2 = time.perf_counter()
+                self._download(frames, x, y)
+                t3 = time.perf_counter()
+                if i >= 2:
+                    for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                        times[k].append(1000 * dt)
+        return {k: float(np.median(v)) for k, v in times.items()}
 
     def close(self) -> None:
-        """Give back the CPU thread setting this Sharpener changed."""
+        """Give back the CPU thread setting this Sharpener changed, and the runtime's session."""
+        if self._runner is not None:
+            self._runner.close()
         if self._threads_before is not None:
             torch.set_num_threads(self._threads_before)
             self._threads_before = None
@@ -179,3 +251,26 @@ class Sharpener:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def export_model(model: str | Path | Student, out: str | Path, fmt: str = "onnx", io: str = "float", overwrite: bool = False) -> Path:
+    """Export a student for other runtimes: ONNX (``.onnx``) or OpenVINO IR (``.xml`` + ``.bin``).
+
+    The graph has dynamic batch, height and width. ``io="float"`` keeps the torch model's
+    interface, (N, 3, H, W) float RGB in [0, 1]; ``io="uint8"`` takes and returns (N, H, W, 3)
+    uint8 RGB frames, with the conversions inside the graph.
+    """
+    from .io import check_output
+    from .runtimes import FORMATS, export_onnx, export_openvino
+
+    if fmt not in FORMATS:
+        raise LivesharpError(f"--format {fmt}: use {' or '.join(FORMATS)}")
+    out = Path(out)
+    net, _ = open_model(model)
+    if net is None:
+        raise ModelError(f"--model {model}: a classical baseline has no network to export; pass tiny, small or a checkpoint")
+    src = Path(model) if isinstance(model, (str, Path)) and Path(model).exists() else out.with_suffix(".src")
+    check_output(src, out, overwrite, (".onnx",) if fmt == "onnx" else (".xml",))
+    if fmt == "onnx":
+        return export_onnx(net, out, io=io)
+    return export_openvino(net, out, io=io)

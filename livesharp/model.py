@@ -137,9 +137,14 @@ class Student(nn.Module):
         h, w = inp.shape[-2:]
         m = self.cfg.multiple
         ph, pw = -h % m, -w % m
-        # Reflect padding needs the pad to be smaller than the side; replicate covers tiny frames.
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(inp, (0, pw, 0, ph), mode=mode) if ph or pw else inp
+        if torch.onnx.is_in_onnx_export():
+            # An exported graph has symbolic sides: always pad (by zero where it divides), and
+            # always reflect; exported graphs need sides of at least ``multiple`` pixels.
+            x = F.pad(inp, (0, pw, 0, ph), mode="reflect")
+        else:
+            # Reflect padding needs the pad to be smaller than the side; replicate covers tiny frames.
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(inp, (0, pw, 0, ph), mode=mode) if ph or pw else inp
         x = self.intro(F.pixel_unshuffle(x, self.cfg.unshuffle))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

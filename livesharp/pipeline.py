@@ -115,6 +115,7 @@ def process_file(
     *,
     model: str | Path = DEFAULT_MODEL,
     device: str = "auto",
+    backend: str = "auto",
     strength: float = 1.0,
     side_by_side: bool = False,
     batch: int = 4,
@@ -132,7 +133,8 @@ def process_file(
         side_by_side: write input | sharpened, twice as wide.
         batch: most frames per inference call.
         progress: a progress bar; None shows it only on a terminal.
-        sharpener: an already-open Sharpener (then model/device/strength are ignored).
+        backend: the inference runtime; see ``Sharpener``.
+        sharpener: an already-open Sharpener (then model/device/backend/strength are ignored).
 
     >>> process_file("talk.mp4", "talk_sharp.mp4", model="unsharp")  # doctest: +SKIP
     """
@@ -144,7 +146,7 @@ def process_file(
     reader = VideoReader(src)  # a bad input is reported before the model loads
     own = sharpener is None
     try:
-        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength)
+        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend)
     except BaseException:
         reader.close()
         raise
@@ -233,6 +235,7 @@ def process_image(
     *,
     model: str | Path = DEFAULT_MODEL,
     device: str = "auto",
+    backend: str = "auto",
     strength: float = 1.0,
     side_by_side: bool = False,
     overwrite: bool = False,
@@ -247,7 +250,7 @@ def process_image(
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     own = sharpener is None
-    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength)
+    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend)
     try:
         out = sharpener.sharpen(rgb)
     finally:

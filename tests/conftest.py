@@ -8,6 +8,13 @@ flat areas, and changes every frame, so a dropped or reordered frame is visible.
 from __future__ import annotations
 
 
+import os
+import tempfile
+
+# Exported graphs go to a cache folder of this test session's own, never the user's cache, and
+# the CLI subprocesses the tests start inherit it.
+os.environ["LIVESHARP_CACHE"] = tempfile.mkdtemp(prefix="livesharp-test-cache-")
+
 # livesharp sets OpenMP's spin on import, and that only takes effect before torch's OpenMP
 # runtime loads; conftest imports torch below, so import livesharp first.
 import livesharp  # noqa: E402,F401

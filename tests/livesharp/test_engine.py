@@ -123,7 +123,7 @@ def test_the_unsharp_baseline_is_unsharp_mask(strength):
 def test_close_gives_back_the_thread_setting(identity_student, threads, monkeypatch):
     monkeypatch.setattr(engine, "cpu_threads", lambda: 2)
     torch.set_num_threads(1)
-    with Sharpener(identity_student(), device="cpu"):
+    with Sharpener(identity_student(), device="cpu", backend="torch"):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 1
 
@@ -164,7 +164,7 @@ def test_a_model_that_is_neither_a_name_nor_a_file_is_an_error(tmp_path):
 def test_cuda_matches_cpu(device, random_student, threads):
     batch = frames(3, 45, 61)
     net = random_student()
-    with Sharpener(net, device="cpu") as s:
+    with Sharpener(net, device="cpu", backend="torch") as s:
         on_cpu = s.sharpen_batch(batch)
     with Sharpener(random_student(), device=str(device)) as s:  # fp16, channels_last
         on_gpu = s.sharpen_batch(batch)

@@ -1,0 +1,241 @@
+"""Inference runtimes beyond torch: ONNX Runtime and OpenVINO, and the exported graphs they run.
+
+On a laptop CPU the runtime matters as much as the network: the same student runs faster under
+OpenVINO or ONNX Runtime than under torch eager (numbers in benchmarks/README.md). Both are
+optional extras; ``auto`` uses the best one installed and falls back to torch.
+
+The graphs the runtimes load are exported once per model and cached, keyed by a hash of the
+weights and architecture, so only the first run with a new checkpoint pays for the export.
+The cached graphs take uint8 RGB frames (N, H, W, 3) and return the same: the conversion to
+float and back runs inside the runtime, fused with the network, instead of in numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LivesharpError
+from .model import Student
+
+BACKENDS = ("torch", "onnx", "openvino")
+# The extra that installs each optional runtime, and the modules it needs: the runtime, and
+# onnx, which torch's exporter needs to write the graph the runtime loads.
+EXTRAS = {"onnx": (("onnxruntime", "onnx"), "livesharp[onnx]"), "openvino": (("openvino", "onnx"), "livesharp[openvino]")}
+FORMATS = ("onnx", "openvino")
+OPSET = 17
+# Part of the cache key: bump it when the exported graph's interface or contents change, so
+# graphs exported by an older livesharp are not loaded by a newer one.
+GRAPH_VERSION = 2
+
+
+def installed(backend: str) -> bool:
+    """Whether a backend's runtime can be imported here (torch always can)."""
+    if backend == "torch":
+        return True
+    return all(importlib.util.find_spec(m) is not None for m in EXTRAS[backend][0])
+
+
+def choose_backend(requested: str, device: torch.device) -> str:
+    """``auto``: torch on CUDA; on the CPU OpenVINO, else ONNX Runtime, else torch.
+
+    An explicitly requested runtime that is missing is an error naming the extra to install,
+    never a silent fallback: a user who asked for OpenVINO should know they are not getting it.
+    """
+    if requested == "auto":
+        if device.type == "cuda":
+            return "torch"
+        return next(b for b in ("openvino", "onnx", "torch") if installed(b))
+    if requested not in BACKENDS:
+        raise LivesharpError(f"--backend {requested}: unknown backend; use auto, {', '.join(BACKENDS)}")
+    if requested != "torch":
+        if device.type != "cpu":
+            raise LivesharpError(f"--backend {requested} runs on the CPU; use --device cpu, or --backend torch for {device.type}")
+        if not installed(requested):
+            modules, extra = EXTRAS[requested]
+            missing = " and ".join(m for m in modules if importlib.util.find_spec(m) is None)
+            raise LivesharpError(f"--backend {requested}: {missing} not installed; pip install \"{extra}\", or use --backend auto")
+    return requested
+
+
+def model_digest(net: Student) -> str:
+    """A short hash of a student's architecture and weights: the key of its exported graphs."""
+    h = hashlib.sha256(json.dumps(asdict(net.cfg), sort_keys=True).encode())
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """``$LIVESHARP_CACHE``, else ``$XDG_CACHE_HOME/livesharp``, else ``~/.cache/livesharp``."""
+    if os.environ.get("LIVESHARP_CACHE"):
+        return Path(os.environ["LIVESHARP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "livesharp"
+
+
+class Uint8Frames(nn.Module):
+    """The student with frame I/O: uint8 RGB (N, H, W, 3) in, uint8 RGB (N, H, W, 3) out.
+
+    ``strength`` (a float32 of shape (1,)) blends input and output before rounding, exactly as
+    the torch path does: 0 is the input, 1 the model, 2 doubles the detail it adds.
+    """
+
+    def __init__(self, net: Student):
+        super().__init__()
+        self.net = net
+
+    def forward(self, frames, strength):
+        x = frames.permute(0, 3, 1, 2).float() / 255
+        y = torch.lerp(x, self.net(x), strength).clamp(0, 1) * 255
+        return y.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def export_onnx(net: Student, path: str | Path, io: str = "float") -> Path:
+    """Write ``net`` as an ONNX graph with dynamic batch, height and width (atomically).
+
+    ``io="float"``: input and output (N, 3, H, W) float32 RGB in [0, 1], like the torch model.
+    ``io="uint8"``: (N, H, W, 3) uint8 RGB frames in and out, conversions inside the graph, and
+    a second input ``strength`` (float32, shape (1,): 1 is the model, see ``Uint8Frames``).
+    Sides must be at least ``net.cfg.multiple`` pixels (the graph reflect-pads to that multiple).
+    """
+    if io not in ("float", "uint8"):
+        raise LivesharpError(f"--io {io}: use float or uint8")
+    path = Path(path)
+    net = net.eval().cpu()
+    # Trace at a size that needs padding on both sides, so the padding ops are in the graph.
+    m = net.cfg.multiple
+    h, w = 2 * m + 3, 3 * m + 5
+    if io == "float":
+        module, axes, names = net, {0: "batch", 2: "height", 3: "width"}, ["input"]
+        example = (torch.rand(1, 3, h, w),)
+    else:
+        module, axes, names = Uint8Frames(net), {0: "batch", 1: "height", 2: "width"}, ["input", "strength"]
+        example = (torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8), torch.ones(1))
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation chatter; the parity tests are the check
+            torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["output"],
+                              dynamic_axes={"input": axes, "output": axes}, opset_version=OPSET, dynamo=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
+    """Write ``net`` as OpenVINO IR: ``path`` (.xml) and the weights beside it (.bin)."""
+    if not installed("openvino"):
+        raise LivesharpError('--format openvino: openvino is not installed; pip install "livesharp[openvino]"')
+    import openvino as ov
+
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise LivesharpError(f"{path}: OpenVINO IR is written as NAME.xml (+ NAME.bin); give a path ending in .xml")
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
+        model = ov.convert_model(str(onnx_path))
+        tmp = path.with_name(f".{path.stem}.partial.xml")
+        try:
+            # Full precision: the IR's weights are the checkpoint's, not rounded to fp16.
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
+            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_suffix(".bin").unlink(missing_ok=True)
+    return path
+
+
+def cached_graph(net: Student) -> Path:
+    """The uint8-frame ONNX graph of ``net`` in the cache, exported on first use."""
+    path = cache_dir() / f"student-{model_digest(net)}-uint8-g{GRAPH_VERSION}.onnx"
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export_onnx(net, path, io="uint8")
+        except OSError as e:
+            raise LivesharpError(f"cannot write the exported model to {path.parent} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
+    return path
+
+
+class OnnxRunner:
+    """ONNX Runtime on the CPU. ``run`` maps uint8 (N, H, W, 3) frames to sharpened ones."""
+
+    name = "onnx"
+
+    def __init__(self, graph: Path, threads: int):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning worker threads would take the cores the decoder and encoder need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+
+    def run(self, frames: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        return self.session.run(None, {"input": frames, "strength": np.array([strength], np.float32)})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU, in fp32, with the graph compiled for each frame shape it meets.
+
+    A graph compiled for one static shape ran twice as fast as the dynamic one (1280x720 on 2
+    cores: 22.5 vs 11.3 FPS), and a video has one frame size, so each (batch, height, width)
+    is compiled on first sight (about a second; OpenVINO's cache makes later starts quicker).
+    Precision is pinned to f32: on CPUs with bf16 OpenVINO would pick it, which was no faster
+    here and moves the output off torch's by a grey level.
+    """
+
+    name = "openvino"
+    MAX_SHAPES = 8  # file mode meets batches of 1..--batch frames; beyond that, forget the oldest
+
+    def __init__(self, graph: Path, threads: int):
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        self.graph = str(graph)
+        self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        self.requests: dict[tuple[int, ...], object] = {}
+
+    def _request(self, shape: tuple[int, ...]):
+        if shape not in self.requests:
+            model = self.core.read_model(self.graph)
+            model.reshape({"input": list(shape), "strength": [1]})
+            if len(self.requests) >= self.MAX_SHAPES:
+                self.requests.pop(next(iter(self.requests)))
+            self.requests[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+        return self.requests[shape]
+
+    def run(self, frames: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        # Copy out: the request's output buffer is reused by its next call.
+        return self._request(frames.shape).infer({"input": frames, "strength": np.array([strength], np.float32)})[0].copy()
+
+    def close(self) -> None:
+        self.requests.clear()
+
+
+RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
+
+
+__all__ = ["BACKENDS", "FORMATS", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "OnnxRunner", "OpenVinoRunner"]

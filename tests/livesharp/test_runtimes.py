@@ -1,0 +1,205 @@
+"""Tests for livesharp/runtimes.py: ONNX Runtime and OpenVINO give torch's output, exports round
+trip, ``auto`` falls back when an extra is missing, and the export cache is reused.
+
+Both runtimes are in the ``dev`` extra, so these run for real in CI. A missing extra is
+simulated by hiding the module (``sys.modules[name] = None`` makes it unimportable, exactly as
+if it were not installed).
+"""
+
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from livesharp import engine, runtimes
+from livesharp.cli import cli
+from livesharp.engine import Sharpener
+from livesharp.errors import LivesharpError
+from livesharp.model import save_student
+
+CPU = torch.device("cpu")
+RUNTIMES = ["onnx", "openvino"]
+
+
+def frames(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def hide(monkeypatch, *modules):
+    for m in modules:
+        monkeypatch.setitem(sys.modules, m, None)
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def run_float_graph(backend, path, x: np.ndarray) -> np.ndarray:
+    """Run an exported float graph (ONNX file or OpenVINO IR) the way a deployer would."""
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled({0: x})[0]
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("openvino", ".xml")])
+@pytest.mark.parametrize("h, w", [(37, 50), (64, 96), (33, 71)])
+def test_export_round_trip_matches_torch_within_1e3(tmp_path, random_student, fmt, suffix, h, w):
+    net = random_student(seed=1)
+    ckpt = tmp_path / "net.pt"
+    save_student(net, ckpt)
+    out = tmp_path / f"exported{suffix}"
+    result = CliRunner().invoke(cli, ["export", str(ckpt), str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and (fmt == "onnx" or out.with_suffix(".bin").is_file())
+    x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h))
+    with torch.no_grad():
+        ref = net(x).numpy()
+    got = run_float_graph(fmt, out, x.numpy())
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < 1e-3
+    assert np.abs(ref - x.numpy()).max() > 0.05  # the student really changes the picture
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+@pytest.mark.parametrize("strength", [1.0, 0.5, 1.7])
+@pytest.mark.parametrize("h, w", [(37, 45), (48, 64), (9, 13)])
+def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_student, threads):
+    batch = frames(3, h, w)
+    with Sharpener(random_student(), device="cpu", backend="torch", strength=strength) as ref:
+        want = ref.sharpen_batch(batch)
+    with Sharpener(random_student(), device="cpu", backend=backend, strength=strength) as s:
+        assert s.backend == backend
+        got = s.sharpen_batch(batch)
+        one = s.sharpen(batch[1])  # another batch size: OpenVINO compiles it anew
+    assert any(np.abs(a.astype(int) - f).max() > 10 for a, f in zip(want, batch))
+    for a, b in zip(want, got):
+        assert a.shape == b.shape == (h, w, 3) and b.dtype == np.uint8
+        # Same float graph, another runtime: a rounding boundary may fall either way.
+        assert np.abs(a.astype(int) - b).max() <= 1
+    assert np.abs(one.astype(int) - got[1]).max() <= 1  # batch size changes kernels, not results
+
+
+def test_auto_prefers_openvino_then_onnx_then_torch(monkeypatch):
+    assert runtimes.choose_backend("auto", CPU) == "openvino"
+    hide(monkeypatch, "openvino")
+    assert runtimes.choose_backend("auto", CPU) == "onnx"
+    hide(monkeypatch, "onnxruntime")
+    assert runtimes.choose_backend("auto", CPU) == "torch"
+
+
+def test_auto_uses_torch_on_cuda():
+    assert runtimes.choose_backend("auto", torch.device("cuda")) == "torch"
+
+
+def test_auto_without_extras_runs_torch(monkeypatch, random_student, threads):
+    hide(monkeypatch, "openvino", "onnxruntime")
+    with Sharpener(random_student(), device="cpu") as s:
+        assert s.backend == "torch"
+        assert s.sharpen(frames(1, 40, 40)[0]).shape == (40, 40, 3)
+
+
+def test_onnx_needs_the_onnx_package_to_export(monkeypatch):
+    hide(monkeypatch, "onnx")
+    assert runtimes.choose_backend("auto", CPU) == "torch"
+
+
+@pytest.mark.parametrize("backend, extra", [("openvino", "livesharp[openvino]"), ("onnx", "livesharp[onnx]")])
+def test_a_requested_backend_that_is_missing_names_the_extra(monkeypatch, backend, extra):
+    hide(monkeypatch, "openvino", "onnxruntime")
+    with pytest.raises(LivesharpError, match=re.escape(f'pip install "{extra}"')):
+        runtimes.choose_backend(backend, CPU)
+
+
+def test_missing_backend_on_the_command_line_is_one_line(monkeypatch, tmp_path):
+    import cv2
+
+    hide(monkeypatch, "openvino")
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), frames(1, 40, 40)[0])
+    result = CliRunner().invoke(cli, ["image", str(src), str(tmp_path / "b.png"), "--backend", "openvino"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ['error: --backend openvino: openvino not installed; pip install "livesharp[openvino]", or use --backend auto']
+    assert not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_cpu_runtimes_refuse_cuda(backend):
+    with pytest.raises(LivesharpError, match="runs on the CPU"):
+        runtimes.choose_backend(backend, torch.device("cuda"))
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_runtimes_leave_torch_threads_alone_and_use_the_given_count(backend, random_student, threads):
+    torch.set_num_threads(1)
+    with Sharpener(random_student(), device="cpu", backend=backend, threads=2) as s:
+        s.sharpen(frames(1, 40, 40)[0])
+        assert torch.get_num_threads() == 1
+        if backend == "onnx":
+            assert s._runner.session.get_session_options().intra_op_num_threads == 2
+        else:
+            request = next(iter(s._runner.requests.values()))
+            assert request.get_compiled_model().get_property("INFERENCE_NUM_THREADS") == 2
+    assert torch.get_num_threads() == 1
+
+
+def test_the_export_is_cached_by_model_hash(random_student, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
+    a, b = random_student(seed=1), random_student(seed=2)
+    path = runtimes.cached_graph(a)
+    stamp = path.stat().st_mtime_ns
+    assert runtimes.cached_graph(random_student(seed=1)) == path  # same weights: same file, not re-exported
+    assert path.stat().st_mtime_ns == stamp
+    assert runtimes.cached_graph(b) != path
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == sorted([path.name, runtimes.cached_graph(b).name])
+    assert not list((tmp_path / "cache").glob(".*"))  # no partial files left
+
+
+def test_an_unwritable_cache_is_one_clear_error(random_student, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LIVESHARP_CACHE", str(blocker / "cache"))
+    with pytest.raises(LivesharpError, match="LIVESHARP_CACHE"):
+        runtimes.cached_graph(random_student())
+
+
+def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("LIVESHARP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert runtimes.cache_dir() == tmp_path / "livesharp"
+
+
+def test_export_refuses_baselines_bad_names_and_existing_files(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["export", "unsharp", str(tmp_path / "u.onnx")])
+    assert r.exit_code == 1 and "no network to export" in r.output
+    r = runner.invoke(cli, ["export", "tiny", str(tmp_path / "t.pt")])
+    assert r.exit_code == 1 and "name it .onnx" in r.output
+    existing = tmp_path / "t.onnx"
+    existing.write_bytes(b"keep")
+    r = runner.invoke(cli, ["export", "tiny", str(existing)])
+    assert r.exit_code == 1 and "--overwrite" in r.output and existing.read_bytes() == b"keep"
+
+
+def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads):
+    import onnxruntime as ort
+
+    net = random_student(seed=3)
+    out = engine.export_model(net, tmp_path / "frames.onnx", io="uint8")
+    batch = np.stack(frames(2, 40, 52))
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": batch, "strength": np.ones(1, np.float32)})[0]
+    with Sharpener(net, device="cpu", backend="torch") as s:
+        want = np.stack(s.sharpen_batch(list(batch)))
+    assert got.dtype == np.uint8 and got.shape == batch.shape
+    assert np.abs(got.astype(int) - want).max() <= 1
