@@ -1,0 +1,193 @@
+"""``livesharp bench``: where the time goes, per frame size and backend, on this machine.
+
+For each size a short clip is made from the demo footage shipped with livesharp (real content,
+so the encoder does real work), then, in the same run:
+
+- decode and encode alone (ms per frame), and the decode+encode-only pipeline (``file`` with
+  strength 0): the I/O floor no sharpening can beat;
+- per backend, upload / inference / download ms per batch (``Sharpener.profile``), the model's
+  FPS and achieved GFLOP/s, and ``file`` end to end.
+
+Runs are interleaved (floor, then every backend, then again) so drift in machine load hits all
+alike, and every figure is the median over runs. Ratios are taken within the same run.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from . import __version__
+from .engine import DEFAULT_MODEL, Sharpener, cpu_cores, resolve_device
+from .errors import LivesharpError
+from .io import VideoInfo, VideoReader, VideoWriter
+from .pipeline import process_file
+from .runtimes import BACKENDS, choose_backend, installed
+
+DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def default_backends(device: str) -> list[str]:
+    """torch (the reference every ratio is taken against) and every other runtime installed."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return ["torch"]
+    return [b for b in BACKENDS if installed(b)]
+
+
+def make_clip(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> list[np.ndarray]:
+    """The demo footage resized to ``size``, looped to ``frames`` frames, as H.264 at ``path``."""
+    w, h = size
+    src = [f.rgb for f in VideoReader(DEMO_CLIP).frames()]
+    rgb = [cv2.resize(src[i % len(src)], (w, h), interpolation=cv2.INTER_AREA) for i in range(frames)]
+    info = VideoInfo(width=w, height=h, time_base=Fraction(1, fps), rate=Fraction(fps), frames=frames, duration=frames / fps)
+    writer = VideoWriter(path, info, crf=18, preset="veryfast")
+    for i, f in enumerate(rgb):
+        writer.write(f, pts=i, duration=1)
+    writer.close()
+    return rgb
+
+
+def _per_frame_ms(fn: Callable[[], int]) -> float:
+    t = time.perf_counter()
+    n = fn()
+    return 1000 * (time.perf_counter() - t) / max(n, 1)
+
+
+def run_bench(
+    sizes: Sequence[tuple[int, int]] = ((1280, 720),),
+    model: str = DEFAULT_MODEL,
+    backends: Sequence[str] | None = None,
+    batch: int = 1,
+    frames: int = 60,
+    runs: int = 3,
+    device: str = "auto",
+    preset: str = "veryfast",
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure; return the results as plain data (see ``livesharp bench --json``)."""
+    log = log or (lambda _msg: None)
+    if runs < 1 or frames < 2 or batch < 1:
+        raise LivesharpError("--runs, --batch must be at least 1 and --frames at least 2")
+    dev = resolve_device(device)
+    backends = list(backends or default_backends(device))
+    for b in backends:
+        choose_backend(b, dev)  # a missing or impossible backend fails before any measuring
+    if "torch" not in backends:
+        backends.insert(0, "torch")  # the reference for the speed-up ratios
+    result: dict = {
+        "livesharp": __version__, "torch": torch.__version__, "device": str(dev),
+        "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "model": str(model), "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="livesharp-bench-") as tmp:
+        tmp = Path(tmp)
+        for w, h in sizes:
+            key = f"{w}x{h}"
+            log(f"{key}: making a {frames}-frame clip")
+            clip = tmp / f"{key}.mp4"
+            rgb = make_clip(clip, (w, h), frames)
+            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b) for b in backends}
+            try:
+                size_res = _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key)
+            finally:
+                for s in sharpeners.values():
+                    s.close()
+            result["sizes"][key] = size_res
+    return result
+
+
+def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> dict:
+    med = statistics.median
+    h, w = rgb[0].shape[:2]
+    info = VideoReader(clip).info
+    decode, encode, floor = [], [], []
+    e2e: dict[str, list[float]] = {b: [] for b in sharpeners}
+    prof: dict[str, list[dict]] = {b: [] for b in sharpeners}
+
+    def encode_all() -> int:
+        writer = VideoWriter(tmp / "enc.mp4", info, preset=preset)
+        for i, f in enumerate(rgb):
+            writer.write(f, pts=i, duration=1)
+        writer.close()
+        return len(rgb)
+
+    def file_fps(**kw) -> float:
+        out = tmp / "out.mp4"
+        r = process_file(clip, out, batch=batch, preset=preset, progress=False, overwrite=True, **kw)
+        return r.fps
+
+    for run in range(runs):
+        log(f"{key}: run {run + 1}/{runs}")
+        decode.append(_per_frame_ms(lambda: sum(1 for _ in VideoReader(clip).frames())))
+        encode.append(_per_frame_ms(encode_all))
+        # strength 0 passes frames through: decode + copy + encode, the same threads and queues.
+        floor.append(file_fps(model="unsharp", strength=0.0, device="cpu"))
+        for b, s in sharpeners.items():
+            prof[b].append(s.profile(rgb[:batch] if len(rgb) >= batch else rgb, repeats=10))
+            e2e[b].append(file_fps(sharpener=s))
+    floor_fps = med(floor)
+    res: dict = {"width": w, "height": h, "decode_ms": med(decode), "encode_ms": med(encode), "io_floor_fps": floor_fps, "backends": {}}
+    torch_fps = None
+    for b, s in sharpeners.items():
+        stages = {k: med(p[k] for p in prof[b]) for k in prof[b][0]}
+        per_batch = stages["inference_ms"]
+        n = min(batch, len(rgb))
+        infer_fps = 1000 * n / per_batch
+        macs = s.macs_per_pixel * w * h
+        if b == "torch":
+            torch_fps = infer_fps
+        e = med(e2e[b])
+        res["backends"][b] = {
+            **{k: v / n for k, v in stages.items()},  # per frame
+            "inference_fps": infer_fps,
+            "model_fps": 1000 * n / sum(stages.values()),  # upload + inference + download
+            "end_to_end_fps": e,
+            "end_to_end_ms": 1000 / e,
+            "gmacs_per_frame": macs / 1e9,
+            "gflops": 2 * macs * infer_fps / 1e9,
+            "end_to_end_vs_io_floor": e / floor_fps,
+            "inference_vs_torch": infer_fps / torch_fps if torch_fps else None,
+        }
+    return res
+
+
+def format_table(result: dict) -> str:
+    """The results as one aligned table per size."""
+    lines = [f"livesharp {result['livesharp']}, torch {result['torch']}, {result['device']}"
+             f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']},"
+             f" median of {result['runs']} runs, libx264 {result['preset']}"]
+    cols = ("backend", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
+    for key, r in result["sizes"].items():
+        lines += ["", f"{key}: decode {r['decode_ms']:.1f} ms, encode {r['encode_ms']:.1f} ms per frame;"
+                      f" decode+encode only {r['io_floor_fps']:.1f} FPS"]
+        rows = [cols]
+        for b, v in r["backends"].items():
+            rows.append((b, f"{v['upload_ms']:.1f} ms", f"{v['inference_ms']:.1f} ms", f"{v['download_ms']:.1f} ms",
+                         f"{v['model_fps']:.1f}", f"{v['gflops']:.1f}", f"{v['end_to_end_fps']:.1f}",
+                         f"{v['end_to_end_vs_io_floor']:.2f}", f"{v['inference_vs_torch']:.2f}x"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+        lines += ["  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))) for row in rows]
+    return "\n".join(lines)
+
+
+__all__ = ["run_bench", "format_table", "default_backends", "make_clip"]
