@@ -186,13 +186,14 @@ def crop_clip(clip: np.ndarray, box: Box) -> np.ndarray:
     return clip[:, y : y + h, x : x + w]
 
 
-def to_sample(blur: np.ndarray, sharp: np.ndarray, source: str) -> dict:
-    """(T, H, W, 3) uint8 blur and sharp -> {"blur", "sharp": (T, 3, H, W) float32, "source"}."""
+def to_sample(blur: np.ndarray, sharp: np.ndarray, source: str, has_gt: bool = True) -> dict:
+    """(T, H, W, 3) uint8 blur and sharp -> {"blur", "sharp": (T, 3, H, W) float32, "source",
+    "has_gt"}. ``has_gt`` False: ``sharp`` is only a stand-in (footage with no ground truth)."""
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).float().div_(255)
 
-    return {"blur": tensor(blur), "sharp": tensor(sharp), "source": source}
+    return {"blur": tensor(blur), "sharp": tensor(sharp), "source": source, "has_gt": torch.tensor(has_gt)}
 
 
 def _tag(box: Box, hflip: bool, k: int) -> str:
@@ -455,6 +456,48 @@ class HighFpsBlur(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.render(self.plan(index))
+
+
+# --- real footage without ground truth ---------------------------------------------------------
+
+
+class RealClips(Dataset):
+    """Clips of real video that has no sharp version: webcam footage, phone video.
+
+    Each sample is ``clip_len`` consecutive frames, cropped and flipped alike, returned as the
+    input with ``has_gt`` False; its ``sharp`` is the input again, a stand-in the loop replaces
+    with the teacher's output. Teacher labels are the only supervision such footage can get,
+    and it is what teaches the student the look of real, un-paired video (sensor noise,
+    compression, autofocus softness) rather than only the GoPro recipe's synthetic blur.
+
+    sources: video files or frame folders; ``scale`` shrinks them on load (as in load_frames).
+    """
+
+    def __init__(self, sources, clip_len: int = 2, crop: int = 256, seed: int = 0, length: int = 1000,
+                 min_edge_energy: float = 0.0, scale: float = 1.0):
+        if not sources:
+            raise DataError("RealClips needs at least one video")
+        if clip_len < 1:
+            raise ValueError(f"clip_len must be >= 1, got {clip_len}")
+        suffix = "" if scale == 1.0 else f"@{scale:g}x"
+        self.videos = [(Path(s).name + suffix, load_frames(s, scale)) for s in sources]
+        for name, frames in self.videos:
+            if len(frames) < clip_len or min(frames.shape[1:3]) < crop:
+                raise DataError(f"{name}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} cannot give clips of {clip_len} frames at {crop} px")
+        self.clip_len, self.crop, self.seed, self.length, self.min_edge_energy = clip_len, crop, seed, length, min_edge_energy
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        _check_index(index, self.length)
+        rng = np.random.default_rng([self.seed, index])
+        name, frames = self.videos[int(rng.integers(len(self.videos)))]
+        first = int(rng.integers(0, len(frames) - self.clip_len + 1))
+        box = choose_box(rng, frames[first], (self.crop, self.crop), True, self.min_edge_energy)
+        hflip, k = choose_aug(rng, True, True)
+        clip = apply_aug(crop_clip(frames[first : first + self.clip_len], box), hflip, k)
+        return to_sample(clip, clip, f"real:{name}|t={first}x{self.clip_len}|{_tag(box, hflip, k)}", has_gt=False)
 
 
 # --- synthetic blur on stills ----------------------------------------------------------------

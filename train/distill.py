@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from livesharp.model import VARIANTS, Student, save_student
 from train import losses
-from train.data import DataError, GoProPairs, HighFpsBlur, SyntheticBlur, list_images, load_frames, split_files, split_highfps
+from train.data import DataError, GoProPairs, HighFpsBlur, RealClips, SyntheticBlur, list_images, load_frames, split_files, split_highfps
 from train.evaluate import baseline_methods, evaluate, format_table, student_method, to_uint8
 from train.teachers import TeacherCache, TeacherError, make_teacher
 
@@ -65,6 +65,9 @@ class DistillConfig:
     highfps_window: tuple = _f((7, 13), "odd min and max number of sharp frames averaged per blurry frame")
     stills: tuple = _f((), "folders of still photos for synthetic blur (camera shake, defocus, noise, JPEG); 10%% held out by file-name hash")
     stills_fraction: float = _f(0.3, "share of training samples drawn from stills when both kinds are given")
+    real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
+    real_fraction: float = _f(0.25, "share of training samples drawn from --real videos")
+    pool: int = _f(0, "distinct training samples, reused every epoch (0 = a fresh sample every step); with a slow teacher, fill its cache for the pool first (python -m train.fill_cache)")
     crop: int = _f(256, "training crop size taken from the data (the curriculum crops inside it)")
     curriculum: tuple = _f((128, 192, 256), "crop sizes used in equal thirds of training, smallest first")
     clip_len: int = _f(2, "consecutive frames per sample; 2 or more enables the temporal loss")
@@ -135,6 +138,10 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
         p.error(f"--variant {cfg.variant}: choose one of {', '.join(VARIANTS)}")
     if not (cfg.gopro or cfg.highfps or cfg.stills):
         p.error("no training data: pass --gopro, --highfps or --stills")
+    if cfg.real and (cfg.teacher == "none" or not cfg.w_distill):
+        p.error("--real videos have no ground truth and learn from the teacher alone: pass --teacher (and a --w-distill above 0)")
+    if cfg.pool and cfg.pool < cfg.batch:
+        p.error(f"--pool {cfg.pool}: must hold at least one batch ({cfg.batch})")
     return cfg
 
 
@@ -142,8 +149,16 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
 
 
 def build_data(cfg: DistillConfig, samples: int):
-    """(train set of ``samples`` random crops, held-out validation set of full frames/clips)."""
+    """(train set of ``samples`` random crops, held-out validation set of full frames/clips).
+
+    Every sample is a pure function of (seed, index), so the same config gives the same crops
+    to ``train.fill_cache`` and to the loop.
+    """
     train_sets, val_sets, crop = [], [], cfg.crop
+    if cfg.real:
+        n_real = max(1, round(samples * cfg.real_fraction))
+        train_sets.append(RealClips(cfg.real, cfg.clip_len, crop, seed=cfg.seed, length=n_real, min_edge_energy=cfg.min_edge_energy))
+        samples = max(1, samples - n_real)
     still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
     video_samples = max(1, round(samples * (1 - still_share)))
     video_sources = ([cfg.gopro] if cfg.gopro else []) + list(cfg.highfps)
@@ -235,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1) data: random training crops, and the held-out split the model is judged on
     try:
-        train_set, val_set = build_data(cfg, samples=cfg.steps * cfg.batch)
+        train_set, val_set = build_data(cfg, samples=cfg.pool or cfg.steps * cfg.batch)
     except DataError as e:
         sys.exit(f"error: {e}")
     sampler = DistributedSampler(train_set, seed=cfg.seed) if ddp else None
@@ -291,6 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         # 1) teacher targets for the full crops (cached), before the curriculum crops them
         target_t = teacher_targets(teacher, cache, blur, batch["source"]).to(device) if teacher is not None and cfg.w_distill else None
+        if target_t is not None:
+            # Footage with no ground truth is supervised by the teacher alone, in every term.
+            sharp = torch.where(batch["has_gt"].to(device).view(-1, 1, 1, 1, 1), sharp, target_t)
 
         # 2) curriculum: one sub-crop of the batch at this step's size
         size = crop_size(cfg, step)

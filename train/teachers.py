@@ -397,7 +397,11 @@ class RestormerTeacher:
 @dataclass(frozen=True)
 class TeacherSpec:
     """How to feed an external model: sides padded (reflect) to ``multiple``, tensor ``layout``,
-    and the ``value_range`` that [0, 1] maps to (``(0.0, 255.0)`` for 8-bit-style models)."""
+    and the ``value_range`` that [0, 1] maps to (``(0.0, 255.0)`` for 8-bit-style models).
+
+    An ONNX file can carry its own spec as JSON in its metadata under ``SPEC_KEY`` (the MAXIM
+    conversion, ``python -m train.maxim``, writes one), so the loop needs no per-model cases.
+    """
 
     multiple: int = 8
     layout: Literal["nchw", "nhwc"] = "nchw"
@@ -413,6 +417,16 @@ class TeacherSpec:
             raise TeacherError(f"TeacherSpec.value_range must be (low, high) with high > low, got {self.value_range}")
 
 
+    @classmethod
+    def from_json(cls, text: str) -> "TeacherSpec":
+        try:
+            d = json.loads(text)
+            return cls(multiple=int(d.get("multiple", 8)), layout=d.get("layout", "nchw"), value_range=tuple(float(v) for v in d.get("value_range", (0.0, 1.0))))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise TeacherError(f"teacher spec {text[:80]!r} is not valid JSON of multiple/layout/value_range ({e})") from None
+
+
+SPEC_KEY = "livesharp.teacher_spec"
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(uint8)": np.uint8}
 
 
@@ -421,8 +435,9 @@ class OnnxTeacher:
 
     Args:
         path: the ``.onnx`` file.
-        spec: padding, layout and value range. If omitted, the layout is read from the model's
-            input shape (rank 4 with 3 last -> nhwc), the rest are ``TeacherSpec`` defaults.
+        spec: padding, layout and value range. If omitted: the spec in the file's metadata
+            (``SPEC_KEY``) if it has one; else the layout is read from the model's input shape
+            (rank 4 with 3 last -> nhwc) and the rest are ``TeacherSpec`` defaults.
         device: "cuda" uses onnxruntime's CUDA provider when it is installed; otherwise CPU.
 
     ``__call__``: (N, 3, H, W) float in [0, 1] -> (N, 3, H, W) float32 in [0, 1], same device.
@@ -453,7 +468,8 @@ class OnnxTeacher:
             raise TeacherError(f"{path}: unsupported input type {inp.type} (expected one of {', '.join(_ONNX_DTYPES)})")
         self.input_name = inp.name
         self.input_dtype = _ONNX_DTYPES[inp.type]
-        self.spec = spec or TeacherSpec(layout="nhwc" if inp.shape[-1] == 3 else "nchw")
+        stored = self.session.get_modelmeta().custom_metadata_map.get(SPEC_KEY)
+        self.spec = spec or (TeacherSpec.from_json(stored) if stored else TeacherSpec(layout="nhwc" if inp.shape[-1] == 3 else "nchw"))
         # Static sizes, by axis name: a model exported for fixed shapes accepts nothing else.
         dims = dict(zip("nhwc" if self.spec.layout == "nhwc" else "nchw", inp.shape))
         self.fixed = {a: d for a, d in dims.items() if isinstance(d, int)}
@@ -601,6 +617,7 @@ __all__ = [
     "load_restormer",
     "tiled_forward",
     "TeacherSpec",
+    "SPEC_KEY",
     "OnnxTeacher",
     "RestormerTeacher",
     "make_teacher",

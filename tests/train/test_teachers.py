@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from train.teachers import (
+    SPEC_KEY,
     OnnxTeacher,
     Restormer,
     RestormerTeacher,
@@ -275,6 +276,36 @@ def test_onnx_teacher_nhwc_and_value_range(onnx_models):
     with torch.no_grad():
         expected = HalfResNet()(F.pad(x, (0, 0, 0, 1), mode="reflect"))[..., :21, :30].clamp(0, 1)
     torch.testing.assert_close(teacher(x), expected, rtol=0, atol=1e-5)
+
+
+def test_onnx_teacher_reads_its_spec_from_the_file(onnx_models, tmp_path):
+    import onnx
+
+    model = onnx.load(str(onnx_models[1]))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, json.dumps({"multiple": 2, "layout": "nhwc", "value_range": [0, 255]})
+    path = tmp_path / "described.onnx"
+    onnx.save(model, str(path))
+    teacher = make_teacher(f"onnx:{path}")
+    assert teacher.spec == TeacherSpec(multiple=2, layout="nhwc", value_range=(0.0, 255.0))
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        expected = HalfResNet()(F.pad(x, (0, 0, 0, 1), mode="reflect"))[..., :21, :30].clamp(0, 1)
+    torch.testing.assert_close(teacher(x), expected, rtol=0, atol=1e-5)
+    # an explicit spec still wins over the stored one
+    assert OnnxTeacher(path, TeacherSpec(multiple=4, layout="nhwc")).spec.multiple == 4
+
+
+def test_a_bad_stored_spec_is_a_teacher_error(onnx_models, tmp_path):
+    import onnx
+
+    model = onnx.load(str(onnx_models[1]))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, "{not json"
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(TeacherError, match="teacher spec"):
+        OnnxTeacher(path)
 
 
 def test_onnx_teacher_without_onnxruntime(onnx_models, monkeypatch):
