@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from livesharp.model import VARIANTS, Student, save_student
+from livesharp.model import VARIANTS, ModelError, Student, load_student, save_student
 from train import losses
 from train.data import DataError, GoProPairs, HighFpsBlur, RealClips, SyntheticBlur, list_images, load_frames, split_files, split_highfps
 from train.evaluate import baseline_methods, evaluate, format_table, student_method, to_uint8
@@ -57,6 +57,7 @@ def _f(default, help: str):
 class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
+    init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
     # data
     gopro: str = _f("", "GOPRO_Large root ({train,test}/GOPRxxxx_xx_xx/{blur,sharp}); empty = not used")
@@ -258,7 +259,10 @@ def main(argv: list[str] | None = None) -> dict:
                         drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
 
     # 2) student, its EMA twin, and the teacher (frozen; its outputs are cached on disk)
-    student = Student(VARIANTS[cfg.variant]).to(device)
+    try:
+        student = (load_student(cfg.init) if cfg.init else Student(VARIANTS[cfg.variant])).to(device)
+    except ModelError as e:
+        sys.exit(f"error: --init: {e}")
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None) if ddp else student
     try:

@@ -203,3 +203,19 @@ def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads):
         want = np.stack(s.sharpen_batch(list(batch)))
     assert got.dtype == np.uint8 and got.shape == batch.shape
     assert np.abs(got.astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_default_threads_fit_the_cores_this_process_may_use(backend, random_student, threads, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})  # a 4-core machine
+    with Sharpener(random_student(), device="cpu", backend=backend) as s:
+        s.sharpen(frames(1, 40, 40)[0])
+        if backend == "onnx":
+            n = s._runner.session.get_session_options().intra_op_num_threads
+        else:
+            n = s._runner.config["INFERENCE_NUM_THREADS"]
+            # OpenVINO itself never takes more than the machine's real cores
+            assert next(iter(s._runner.requests.values())).get_compiled_model().get_property("INFERENCE_NUM_THREADS") <= n
+    assert n == engine.cpu_threads() == 3  # one core left for decode and encode

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from livesharp.model import load_student
+from livesharp.model import load_student, save_student
 from train import distill, evaluate
 
 
@@ -140,3 +140,20 @@ def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
     assert evaluate.main(["--data", str(tmp_path), "--model", "nope"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_init_fine_tunes_from_a_checkpoint_and_bad_init_is_one_line(tmp_path, stills, capsys):
+    net = load_student("tiny")
+    with torch.no_grad():
+        for p in net.parameters():  # far from the fresh initialisation a run without --init starts at
+            p.add_(0.3 * torch.randn_like(p))
+    start = tmp_path / "start.pt"
+    save_student(net, start)
+    result = distill.main(["--highfps", "--stills", str(stills), "--dry-run", "--init", str(start), "--out", str(tmp_path / "ft"), "--workers", "0"])
+    tuned = load_student(tmp_path / "ft" / "dry-run" / "student.pt")
+    # two steps from the start point: close to it, not to a fresh identity student
+    a, b = load_student(start).state_dict(), tuned.state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05
+    assert any((a[k] != b[k]).any() for k in a) and result["validation"]
+    with pytest.raises(SystemExit, match="error: --init"):
+        distill.main(["--highfps", "--stills", str(stills), "--dry-run", "--init", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "x")])
