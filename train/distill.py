@@ -40,7 +40,7 @@ from livesharp.model import VARIANTS, ModelError, Student, load_student, save_st
 from train import losses
 from train.data import DataError, GoProPairs, HighFpsBlur, RealClips, SyntheticBlur, list_images, load_frames, split_files, split_highfps
 from train.evaluate import baseline_methods, evaluate, format_table, student_method, to_uint8
-from train.teachers import TeacherCache, TeacherError, make_teacher
+from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 GOPRO240 = SHARED / "gopro240_GOPR0477_11_00" / "GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv"
@@ -194,16 +194,6 @@ def random_subcrop(size: int, h: int, w: int, gen: torch.Generator) -> tuple[int
     top = int(torch.randint(0, h - size + 1, (1,), generator=gen)) if h > size else 0
     left = int(torch.randint(0, w - size + 1, (1,), generator=gen)) if w > size else 0
     return top, left
-
-
-def teacher_targets(teacher, cache: TeacherCache, blur: torch.Tensor, sources: list[str]) -> torch.Tensor:
-    """Teacher outputs for a (B, T, 3, H, W) batch, from the cache where it has them."""
-    out = torch.empty_like(blur)
-    for b, source in enumerate(sources):
-        for t in range(blur.shape[1]):
-            key = TeacherCache.key(teacher.name, f"{source}|t={t}")
-            out[b, t] = cache.get_or_compute(key, lambda: teacher(blur[b, t][None])[0])
-    return out
 
 
 def lr_at(cfg: DistillConfig, step: int) -> float:

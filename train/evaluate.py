@@ -1,8 +1,9 @@
 """Evaluate a student against ground truth: ``python -m train.evaluate --data PATH --model NAME|PATH``.
 
-Prints PSNR, SSIM and MS-SSIM for the blurry input, the unsharp-mask baseline and the model,
+Prints PSNR, SSIM and MS-SSIM for the blurry input, the unsharp-mask baseline and each model,
 and for clips a flow-based warping error (how much the output flickers beyond real motion),
-and writes the same as JSON.
+and writes the same as JSON. With ``--teacher`` it also reports PSNR against the teacher's
+output (how much of the teacher a student holds); a slow teacher wants ``--crop``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from livesharp.engine import open_model
 from livesharp.errors import LivesharpError
 from train.data import DataError, GoProPairs, HighFpsBlur, load_frames, split_highfps
 from train.losses import MS_SSIM_MIN_SIDE, psnr
+from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 Method = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) float in [0, 1] -> same
 
@@ -66,14 +68,19 @@ def flow_warp_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> fl
     return float(np.mean(errs)) if errs else float("nan")
 
 
-def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None) -> dict[str, dict[str, float]]:
-    """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp)."""
+def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, teacher=None, cache: TeacherCache | None = None) -> dict[str, dict[str, float]]:
+    """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp).
+
+    With a ``teacher`` (and the ``cache`` its outputs go through), also ``psnr_teacher``: PSNR
+    of each method's output against the teacher's, on the same frames.
+    """
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in methods}
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     with torch.no_grad():
         for i in range(n):
             sample = dataset[i]
             blur, sharp = sample["blur"], sample["sharp"]
+            target = teacher_targets(teacher, cache, blur[None], [sample["source"]])[0] if teacher is not None else None
             for name, fn in methods.items():
                 out = fn(blur).clamp(0, 1)
                 # Score what a user would see: the output rounded to 8 bits.
@@ -81,6 +88,8 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None) 
                 m = sums[name]
                 m.setdefault("psnr", []).append(float(psnr(out, sharp)))
                 m.setdefault("ssim", []).append(float(ssim(out, sharp, data_range=1.0)))
+                if target is not None:
+                    m.setdefault("psnr_teacher", []).append(float(psnr(out, target)))
                 if min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
                     m.setdefault("ms_ssim", []).append(float(ms_ssim(out, sharp, data_range=1.0)))
                 if len(out) > 1:
@@ -103,12 +112,13 @@ def baseline_methods() -> dict[str, Method]:
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    cols = ["psnr", "ssim", "ms_ssim", "warp_error"]
+    cols = ["psnr", "ssim", "ms_ssim", "warp_error", "psnr_teacher"]
     cols = [c for c in cols if any(c in r for r in results.values())]
-    head = f"{'method':<16}" + "".join(f"{c:>12}" for c in cols)
+    width = max([16, *(len(name) + 2 for name in results)])
+    head = f"{'method':<{width}}" + "".join(f"{c:>13}" for c in cols)
     rows = [head, "-" * len(head)]
     for name, r in results.items():
-        rows.append(f"{name:<16}" + "".join(f"{r[c]:>12.4f}" if c in r else f"{'-':>12}" for c in cols))
+        rows.append(f"{name:<{width}}" + "".join(f"{r[c]:>13.4f}" if c in r else f"{'-':>13}" for c in cols))
     return "\n".join(rows)
 
 
@@ -130,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m train.evaluate --data ../shared/data/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv --model models/livesharp-tiny.pt",
     )
     p.add_argument("--data", required=True, help="GOPRO_Large root (uses test/), or a high-frame-rate video or frame folder (uses its held-out last 20%%)")
-    p.add_argument("--model", required=True, help="tiny | small (shipped weights) or a checkpoint path")
+    p.add_argument("--model", required=True, action="append", help="tiny | small (shipped weights) or a checkpoint path; repeat to compare several")
     p.add_argument("--clip-len", type=int, default=2, help="frames per clip; 2 or more also measures the warping error (default 2)")
+    p.add_argument("--window", type=int, nargs=2, default=(7, 13), metavar=("LO", "HI"), help="high-fps data: sharp frames averaged per blurry frame, as in training (default 7 13)")
     p.add_argument("--every", type=int, default=4, help="high-fps data: a validation clip every N source frames (default 4)")
     p.add_argument("--max-items", type=int, default=None, help="evaluate at most this many clips")
+    p.add_argument("--crop", type=int, default=None, help="score a centre crop of this size instead of whole frames")
+    p.add_argument("--teacher", default="none", help="also report PSNR against this teacher's output (restormer:PATH | onnx:PATH)")
+    p.add_argument("--teacher-cache", default="cache/teacher", help="where teacher outputs are cached (default cache/teacher)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", default=None, help="write the results here (default: eval_<model>.json)")
     a = p.parse_args(argv)
@@ -141,15 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         from livesharp.engine import resolve_device
 
         device = resolve_device(a.device)
-        net, name = open_model(a.model)
-        if net is None:
-            raise LivesharpError("--model must be a network; the unsharp baseline is always reported")
-        data = open_eval_data(a.data, clip_len=a.clip_len, every=a.every)
-    except (LivesharpError, DataError) as e:
+        methods = baseline_methods()
+        for model in a.model:
+            net, name = open_model(model)
+            if net is None:
+                raise LivesharpError("--model must be a network; the unsharp baseline is always reported")
+            if name in methods:  # two checkpoints both called student.pt: tell them apart
+                name = str(Path(model).parent.name) + "/" + name
+            methods[name] = student_method(net, device)
+        data = open_eval_data(a.data, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop)
+        teacher = make_teacher(a.teacher, device)
+    except (LivesharpError, DataError, TeacherError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    methods = baseline_methods() | {name: student_method(net, device)}
-    results = evaluate(methods, data, a.max_items)
+    results = evaluate(methods, data, a.max_items, teacher=teacher, cache=TeacherCache(a.teacher_cache))
     print(format_table(results))
     out = Path(a.json or f"eval_{name}.json")
     out.write_text(json.dumps({"data": str(a.data), "model": str(a.model), "results": results}, indent=2))

@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from train.data import DataError
-from train.distill import build_data, parse_config, teacher_targets
-from train.teachers import TeacherCache, TeacherError, make_teacher
+from train.distill import build_data, parse_config
+from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 
 def missing(cache: TeacherCache, teacher_name: str, sample: dict) -> int:

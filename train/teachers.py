@@ -612,6 +612,20 @@ class TeacherCache:
         return (t.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous()
 
 
+def teacher_targets(teacher, cache: TeacherCache, blur: torch.Tensor, sources: list[str]) -> torch.Tensor:
+    """Teacher outputs for a (B, T, 3, H, W) batch, from the cache where it has them.
+
+    Frame t of the sample named ``sources[b]`` is keyed ``"{source}|t={t}"``: training,
+    ``train.fill_cache`` and ``train.evaluate`` all go through here, so they share entries.
+    """
+    out = torch.empty_like(blur)
+    for b, source in enumerate(sources):
+        for t in range(blur.shape[1]):
+            key = TeacherCache.key(teacher.name, f"{source}|t={t}")
+            out[b, t] = cache.get_or_compute(key, lambda: teacher(blur[b, t][None])[0])
+    return out
+
+
 __all__ = [
     "Restormer",
     "load_restormer",
@@ -622,6 +636,7 @@ __all__ = [
     "RestormerTeacher",
     "make_teacher",
     "TeacherCache",
+    "teacher_targets",
     "TeacherError",
     "Teacher",
 ]

@@ -175,3 +175,27 @@ def test_cache_keys_match_between_fill_and_training(tmp_path, data):
     for s in sources:
         for t in range(2):
             assert cache.path(TeacherCache.key(teacher.name, f"{s}|t={t}")).is_file()
+
+
+def test_evaluate_reports_psnr_against_the_teacher_for_several_models(tmp_path, data, capsys):
+    import json
+
+    from livesharp.model import VARIANTS, Student, save_student
+    from train import evaluate
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        save_student(Student(VARIANTS["tiny"]), tmp_path / name / "student.pt")  # identity students
+    out = tmp_path / "eval.json"
+    code = evaluate.main(["--data", str(data["highfps"]), "--model", str(tmp_path / "a" / "student.pt"), "--model", str(tmp_path / "b" / "student.pt"),
+                          "--crop", "32", "--window", "3", "5", "--teacher", f"onnx:{data['teacher']}", "--teacher-cache", str(tmp_path / "cache"),
+                          "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["input", "unsharp", "student", "b/student"]
+    for r in results.values():
+        assert 10 < r["psnr_teacher"] < 100
+    # an identity student's output is its input, so it is exactly as far from the teacher
+    assert results["student"]["psnr_teacher"] == pytest.approx(results["input"]["psnr_teacher"])
+    assert "psnr_teacher" in capsys.readouterr().out
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2 * results["input"]["items"]  # teacher run once per frame
