@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,10 @@ def test_check_runs_the_model_on_the_fixture_and_scores_it_against_the_tfjs_resu
 
     onnx_path = tmp_path / "id.onnx"
     axes = {0: "n", 1: "h", 2: "w"}
-    torch.onnx.export(Identity(), (torch.rand(1, 64, 64, 3),), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=[maxim.INPUT], output_names=[maxim.OUTPUT], dynamic_axes={maxim.INPUT: axes, maxim.OUTPUT: axes})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(Identity(), (torch.rand(1, 64, 64, 3),), str(onnx_path), dynamo=False, opset_version=17,
+                          input_names=[maxim.INPUT], output_names=[maxim.OUTPUT], dynamic_axes={maxim.INPUT: axes, maxim.OUTPUT: axes})
     assets = tmp_path / "package" / "assets"
     assets.mkdir(parents=True)
     rng = np.random.default_rng(0)
