@@ -44,7 +44,10 @@ from train.teachers import SPEC_KEY  # noqa: E402  (one name for the writer and 
 # The converted model must reproduce the TF.js output in the package to within this PSNR: the
 # PNG is 8-bit, and TF.js (WebGL/node kernels) and ONNX Runtime round differently.
 CHECK_PSNR_DB = 40.0
-NEEDS = {"tensorflow": "tensorflow-cpu", "tfjs_graph_converter": "tfjs-graph-converter", "tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime", "onnx": "onnx"}
+# pkg_resources: tensorflow_hub, which tensorflowjs imports, still needs it, and setuptools 81
+# dropped it; checked here so the user gets the fix instead of a traceback from deep inside.
+NEEDS = {"tensorflow": "tensorflow-cpu", "tfjs_graph_converter": "tfjs-graph-converter", "tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime", "onnx": "onnx",
+         "pkg_resources": "setuptools<81"}
 
 
 class ConversionError(RuntimeError):

@@ -41,6 +41,15 @@ def test_without_the_extra_it_names_the_install_command(tmp_path, monkeypatch):
         maxim.check_tools(need_npm=False)
 
 
+def test_a_setuptools_without_pkg_resources_is_named_with_the_pin(monkeypatch):
+    # setuptools 81 dropped pkg_resources, which tensorflow_hub imports: the converter would
+    # die deep inside tensorflowjs's import.
+    real = maxim.importlib.util.find_spec
+    monkeypatch.setattr(maxim.importlib.util, "find_spec", lambda name: None if name == "pkg_resources" else (real(name) or object()))
+    with pytest.raises(maxim.ConversionError, match=r"missing Python packages setuptools<81: pip install"):
+        maxim.check_tools(need_npm=False)
+
+
 def test_the_command_line_error_is_one_line_and_writes_nothing(tmp_path):
     if all(maxim.importlib.util.find_spec(m) for m in maxim.NEEDS):
         pytest.skip("the teacher-maxim extra is installed here")
