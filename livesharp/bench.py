@@ -82,6 +82,7 @@ def run_bench(
     runs: int = 3,
     device: str = "auto",
     preset: str = "veryfast",
+    precision: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Measure; return the results as plain data (see ``livesharp bench --json``)."""
@@ -97,7 +98,7 @@ def run_bench(
     result: dict = {
         "livesharp": __version__, "torch": torch.__version__, "device": str(dev),
         "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-        "model": str(model), "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
+        "model": str(model), "precision": precision, "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="livesharp-bench-") as tmp:
         tmp = Path(tmp)
@@ -106,7 +107,7 @@ def run_bench(
             log(f"{key}: making a {frames}-frame clip")
             clip = tmp / f"{key}.mp4"
             rgb = make_clip(clip, (w, h), frames)
-            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b) for b in backends}
+            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision) for b in backends}
             try:
                 size_res = _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key)
             finally:
@@ -158,6 +159,7 @@ def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> di
             torch_fps = infer_fps
         e = med(e2e[b])
         res["backends"][b] = {
+            "precision": s.precision,
             **{k: v / n for k, v in stages.items()},  # per frame
             "inference_fps": infer_fps,
             "model_fps": 1000 * n / sum(stages.values()),  # upload + inference + download
@@ -176,13 +178,13 @@ def format_table(result: dict) -> str:
     lines = [f"livesharp {result['livesharp']}, torch {result['torch']}, {result['device']}"
              f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']},"
              f" median of {result['runs']} runs, libx264 {result['preset']}"]
-    cols = ("backend", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
+    cols = ("backend", "precision", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
     for key, r in result["sizes"].items():
         lines += ["", f"{key}: decode {r['decode_ms']:.1f} ms, encode {r['encode_ms']:.1f} ms per frame;"
                       f" decode+encode only {r['io_floor_fps']:.1f} FPS"]
         rows = [cols]
         for b, v in r["backends"].items():
-            rows.append((b, f"{v['upload_ms']:.1f} ms", f"{v['inference_ms']:.1f} ms", f"{v['download_ms']:.1f} ms",
+            rows.append((b, v["precision"], f"{v['upload_ms']:.1f} ms", f"{v['inference_ms']:.1f} ms", f"{v['download_ms']:.1f} ms",
                          f"{v['model_fps']:.1f}", f"{v['gflops']:.1f}", f"{v['end_to_end_fps']:.1f}",
                          f"{v['end_to_end_vs_io_floor']:.2f}", f"{v['inference_vs_torch']:.2f}x"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]

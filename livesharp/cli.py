@@ -34,7 +34,16 @@ class _WarningLine(logging.Handler):
         click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
 
 
+PRECISION_HELP = ("auto: fp16 on CUDA, bf16 under OpenVINO on CPUs that compute it natively (e.g. Xeons with AMX), else fp32. "
+                  "fp32: full precision everywhere, a little slower.")
+
+
+def precision_option(f):
+    return click.option("--precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True, help=PRECISION_HELP)(f)
+
+
 def backend_option(f):
+    f = precision_option(f)
     return click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "openvino"]), default="auto", show_default=True, help=BACKEND_HELP)(f)
 
 
@@ -78,7 +87,7 @@ Examples:
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality: lower is better and larger; 18 looks lossless to most eyes.")
 @click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]), default="medium", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
-def file_cmd(input, output, side_by_side, model, strength, device, backend, batch, overwrite, crf, preset, progress):
+def file_cmd(input, output, side_by_side, model, strength, device, backend, precision, batch, overwrite, crf, preset, progress):
     """Sharpen a video file: H.264 out, audio copied, timing and rotation kept.
 
     The output is written to a hidden temporary file beside OUTPUT and renamed only when
@@ -86,7 +95,7 @@ def file_cmd(input, output, side_by_side, model, strength, device, backend, batc
     """
     from .pipeline import process_file
 
-    r = process_file(input, output, model=model, device=device, backend=backend, strength=strength, side_by_side=side_by_side,
+    r = process_file(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side,
                      batch=batch, overwrite=overwrite, crf=crf, preset=preset, progress=progress)
     click.echo(f"wrote {r.output} ({r.frames} frames, {r.width}x{r.height}) in {r.seconds:.1f} s, {r.fps:.1f} frames/s", err=True)
 
@@ -100,11 +109,11 @@ Examples:
 @click.argument("output", type=click.Path(path_type=str))
 @model_options
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def image_cmd(input, output, side_by_side, model, strength, device, backend, overwrite):
+def image_cmd(input, output, side_by_side, model, strength, device, backend, precision, overwrite):
     """Sharpen a still image (PNG, JPEG, BMP, TIFF, WebP)."""
     from .pipeline import process_image
 
-    out = process_image(input, output, model=model, device=device, backend=backend, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
+    out = process_image(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -133,7 +142,7 @@ Examples:
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
 @click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
-def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, max_frames, stats, loop):
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop):
     """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
 
     Hotkeys in the preview: q/Esc quit, +/- strength, space sharpening on/off,
@@ -153,7 +162,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     out_fps = fps if source.fps <= 0 else min(fps, source.fps)
     opened = []
     try:
-        sharpener = Sharpener(model=model, device=device, backend=backend, strength=strength, threads=cpu_threads(live=True))
+        sharpener = Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, threads=cpu_threads(live=True))
         opened.append(sharpener)
         vcam = None
         if virtual:
@@ -230,8 +239,9 @@ Examples:
 @click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Report the median of this many runs.")
 @click.option("--preset", default="veryfast", show_default=True, help="libx264 preset for the encode and end-to-end figures.")
+@precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
-def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, as_json):
+def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, precision, as_json):
     """Measure speed on this machine: decode, upload, inference, download and encode per frame,
     end-to-end FPS, and how close each backend gets to the decode+encode floor.
 
@@ -242,7 +252,7 @@ def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, as_js
     from .bench import format_table, run_bench
 
     result = run_bench([_size(s) for s in sizes], model=model, backends=backends or None, batch=batch, frames=frames,
-                       runs=runs, device=device, preset=preset, log=lambda m: click.echo(m, err=True))
+                       runs=runs, device=device, preset=preset, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
@@ -275,7 +285,7 @@ Examples:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--frames", type=click.IntRange(1), default=None, help="Only the first N frames of the 73.")
 @backend_option
-def demo_cmd(out_dir, preview, model, device, frames, backend):
+def demo_cmd(out_dir, preview, model, device, frames, backend, precision):
     """See it work with nothing to set up: sharpen a short real clip shipped with livesharp
     (GoPro footage, CC BY 4.0), and measure the result against the clip's sharp frames."""
     from . import sinks
@@ -283,7 +293,7 @@ def demo_cmd(out_dir, preview, model, device, frames, backend):
 
     window = sinks.PreviewWindow() if (preview if preview is not None else sinks.has_display()) else None
     try:
-        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames, backend=backend)
+        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames, backend=backend, precision=precision)
     finally:
         if window:
             window.close()

@@ -37,7 +37,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "auto", preview=None, frames: int | None = None,
-             backend: str = "auto") -> DemoResult:
+             backend: str = "auto", precision: str = "auto") -> DemoResult:
     """Sharpen the shipped clip (its first ``frames`` frames, or all); write a side-by-side video and
     a before/after PNG into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -49,7 +49,7 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
     scores_in, scores_out, n, seconds = [], [], 0, 0.0
     middle = None
     try:
-        with Sharpener(model=model, device=device, backend=backend) as s:
+        with Sharpener(model=model, device=device, backend=backend, precision=precision) as s:
             for b, t in zip(blurry.frames(), sharp.frames()):
                 if frames is not None and n >= frames:
                     break

@@ -19,7 +19,7 @@ import torch
 from . import ops
 from .errors import LivesharpError
 from .model import VARIANTS, ModelError, Student, count_macs, load_student
-from .runtimes import RUNNERS, cached_graph, choose_backend
+from .runtimes import PRECISIONS, RUNNERS, cached_graph, choose_backend
 
 MODELS_DIR = Path(os.environ.get("LIVESHARP_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_MODEL = "tiny"
@@ -90,6 +90,9 @@ class Sharpener:
             on CUDA, and on the CPU the fastest runtime installed (see ``runtimes.choose_backend``).
         strength: 0 returns the input, 1 the model's output, up to 2 extrapolates the added detail.
         threads: CPU inference threads; None = ``cpu_threads()``.
+        precision: ``"auto"``: fp16 on CUDA, bf16 under OpenVINO on CPUs with native bf16, else
+            fp32; ``"fp32"``: full precision everywhere (the same pictures as torch fp32 on the
+            CPU to within one grey level). ``self.precision`` says what was chosen.
 
     >>> s = Sharpener(model="unsharp", device="cpu")
     >>> s.sharpen(np.zeros((5, 7, 3), np.uint8)).shape
@@ -97,9 +100,12 @@ class Sharpener:
     """
 
     def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0,
-                 threads: int | None = None, backend: str = "auto"):
+                 threads: int | None = None, backend: str = "auto", precision: str = "auto"):
         if not 0.0 <= strength <= 2.0:
             raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
+        if precision not in PRECISIONS:
+            raise LivesharpError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
+        self.precision = "none"
         self.strength = float(strength)
         # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
         self.device = resolve_device("cpu" if device == "auto" and backend in RUNNERS else device)
@@ -117,11 +123,14 @@ class Sharpener:
         self.backend = choose_backend(backend, self.device)
         self.cfg = net.cfg
         if self.backend in RUNNERS:
-            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads())
+            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads(), precision)
             self._min_side = net.cfg.multiple
+            self.precision = {"f32": "fp32", "bf16": "bf16"}[self._runner.precision]
             return
+        self.precision = "fp16" if self.device.type == "cuda" and precision == "auto" else "fp32"
+        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if self.device.type == "cuda":
-            net = net.to(self.device, dtype=torch.float16, memory_format=torch.channels_last)
+            net = net.to(self.device, dtype=self._dtype, memory_format=torch.channels_last)
             self._done = torch.cuda.Event()
         else:
             self._threads_before = torch.get_num_threads()
@@ -171,8 +180,8 @@ class Sharpener:
             host_in = self._pinned("_host_in", (n, h, w, c))
             np.stack(frames, out=host_in.numpy())
             dev = host_in.to(self.device, non_blocking=True)
-            # uint8 crosses the bus (a quarter of float's bytes) and becomes fp16 on the GPU.
-            return dev.permute(0, 3, 1, 2).half().div_(255).contiguous(memory_format=torch.channels_last)
+            # uint8 crosses the bus (a quarter of float's bytes) and becomes float on the GPU.
+            return dev.permute(0, 3, 1, 2).to(self._dtype).div_(255).contiguous(memory_format=torch.channels_last)
         batch = torch.from_numpy(np.stack(frames))  # N,H,W,C uint8
         return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
 

@@ -116,6 +116,7 @@ def process_file(
     model: str | Path = DEFAULT_MODEL,
     device: str = "auto",
     backend: str = "auto",
+    precision: str = "auto",
     strength: float = 1.0,
     side_by_side: bool = False,
     batch: int = 4,
@@ -133,7 +134,7 @@ def process_file(
         side_by_side: write input | sharpened, twice as wide.
         batch: most frames per inference call.
         progress: a progress bar; None shows it only on a terminal.
-        backend: the inference runtime; see ``Sharpener``.
+        backend, precision: the inference runtime and its arithmetic; see ``Sharpener``.
         sharpener: an already-open Sharpener (then model/device/backend/strength are ignored).
 
     >>> process_file("talk.mp4", "talk_sharp.mp4", model="unsharp")  # doctest: +SKIP
@@ -146,7 +147,7 @@ def process_file(
     reader = VideoReader(src)  # a bad input is reported before the model loads
     own = sharpener is None
     try:
-        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend)
+        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
     except BaseException:
         reader.close()
         raise
@@ -236,6 +237,7 @@ def process_image(
     model: str | Path = DEFAULT_MODEL,
     device: str = "auto",
     backend: str = "auto",
+    precision: str = "auto",
     strength: float = 1.0,
     side_by_side: bool = False,
     overwrite: bool = False,
@@ -250,7 +252,7 @@ def process_image(
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     own = sharpener is None
-    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend)
+    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
     try:
         out = sharpener.sharpen(rgb)
     finally:

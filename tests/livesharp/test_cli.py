@@ -237,11 +237,11 @@ def test_file_flags_map_to_keyword_arguments(process_file):
     process_file.return_value = FileResult(Path("b.mp4"), 3, 1.0, 64, 48)
     result = run(
         "file", "a.mp4", "b.mp4", "--side-by-side", "--model", "small", "--strength", "1.5", "--device", "cpu",
-        "--backend", "onnx", "--batch", "8", "--overwrite", "--crf", "23", "--preset", "fast", "--no-progress",
+        "--backend", "onnx", "--precision", "fp32", "--batch", "8", "--overwrite", "--crf", "23", "--preset", "fast", "--no-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     process_file.assert_called_once_with(
-        "a.mp4", "b.mp4", model="small", device="cpu", backend="onnx", strength=1.5, side_by_side=True,
+        "a.mp4", "b.mp4", model="small", device="cpu", backend="onnx", precision="fp32", strength=1.5, side_by_side=True,
         batch=8, overwrite=True, crf=23, preset="fast", progress=False,
     )  # fmt: skip
     assert "wrote b.mp4 (3 frames, 64x48)" in result.output
@@ -253,7 +253,7 @@ def test_file_defaults(process_file):
     result = run("file", "a.mp4", "b.mp4")
     assert result.exit_code == 0, result.output
     process_file.assert_called_once_with(
-        "a.mp4", "b.mp4", model=engine.DEFAULT_MODEL, device="auto", backend="auto", strength=1.0, side_by_side=False,
+        "a.mp4", "b.mp4", model=engine.DEFAULT_MODEL, device="auto", backend="auto", precision="auto", strength=1.0, side_by_side=False,
         batch=4, overwrite=False, crf=18, preset="medium", progress=None,
     )  # fmt: skip
 
@@ -263,7 +263,7 @@ def test_image_flags_map_to_keyword_arguments(process_image):
     process_image.return_value = Path("b.png")
     result = run("image", "a.jpg", "b.png", "--side-by-side", "--model", "unsharp", "--strength", "0", "--device", "cpu", "--backend", "torch", "--overwrite")
     assert result.exit_code == 0, result.output
-    process_image.assert_called_once_with("a.jpg", "b.png", model="unsharp", device="cpu", backend="torch", strength=0.0, side_by_side=True, overwrite=True)
+    process_image.assert_called_once_with("a.jpg", "b.png", model="unsharp", device="cpu", backend="torch", precision="auto", strength=0.0, side_by_side=True, overwrite=True)
 
 
 @pytest.mark.parametrize(

@@ -167,9 +167,13 @@ def test_cuda_matches_cpu(device, random_student, threads):
     with Sharpener(net, device="cpu", backend="torch") as s:
         on_cpu = s.sharpen_batch(batch)
     with Sharpener(random_student(), device=str(device)) as s:  # fp16, channels_last
+        assert s.precision == "fp16"
         on_gpu = s.sharpen_batch(batch)
         on_gpu_again = s.sharpen_batch(batch[:2])  # reused pinned buffers, other batch size
-    for a, b in zip(on_cpu, on_gpu):
+    with Sharpener(random_student(), device=str(device), precision="fp32") as s:
+        on_gpu_fp32 = s.sharpen_batch(batch)
+    for a, b, c in zip(on_cpu, on_gpu, on_gpu_fp32):
         assert np.abs(a.astype(int) - b).max() <= 2
+        assert np.abs(a.astype(int) - c).max() <= 1
     for a, b in zip(on_gpu, on_gpu_again):
         np.testing.assert_array_equal(a, b)

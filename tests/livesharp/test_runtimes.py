@@ -79,8 +79,8 @@ def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_stude
     batch = frames(3, h, w)
     with Sharpener(random_student(), device="cpu", backend="torch", strength=strength) as ref:
         want = ref.sharpen_batch(batch)
-    with Sharpener(random_student(), device="cpu", backend=backend, strength=strength) as s:
-        assert s.backend == backend
+    with Sharpener(random_student(), device="cpu", backend=backend, strength=strength, precision="fp32") as s:
+        assert s.backend == backend and s.precision == "fp32"
         got = s.sharpen_batch(batch)
         one = s.sharpen(batch[1])  # another batch size: OpenVINO compiles it anew
     assert any(np.abs(a.astype(int) - f).max() > 10 for a, f in zip(want, batch))
@@ -89,6 +89,43 @@ def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_stude
         # Same float graph, another runtime: a rounding boundary may fall either way.
         assert np.abs(a.astype(int) - b).max() <= 1
     assert np.abs(one.astype(int) - got[1]).max() <= 1  # batch size changes kernels, not results
+
+
+class FakeCore:
+    def __init__(self, caps):
+        self.caps = caps
+
+    def get_property(self, device, name):
+        assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+        return self.caps
+
+
+def test_openvino_auto_precision_is_bf16_only_where_the_cpu_has_it():
+    assert runtimes.openvino_precision(FakeCore(["BF16", "FP32", "INT8"]), "auto") == "bf16"
+    assert runtimes.openvino_precision(FakeCore(["FP32", "INT8"]), "auto") == "f32"  # no native bf16: never emulate it
+    assert runtimes.openvino_precision(FakeCore(["BF16", "FP32"]), "fp32") == "f32"
+    with pytest.raises(LivesharpError, match=r"--precision fp8: use auto or fp32"):
+        runtimes.openvino_precision(FakeCore([]), "fp8")
+
+
+def test_auto_precision_stays_within_two_grey_levels_of_fp32(threads):
+    # The shipped model on a real frame of the packaged demo clip: what a user's picture gets.
+    from livesharp.bench import DEMO_CLIP
+    from livesharp.io import VideoReader
+
+    frame = next(iter(VideoReader(DEMO_CLIP).frames())).rgb
+    with Sharpener("tiny", device="cpu", backend="openvino", precision="fp32") as exact, Sharpener("tiny", device="cpu", backend="openvino") as fast:
+        assert exact.precision == "fp32" and fast.precision in ("bf16", "fp32")
+        a, b = exact.sharpen(frame).astype(int), fast.sharpen(frame).astype(int)
+    assert np.abs(a - frame).mean() > 0.5  # the model changes the picture
+    assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.2
+
+
+def test_torch_precision_is_fp32_on_the_cpu_and_bad_values_are_refused(random_student, threads):
+    with Sharpener(random_student(), device="cpu", backend="torch") as s:
+        assert s.precision == "fp32"
+    with pytest.raises(LivesharpError, match=r"--precision half: use auto or fp32"):
+        Sharpener(random_student(), device="cpu", backend="torch", precision="half")
 
 
 def test_auto_prefers_openvino_then_onnx_then_torch(monkeypatch):
