@@ -72,23 +72,26 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp).
 
     With a ``teacher`` (and the ``cache`` its outputs go through), also ``psnr_teacher``: PSNR
-    of each method's output against the teacher's, on the same frames.
+    of each method's output against the teacher's, on the same frames; and the teacher itself
+    as a row named ``teacher``, scored against the ground truth like the others.
     """
-    sums: dict[str, dict[str, list[float]]] = {name: {} for name in methods}
+    names = [*methods, *(["teacher"] if teacher is not None else [])]
+    sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     with torch.no_grad():
         for i in range(n):
             sample = dataset[i]
             blur, sharp = sample["blur"], sample["sharp"]
             target = teacher_targets(teacher, cache, blur[None], [sample["source"]])[0] if teacher is not None else None
-            for name, fn in methods.items():
-                out = fn(blur).clamp(0, 1)
+            outputs = {name: fn(blur) for name, fn in methods.items()} | ({"teacher": target} if target is not None else {})
+            for name, out in outputs.items():
+                out = out.clamp(0, 1)
                 # Score what a user would see: the output rounded to 8 bits.
                 out = torch.stack([from_uint8(to_uint8(f)) for f in out])
                 m = sums[name]
                 m.setdefault("psnr", []).append(float(psnr(out, sharp)))
                 m.setdefault("ssim", []).append(float(ssim(out, sharp, data_range=1.0)))
-                if target is not None:
+                if target is not None and name != "teacher":
                     m.setdefault("psnr_teacher", []).append(float(psnr(out, target)))
                 if min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
                     m.setdefault("ms_ssim", []).append(float(ms_ssim(out, sharp, data_range=1.0)))

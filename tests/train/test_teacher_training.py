@@ -192,7 +192,10 @@ def test_evaluate_reports_psnr_against_the_teacher_for_several_models(tmp_path, 
                           "--json", str(out)])
     assert code == 0
     results = json.loads(out.read_text())["results"]
-    assert list(results) == ["input", "unsharp", "student", "b/student"]
+    assert list(results) == ["input", "unsharp", "student", "b/student", "teacher"]
+    teacher_row = results.pop("teacher")  # the teacher itself, against the ground truth
+    assert "psnr_teacher" not in teacher_row and 10 < teacher_row["psnr"] < 100
+    assert teacher_row["psnr"] != pytest.approx(results["input"]["psnr"])  # it changed the picture
     for r in results.values():
         assert 10 < r["psnr_teacher"] < 100
     # an identity student's output is its input, so it is exactly as far from the teacher
