@@ -119,31 +119,45 @@ def test_the_spec_it_writes_is_one_the_teacher_reads():
     assert TeacherSpec.from_json(json.dumps(maxim.SPEC)) == TeacherSpec(multiple=64, layout="nhwc", value_range=(0.0, 1.0))
 
 
-def test_check_runs_the_model_on_the_fixture_and_scores_it_against_the_tfjs_result(tmp_path):
+def test_check_runs_the_model_on_the_fixture_and_scores_it_against_the_tf_output(tmp_path):
     """A stand-in model with MAXIM's interface (NHWC float input named like the TF graph's,
-    sides a multiple of 64): a 'model' that returns its input scores the fixture against itself."""
+    sides a multiple of 64) that sharpens a little: scored against its own output it matches,
+    against a noisy one it does not."""
     import cv2
     import torch
 
-    class Identity(torch.nn.Module):
+    class Sharpen(torch.nn.Module):
         def forward(self, x):
             assert x.shape[1] % 64 == 0 and x.shape[2] % 64 == 0  # padded as the spec says
-            return x * 1.0
+            blur = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), 3, 1, 1, count_include_pad=False).permute(0, 2, 3, 1)
+            return x + 0.5 * (x - blur)
 
-    onnx_path = tmp_path / "id.onnx"
+    onnx_path = tmp_path / "sharpen.onnx"
     axes = {0: "n", 1: "h", 2: "w"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(Identity(), (torch.rand(1, 64, 64, 3),), str(onnx_path), dynamo=False, opset_version=17,
+        torch.onnx.export(Sharpen(), (torch.rand(1, 64, 64, 3),), str(onnx_path), dynamo=False, opset_version=17,
                           input_names=[maxim.INPUT], output_names=[maxim.OUTPUT], dynamic_axes={maxim.INPUT: axes, maxim.OUTPUT: axes})
     assets = tmp_path / "package" / "assets"
     assets.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    fixture = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    fixture = cv2.GaussianBlur(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8), (5, 5), 1.5)
     cv2.imwrite(str(assets / "fixture.png"), fixture)
-    cv2.imwrite(str(assets / "result.png"), fixture)  # what an identity model would have made
-    r = maxim.check(onnx_path, tmp_path / "package")
-    assert r["size"] == "90x70" and r["psnr_vs_tfjs_db"] > 100  # identical pictures
-    noisy = np.clip(fixture.astype(int) + rng.integers(-20, 21, fixture.shape), 0, 255).astype(np.uint8)
-    cv2.imwrite(str(assets / "result.png"), noisy)
-    assert maxim.check(onnx_path, tmp_path / "package")["psnr_vs_tfjs_db"] < maxim.CHECK_PSNR_DB
+    rgb, x = maxim.fixture_input(tmp_path / "package")
+    assert x.shape == (1, 128, 128, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(rgb, fixture[..., ::-1])  # RGB
+    np.testing.assert_allclose(x[0, 69, :90], rgb[69] / 255, atol=1e-6)  # the picture is at the top left
+    np.testing.assert_allclose(x[0, 70, :90], rgb[68] / 255, atol=1e-6)  # then reflected
+
+    with torch.no_grad():
+        reference = Sharpen()(torch.from_numpy(x)).numpy()  # what the TF graph would have made
+    r = maxim.check(onnx_path, rgb, x, reference)
+    assert r["size"] == "90x70" and r["psnr_vs_tf_db"] > 60 and r["sharpness_gain"] > 1.1
+    noisy = reference + rng.normal(0, 0.05, reference.shape).astype(np.float32)
+    assert maxim.check(onnx_path, rgb, x, noisy)["psnr_vs_tf_db"] < maxim.CHECK_PSNR_DB
+
+
+def test_a_package_without_its_test_image_is_refused(tmp_path):
+    (tmp_path / "package" / "assets").mkdir(parents=True)
+    with pytest.raises(maxim.ConversionError, match="no readable assets/fixture.png"):
+        maxim.fixture_input(tmp_path / "package")
