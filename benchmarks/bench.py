@@ -21,15 +21,16 @@ import livesharp  # noqa: F401  (sets OpenMP's spin before torch loads)
 import numpy as np
 
 from livesharp.bench import default_backends, format_table, make_clip, run_bench
-from livesharp.engine import Sharpener, cpu_threads
+from livesharp.engine import Sharpener, cpu_cores, cpu_threads
 from livesharp.model import VARIANTS, Student, save_student
 from livesharp.pipeline import run_camera
 from livesharp.sources import FileSource
 
 
-def live(model: str, backend: str, clip: Path, frames: int = 240) -> dict:
-    """``livesharp cam`` with the clip looping as a 30 FPS camera, no preview."""
-    with Sharpener(model=model, device="cpu", backend=backend, threads=cpu_threads(live=True)) as s:
+def live(model: str, backend: str, clip: Path, frames: int = 240, threads: int | None = None) -> dict:
+    """``livesharp cam`` with the clip looping as a 30 FPS camera, no preview; inference on
+    ``threads`` threads (default: what ``livesharp cam`` uses, cores - 1)."""
+    with Sharpener(model=model, device="cpu", backend=backend, threads=threads or cpu_threads(live=True)) as s:
         r = run_camera(FileSource(clip, loop=True), sharpener=s, max_frames=frames)
     lat = np.array(r.latency_ms[15:])  # skip warm-up (OpenVINO compiles on the first frame)
     return {"fps": r.fps, "latency_mean_ms": float(lat.mean()), "latency_p95_ms": float(np.percentile(lat, 95)), "dropped": r.dropped}
@@ -56,15 +57,20 @@ def main() -> None:
         print(format_table(res["tiny_file_batch4"]), flush=True)
         res["small_batch1"] = run_bench([(640, 480)], model=str(small), backends=backends, batch=1, runs=a.runs, device="cpu")
         print(format_table(res["small_batch1"]), flush=True)
+        # What --precision auto buys: the same 720p rows in full precision.
+        res["tiny_batch1_fp32"] = run_bench([(1280, 720)], model=a.model, backends=backends, batch=1, runs=a.runs, device="cpu", precision="fp32")
+        print(format_table(res["tiny_batch1_fp32"]), flush=True)
 
         res["live"] = {}
         for w, h in ((1280, 720), (640, 480)):
             clip = tmp / f"cam{w}x{h}.mp4"
             make_clip(clip, (w, h), 150, fps=30)
-            for b in backends:
-                runs = [live(a.model, b, clip) for _ in range(a.runs)]
-                res["live"][f"{w}x{h}/{b}"] = row = {k: med(r[k] for r in runs) for k in runs[0]}
-                print(f"live {w}x{h} {b}: {row['fps']:.1f} FPS of 30, latency mean {row['latency_mean_ms']:.0f} ms, "
+            # each backend as `livesharp cam` runs it, and the best one on every core as well
+            for b, threads in [*((b, None) for b in backends), (backends[-1], cpu_cores())]:
+                runs = [live(a.model, b, clip, threads=threads) for _ in range(a.runs)]
+                name = f"{w}x{h}/{b}" + (f"/{threads}threads" if threads else "")
+                res["live"][name] = row = {k: med(r[k] for r in runs) for k in runs[0]}
+                print(f"live {name}: {row['fps']:.1f} FPS of 30, latency mean {row['latency_mean_ms']:.0f} ms, "
                       f"p95 {row['latency_p95_ms']:.0f} ms, dropped {row['dropped']}", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
