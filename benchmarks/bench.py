@@ -21,7 +21,7 @@ import livesharp  # noqa: F401  (sets OpenMP's spin before torch loads)
 import numpy as np
 
 from livesharp.bench import default_backends, format_table, make_clip, run_bench
-from livesharp.engine import Sharpener, cpu_cores, cpu_threads
+from livesharp.engine import Sharpener, cpu_cores
 from livesharp.model import VARIANTS, Student, save_student
 from livesharp.pipeline import run_camera
 from livesharp.sources import FileSource
@@ -29,8 +29,8 @@ from livesharp.sources import FileSource
 
 def live(model: str, backend: str, clip: Path, frames: int = 240, threads: int | None = None) -> dict:
     """``livesharp cam`` with the clip looping as a 30 FPS camera, no preview; inference on
-    ``threads`` threads (default: what ``livesharp cam`` uses, cores - 1)."""
-    with Sharpener(model=model, device="cpu", backend=backend, threads=threads or cpu_threads(live=True)) as s:
+    ``threads`` threads (default: what ``livesharp cam`` uses, ``cpu_threads(live=True)``)."""
+    with Sharpener(model=model, device="cpu", backend=backend, threads=threads, live=True) as s:
         r = run_camera(FileSource(clip, loop=True), sharpener=s, max_frames=frames)
     lat = np.array(r.latency_ms[15:])  # skip warm-up (OpenVINO compiles on the first frame)
     return {"fps": r.fps, "latency_mean_ms": float(lat.mean()), "latency_p95_ms": float(np.percentile(lat, 95)), "dropped": r.dropped}

@@ -151,7 +151,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     import signal
 
     from . import sinks
-    from .engine import Sharpener, cpu_threads
+    from .engine import Sharpener
     from .pipeline import run_camera
     from .sources import open_source
 
@@ -162,7 +162,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     out_fps = fps if source.fps <= 0 else min(fps, source.fps)
     opened = []
     try:
-        sharpener = Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, threads=cpu_threads(live=True))
+        sharpener = Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True)
         opened.append(sharpener)
         vcam = None
         if virtual:

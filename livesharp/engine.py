@@ -46,15 +46,18 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def cpu_threads(live: bool = False) -> int:
-    """Threads for CPU inference.
+def cpu_threads(live: bool = False, backend: str = "torch") -> int:
+    """Threads for CPU inference under ``backend``.
 
     File mode batches frames, so on a small machine inference takes every core (2 cores, 720p:
     8.5 FPS with 2 threads, 5.7 with 1). Live mode runs batch 1 beside a capture thread that
-    must never stall; there one core stays free (2 cores, 480p: 25 FPS with 1 thread, 21 with 2).
+    must never stall. torch's OpenMP workers spin and starve it, so under torch one core stays
+    free (2 cores, 480p: 25 FPS with 1 thread, 21 with 2). OpenVINO's workers do not: it gets the
+    same cores as in file mode (2 cores, 720p camera: 25.9 FPS and 55 ms latency with 2 threads,
+    18.1 FPS and 70 ms with 1; benchmarks/README.md).
     """
     cores = cpu_cores()
-    if live:
+    if live and backend != "openvino":
         return max(1, cores - 1)
     return cores if cores <= 2 else cores - 1
 
@@ -89,7 +92,9 @@ class Sharpener:
         backend: ``"auto"``, ``"torch"``, ``"onnx"`` (ONNX Runtime) or ``"openvino"``; auto is torch
             on CUDA, and on the CPU the fastest runtime installed (see ``runtimes.choose_backend``).
         strength: 0 returns the input, 1 the model's output, up to 2 extrapolates the added detail.
-        threads: CPU inference threads; None = ``cpu_threads()``.
+        threads: CPU inference threads; None = ``cpu_threads(live, backend)``.
+        live: a live source (batch 1 beside a capture thread that must not stall): picks the
+            default thread count for that, see ``cpu_threads``.
         precision: ``"auto"``: fp16 on CUDA, bf16 under OpenVINO on CPUs with native bf16, else
             fp32; ``"fp32"``: full precision everywhere (the same pictures as torch fp32 on the
             CPU to within one grey level). ``self.precision`` says what was chosen.
@@ -100,7 +105,7 @@ class Sharpener:
     """
 
     def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0,
-                 threads: int | None = None, backend: str = "auto", precision: str = "auto"):
+                 threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
         if not 0.0 <= strength <= 2.0:
             raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
         if precision not in PRECISIONS:
@@ -123,7 +128,7 @@ class Sharpener:
         self.backend = choose_backend(backend, self.device)
         self.cfg = net.cfg
         if self.backend in RUNNERS:
-            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads(), precision)
+            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads(live, self.backend), precision)
             self._min_side = net.cfg.multiple
             self.precision = {"f32": "fp32", "bf16": "bf16"}[self._runner.precision]
             return
@@ -134,7 +139,7 @@ class Sharpener:
             self._done = torch.cuda.Event()
         else:
             self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(threads or cpu_threads())
+            torch.set_num_threads(threads or cpu_threads(live, self.backend))
             net = net.to(memory_format=torch.channels_last)
         self.net = net
 

@@ -121,7 +121,7 @@ def test_the_unsharp_baseline_is_unsharp_mask(strength):
 
 
 def test_close_gives_back_the_thread_setting(identity_student, threads, monkeypatch):
-    monkeypatch.setattr(engine, "cpu_threads", lambda: 2)
+    monkeypatch.setattr(engine, "cpu_threads", lambda live, backend: 2)
     torch.set_num_threads(1)
     with Sharpener(identity_student(), device="cpu", backend="torch"):
         assert torch.get_num_threads() == 2

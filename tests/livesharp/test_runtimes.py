@@ -256,3 +256,21 @@ def test_default_threads_fit_the_cores_this_process_may_use(backend, random_stud
             # OpenVINO itself never takes more than the machine's real cores
             assert next(iter(s._runner.requests.values())).get_compiled_model().get_property("INFERENCE_NUM_THREADS") <= n
     assert n == engine.cpu_threads() == 3  # one core left for decode and encode
+
+
+@pytest.mark.parametrize("backend, live_threads", [("torch", 1), ("onnx", 1), ("openvino", 2)])
+def test_live_mode_leaves_a_core_free_only_for_runtimes_that_spin(backend, live_threads, random_student, threads, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # the 2-core machine of the benchmarks
+    def inference_threads(s):
+        if backend == "torch":
+            return torch.get_num_threads()
+        if backend == "onnx":
+            return s._runner.session.get_session_options().intra_op_num_threads
+        return s._runner.config["INFERENCE_NUM_THREADS"]
+
+    with Sharpener(random_student(), device="cpu", backend=backend, live=True) as s:
+        assert inference_threads(s) == live_threads
+    with Sharpener(random_student(), device="cpu", backend=backend) as s:  # file mode: every core
+        assert inference_threads(s) == 2
