@@ -259,7 +259,7 @@ def test_default_threads_fit_the_cores_this_process_may_use(backend, random_stud
 
 
 @pytest.mark.parametrize("backend, live_threads", [("torch", 1), ("onnx", 1), ("openvino", 2)])
-def test_live_mode_leaves_a_core_free_only_for_runtimes_that_spin(backend, live_threads, random_student, threads, monkeypatch):
+def test_live_mode_gives_openvino_every_core_and_leaves_one_free_for_the_others(backend, live_threads, random_student, threads, monkeypatch):
     import os
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # the 2-core machine of the benchmarks
