@@ -19,7 +19,7 @@ import torch
 from . import ops
 from .errors import LivesharpError
 from .model import VARIANTS, ModelError, Student, count_macs, load_student
-from .runtimes import PRECISIONS, RUNNERS, cached_graph, choose_backend
+from .runtimes import RUNNERS, cached_graph, check_precision, choose_backend
 
 MODELS_DIR = Path(os.environ.get("LIVESHARP_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_MODEL = "tiny"
@@ -108,8 +108,7 @@ class Sharpener:
                  threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
         if not 0.0 <= strength <= 2.0:
             raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
-        if precision not in PRECISIONS:
-            raise LivesharpError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
+        check_precision(precision)
         self.precision = "none"
         self.strength = float(strength)
         # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
@@ -130,7 +129,7 @@ class Sharpener:
         if self.backend in RUNNERS:
             self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads(live, self.backend), precision)
             self._min_side = net.cfg.multiple
-            self.precision = {"f32": "fp32", "bf16": "bf16"}[self._runner.precision]
+            self.precision = self._runner.precision
             return
         self.precision = "fp16" if self.device.type == "cuda" and precision == "auto" else "fp32"
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32

@@ -178,7 +178,7 @@ class OnnxRunner:
     """ONNX Runtime on the CPU. ``run`` maps uint8 (N, H, W, 3) frames to sharpened ones."""
 
     name = "onnx"
-    precision = "f32"  # the exported graph is f32, and ONNX Runtime runs it as it is
+    precision = "fp32"  # the exported graph is f32, and ONNX Runtime runs it as it is
 
     def __init__(self, graph: Path, threads: int, precision: str = "auto"):
         import onnxruntime as ort
@@ -200,18 +200,22 @@ class OnnxRunner:
         self.session = None
 
 
-def openvino_precision(core, precision: str) -> str:
-    """The OpenVINO inference precision for ``precision`` (``auto`` or ``fp32``) on this CPU.
-
-    ``auto`` takes bf16 where the CPU computes it natively: on a 2-core Xeon with AMX that ran
-    the tiny student at 720p 1.4x faster than f32, within one grey level of it. Elsewhere bf16
-    would be emulated, so f32.
-    """
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise LivesharpError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
+
+
+def openvino_precision(core, precision: str) -> str:
+    """What ``precision`` (``auto`` or ``fp32``) means under OpenVINO on this CPU: bf16 or fp32.
+
+    ``auto`` takes bf16 where the CPU computes it natively: on a 2-core Xeon with AMX that ran
+    the tiny student at 720p 1.23x faster than f32 (benchmarks/README.md), within two grey
+    levels of it. Elsewhere bf16 would be emulated, so fp32.
+    """
+    check_precision(precision)
     if precision == "auto" and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         return "bf16"
-    return "f32"
+    return "fp32"
 
 
 class OpenVinoRunner:
@@ -234,7 +238,8 @@ class OpenVinoRunner:
         self.core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
         self.graph = str(graph)
         self.precision = openvino_precision(self.core, precision)
-        self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
+        hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]  # OpenVINO's names for them
+        self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         self.requests: dict[tuple[int, ...], object] = {}
 
     def _request(self, shape: tuple[int, ...]):
@@ -257,4 +262,4 @@ class OpenVinoRunner:
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "OnnxRunner", "OpenVinoRunner"]
+__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "OnnxRunner", "OpenVinoRunner"]
