@@ -17,14 +17,18 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import livesharp  # noqa: F401  (sets OpenMP's spin before torch loads)
-import numpy as np
+import livesharp.settings
 
-from livesharp.bench import default_backends, format_table, make_clip, run_bench
-from livesharp.engine import Sharpener, cpu_cores
-from livesharp.model import VARIANTS, Student, save_student
-from livesharp.pipeline import run_camera
-from livesharp.sources import FileSource
+livesharp.settings.apply_thread_policy()  # before torch loads OpenMP, as the CLI does
+
+import numpy as np  # noqa: E402
+
+from livesharp.bench import default_backends, format_table, make_clip, run_bench  # noqa: E402
+from livesharp.engine import Sharpener  # noqa: E402
+from livesharp.model import VARIANTS, Student, save_student  # noqa: E402
+from livesharp.pipeline import run_camera  # noqa: E402
+from livesharp.settings import cpu_cores  # noqa: E402
+from livesharp.sources import FileSource  # noqa: E402
 
 
 def live(model: str, backend: str, clip: Path, frames: int = 240, threads: int | None = None) -> dict:

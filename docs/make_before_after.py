@@ -8,13 +8,16 @@ are printed).
 
 from pathlib import Path
 
-import livesharp  # noqa: F401  (thread settings before torch loads)
-import cv2
-import numpy as np
+import livesharp.settings
 
-from livesharp import ops
-from livesharp.engine import Sharpener
-from train.data import gopro_blur, load_frames
+livesharp.settings.apply_thread_policy()  # before torch loads OpenMP, as the CLI does
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from livesharp import ops  # noqa: E402
+from livesharp.engine import Sharpener  # noqa: E402
+from train.data import gopro_blur, load_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared/data/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv"

@@ -1,28 +1,35 @@
 """livesharp: real-time sharpening for live and recorded video.
 
+Importing the package loads nothing heavy and changes nothing: ``Sharpener``, ``process_file``
+and ``process_image`` are imported (with torch, OpenCV and PyAV) on first use. To run the
+network on the CPU beside decoding or capture as the CLI does, call
+``livesharp.settings.apply_thread_policy()`` before anything imports torch.
+
 >>> from livesharp import Sharpener, process_file
 >>> s = Sharpener(model="unsharp", device="cpu")
 """
 
-import os
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
-# OpenMP threads spin for a long time while idle by default; on a 2-core machine that spinning
-# starves the decode and encode threads (768x432 file mode: 3.4 FPS). Never spinning
-# (OMP_WAIT_POLICY=PASSIVE) fixes that but halves the network's own speed, since every small
-# op then pays a wake-up. A short spin keeps both (720p, 2 cores: model 5.6 -> 13-15 FPS,
-# file mode 8.9 -> 8-10 FPS vs PASSIVE). Takes effect only before torch loads OpenMP.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
-
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
-
-from .engine import Sharpener  # noqa: E402
-from .errors import LivesharpError  # noqa: E402
-from .pipeline import process_file, process_image  # noqa: E402
+from .errors import LivesharpError
 
 try:
     __version__ = version("livesharp")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
+# The public names that need torch, and the module each lives in.
+_LAZY = {"Sharpener": "engine", "process_file": "pipeline", "process_image": "pipeline"}
+
 __all__ = ["Sharpener", "LivesharpError", "process_file", "process_image", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

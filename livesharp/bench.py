@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from . import __version__
-from .engine import DEFAULT_MODEL, Sharpener, cpu_cores, resolve_device
+from .engine import DEFAULT_MODEL, Sharpener, resolve_device
 from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
 from .pipeline import process_file
 from .runtimes import BACKENDS, choose_backend, installed
+from .settings import cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
 

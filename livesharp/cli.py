@@ -7,8 +7,8 @@ import logging
 import click
 
 from . import __version__
-from .engine import DEFAULT_MODEL
 from .errors import LivesharpError
+from .settings import DEFAULT_MODEL, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO if installed (livesharp[openvino]), "
                 "else ONNX Runtime (livesharp[onnx]), else torch.")
@@ -66,6 +66,8 @@ Examples:
 @click.version_option(__version__, "--version", "-V", prog_name="livesharp")
 def cli():
     """Sharpen live and recorded video with a small real-time network."""
+    # Every command imports torch inside itself, after this: the policy only works before.
+    apply_thread_policy()
     logger = logging.getLogger("livesharp")
     if not any(isinstance(h, _WarningLine) for h in logger.handlers):
         logger.addHandler(_WarningLine())

@@ -8,7 +8,6 @@ one synchronisation per batch, never per frame.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,15 +19,9 @@ from . import ops
 from .errors import LivesharpError
 from .model import VARIANTS, ModelError, Student, count_macs, load_student
 from .runtimes import RUNNERS, cached_graph, check_precision, choose_backend
+from .settings import DEFAULT_MODEL, cpu_threads, shipped_weights
 
-MODELS_DIR = Path(os.environ.get("LIVESHARP_MODELS", Path(__file__).resolve().parent.parent / "models"))
-DEFAULT_MODEL = "tiny"
 BASELINES = ("unsharp",)
-
-
-def shipped_weights(name: str) -> Path:
-    """Where the trained weights of a named variant live."""
-    return MODELS_DIR / f"livesharp-{name}.pt"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -40,26 +33,6 @@ def resolve_device(device: str) -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise LivesharpError(f"--device {device}: unknown device; use auto, cpu or cuda")
     return torch.device(device)
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def cpu_threads(live: bool = False, backend: str = "torch") -> int:
-    """Threads for CPU inference under ``backend``.
-
-    File mode batches frames, so on a small machine inference takes every core (2 cores, 720p:
-    8.5 FPS with 2 threads, 5.7 with 1). Live mode runs batch 1 beside a capture thread that
-    must never stall. torch's OpenMP workers spin and starve it, so under torch one core stays
-    free (2 cores, 480p: 25 FPS with 1 thread, 21 with 2). OpenVINO's workers do not: it gets the
-    same cores as in file mode (2 cores, 720p camera: 25.9 FPS and 55 ms latency with 2 threads,
-    18.1 FPS and 70 ms with 1; benchmarks/README.md).
-    """
-    cores = cpu_cores()
-    if live and backend != "openvino":
-        return max(1, cores - 1)
-    return cores if cores <= 2 else cores - 1
 
 
 def open_model(model: str | Path | Student) -> tuple[Student | None, str]:

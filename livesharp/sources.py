@@ -11,6 +11,7 @@ import glob
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def _backend() -> int:
     return cv2.CAP_ANY  # pragma: no cover
 
 
+@contextmanager
+def _quiet_opencv():
+    """OpenCV's warnings off for one camera call: it warns on stderr when a camera does not
+    open or a read fails, and we report those ourselves, in one line. Only for the call: the
+    level is process-wide, and the rest of a program may want OpenCV's warnings."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class CameraSource:
     """A webcam through OpenCV, asking for MJPEG at 720p and above (raw YUYV cannot carry 720p30
     over USB 2) and a one-frame driver buffer (stale frames are latency)."""
@@ -81,8 +95,8 @@ class CameraSource:
 
     def _open(self):
         (w, h), fps = self.requested
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # we report failures ourselves, in one line
-        cap = cv2.VideoCapture(self.device, _backend())
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(self.device, _backend())
         if not cap.isOpened():
             cap.release()
             raise LivesharpError(f"camera {self.device} cannot be opened ({describe_cameras()}); pass --camera INDEX|/dev/videoN, or --camera FILE to run on a video; livesharp demo shows it working without a camera")
@@ -99,7 +113,8 @@ class CameraSource:
         return f"camera {self.device}: asked {w}x{h}@{fps:g} , granted {self.width}x{self.height}@{self.fps:g} {self.format}"
 
     def read(self) -> tuple[np.ndarray, float] | None:
-        ok, bgr = self.cap.read()
+        with _quiet_opencv():
+            ok, bgr = self.cap.read()
         t = time.monotonic()
         if not ok or bgr is None:
             return None

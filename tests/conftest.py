@@ -15,9 +15,11 @@ import tempfile
 # the CLI subprocesses the tests start inherit it.
 os.environ["LIVESHARP_CACHE"] = tempfile.mkdtemp(prefix="livesharp-test-cache-")
 
-# livesharp sets OpenMP's spin on import, and that only takes effect before torch's OpenMP
-# runtime loads; conftest imports torch below, so import livesharp first.
-import livesharp  # noqa: E402,F401
+# The CLI's thread policy, applied as the CLI applies it: before torch's OpenMP runtime loads
+# (conftest imports torch below), so the tests run torch as a user's process does.
+import livesharp.settings  # noqa: E402
+
+livesharp.settings.apply_thread_policy()
 
 import shutil  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402

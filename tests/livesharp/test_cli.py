@@ -213,7 +213,7 @@ def test_an_odd_size_is_written_with_a_one_line_warning(tmp_path, odd_video, pro
 
 
 def test_without_installed_weights_the_default_model_is_one_line_naming_model(tmp_path, video, monkeypatch):
-    monkeypatch.setattr(engine, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.setenv("LIVESHARP_MODELS", str(tmp_path / "models"))
     (tmp_path / "models").mkdir()
     result = run("file", video, tmp_path / "out.mp4", "--device", "cpu")
     assert_one_line_error(result, "--model", "no trained weights")
@@ -221,7 +221,7 @@ def test_without_installed_weights_the_default_model_is_one_line_naming_model(tm
 
 
 def test_installed_weights_are_used_by_default(tmp_path, video, probe, identity_checkpoint, monkeypatch):
-    monkeypatch.setattr(engine, "MODELS_DIR", identity_checkpoint.parent)
+    monkeypatch.setenv("LIVESHARP_MODELS", str(identity_checkpoint.parent))
     identity_checkpoint.rename(identity_checkpoint.parent / "livesharp-tiny.pt")
     out = tmp_path / "out.mp4"
     result = run("file", video, out, "--device", "cpu")

@@ -141,13 +141,13 @@ def test_cuda_without_a_gpu_is_an_error_that_names_the_fix():
 
 
 def test_no_installed_weights_is_an_error_that_names_model(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("LIVESHARP_MODELS", str(tmp_path))
     with pytest.raises(ModelError, match="--model"):
         Sharpener(device="cpu")
 
 
 def test_installed_weights_are_the_default_model(tmp_path, monkeypatch, random_student, threads):
-    monkeypatch.setattr(engine, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("LIVESHARP_MODELS", str(tmp_path))
     net = random_student()
     save_student(net, tmp_path / "livesharp-tiny.pt")
     f = frames(1)[0]

@@ -227,3 +227,31 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig):
     assert "frames in" in err and "Traceback" not in err
     rows = [json.loads(line) for line in stats.read_text().splitlines()]
     assert rows and [r["frame"] for r in rows] == list(range(1, len(rows) + 1))
+
+
+def test_a_camera_that_fails_to_open_leaves_opencvs_log_level_as_it_was(monkeypatch):
+    import cv2
+
+    from livesharp import sources
+
+    class Closed:
+        def __init__(self, *args):
+            seen.append(cv2.utils.logging.getLogLevel())
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    seen = []
+    monkeypatch.setattr(cv2, "VideoCapture", Closed)
+    before = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_INFO)
+    try:
+        with pytest.raises(LivesharpError, match="cannot be opened"):
+            sources.CameraSource(97)
+        assert seen == [cv2.utils.logging.LOG_LEVEL_ERROR]  # quiet while the camera opens...
+        assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_INFO  # ...and only then
+    finally:
+        cv2.utils.logging.setLogLevel(before)

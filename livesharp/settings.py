@@ -1,0 +1,73 @@
+"""What the process and the machine decide: thread policy, thread counts, where weights live.
+
+Nothing here imports torch, OpenCV or PyAV, and nothing happens on import: the CLI calls
+``apply_thread_policy()`` before torch loads, and paths are read from the environment when they
+are used, so a test or a long-lived program that changes ``LIVESHARP_MODELS`` is obeyed.
+
+Library users who run the network on the CPU beside other work (decoding, capture) should do
+what the CLI does, first thing, before anything imports torch:
+
+>>> import livesharp.settings
+>>> livesharp.settings.apply_thread_policy()
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "tiny"
+# The weights shipped beside the package in a source checkout; $LIVESHARP_MODELS overrides.
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+# OpenMP's idle spin, in iterations: short enough to leave cores to decode and capture, long
+# enough that the network's many small ops do not each pay a wake-up (see apply_thread_policy).
+SPINCOUNT = "20000"
+
+
+def apply_thread_policy() -> None:
+    """Give OpenMP a short idle spin; call it before torch is imported (later it has no effect).
+
+    OpenMP threads spin for a long time while idle by default; on a 2-core machine that spinning
+    starves the decode and encode threads (768x432 file mode: 3.4 FPS). Never spinning
+    (OMP_WAIT_POLICY=PASSIVE) fixes that but halves the network's own speed, since every small
+    op then pays a wake-up. A short spin keeps both (720p, 2 cores: model 5.6 -> 13-15 FPS,
+    file mode 8.9 -> 8-10 FPS vs PASSIVE). A user's own ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` is left as it is.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_threads(live: bool = False, backend: str = "torch") -> int:
+    """Threads for CPU inference under ``backend``.
+
+    File mode batches frames, so on a small machine inference takes every core (2 cores, 720p:
+    8.5 FPS with 2 threads, 5.7 with 1). Live mode runs batch 1 beside a capture thread that
+    must never stall. torch's OpenMP workers spin and starve it, so under torch one core stays
+    free (2 cores, 480p: 25 FPS with 1 thread, 21 with 2). OpenVINO's workers do not: it gets the
+    same cores as in file mode (2 cores, 720p camera: 25.9 FPS and 55 ms latency with 2 threads,
+    18.1 FPS and 70 ms with 1; benchmarks/README.md).
+    """
+    cores = cpu_cores()
+    if live and backend != "openvino":
+        return max(1, cores - 1)
+    return cores if cores <= 2 else cores - 1
+
+
+def models_dir() -> Path:
+    """``$LIVESHARP_MODELS``, else the ``models/`` folder of the source tree; read on every call."""
+    return Path(os.environ.get("LIVESHARP_MODELS") or SHIPPED_MODELS)
+
+
+def shipped_weights(name: str) -> Path:
+    """Where the trained weights of a named variant live.
+
+    >>> shipped_weights("tiny").name
+    'livesharp-tiny.pt'
+    """
+    return models_dir() / f"livesharp-{name}.pt"
