@@ -6,7 +6,6 @@ demo can say how much sharper the result is, not just show it.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ import numpy as np
 
 from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
-from .io import VideoReader, VideoWriter, temp_path
+from .files import atomic_output
+from .io import VideoReader, VideoWriter
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -44,12 +44,11 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
     out_dir.mkdir(parents=True, exist_ok=True)
     blurry, sharp = VideoReader(DATA / "demo_blurry.mp4"), VideoReader(DATA / "demo_sharp.mp4")
     video, image = out_dir / "livesharp_demo.mp4", out_dir / "livesharp_demo.png"
-    tmp = temp_path(video)
-    writer = VideoWriter(tmp, blurry.info, crf=20, preset="veryfast")
     scores_in, scores_out, n, seconds = [], [], 0, 0.0
     middle = None
     try:
-        with Sharpener(model=model, device=device, backend=backend, precision=precision) as s:
+        with atomic_output(video) as tmp, Sharpener(model=model, device=device, backend=backend, precision=precision) as s:
+            writer = VideoWriter(tmp, blurry.info, crf=20, preset="veryfast")
             for b, t in zip(blurry.frames(), sharp.frames()):
                 if frames is not None and n >= frames:
                     break
@@ -65,11 +64,10 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
                 if preview is not None and preview.show(pair, [f"frame {n + 1}", f"PSNR {scores_in[-1]:.2f} -> {scores_out[-1]:.2f} dB"]) in ("q", "closed"):
                     preview = None
                 n += 1
-        writer.close()
-        os.replace(tmp, video)
+            writer.close()
     finally:
-        tmp.unlink(missing_ok=True)
         blurry.close()
         sharp.close()
-    cv2.imwrite(str(image), cv2.cvtColor(middle if middle is not None else pair, cv2.COLOR_RGB2BGR))
+    with atomic_output(image) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(middle if middle is not None else pair, cv2.COLOR_RGB2BGR))
     return DemoResult(video, image, n, n / seconds if seconds else 0.0, float(np.mean(scores_in)), float(np.mean(scores_out)))

@@ -74,15 +74,6 @@ def check_output(src: Path, dst: Path, overwrite: bool, suffixes) -> None:
         raise LivesharpError(f"{parent}: cannot write in the output folder ({e.strerror}); choose another output folder") from None
 
 
-def temp_path(dst: Path) -> Path:
-    """A hidden sibling of ``dst`` with the same suffix (formats are chosen by suffix).
-
-    Written there first and renamed on success, so a crash or Ctrl-C never leaves a half-written
-    file under the name the user asked for.
-    """
-    return dst.with_name(f".{dst.stem}.livesharp-partial-{os.getpid()}{dst.suffix}")
-
-
 def _open_input(path: Path):
     check_input(path)
     try:

@@ -8,7 +8,6 @@ inference stage batches opportunistically: it takes whatever frames are already 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,7 +22,8 @@ from tqdm import tqdm
 from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
-from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, temp_path
+from .files import atomic_output
+from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output
 
 log = logging.getLogger("livesharp")
 
@@ -151,8 +151,6 @@ def process_file(
     except BaseException:
         reader.close()
         raise
-    tmp = temp_path(dst)
-    writer = VideoWriter(tmp, reader.info, crf=crf, preset=preset)
     info = reader.info
     stages = Stages()
     decoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
@@ -209,19 +207,20 @@ def process_file(
 
     t0 = time.perf_counter()
     try:
-        stages.start("decode", decode)
-        stages.start("infer", infer)
-        stages.start("encode", encode)
-        stages.wait()
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_output(dst) as tmp:
+            writer = VideoWriter(tmp, info, crf=crf, preset=preset)
+            stages.start("decode", decode)
+            stages.start("infer", infer)
+            stages.start("encode", encode)
+            try:
+                stages.wait()
+            finally:
+                # After a failure the container is still open: close it before its file goes.
+                if writer.container is not None:
+                    writer.container.close()
     finally:
         bar.close()
         reader.close()
-        if writer.container is not None:
-            writer.container.close()
         if own:
             sharpener.close()
     return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1])
@@ -260,13 +259,9 @@ def process_image(
             sharpener.close()
     if side_by_side:
         out = ops.side_by_side(rgb, out, ("input", sharpener.name))
-    tmp = temp_path(dst)
-    try:
+    with atomic_output(dst) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import LivesharpError
+from .files import atomic_output
 from .model import Student
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -126,15 +127,10 @@ def export_onnx(net: Student, path: str | Path, io: str = "float") -> Path:
     else:
         module, axes, names = Uint8Frames(net), {0: "batch", 1: "height", 2: "width"}, ["input", "strength"]
         example = (torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8), torch.ones(1))
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer and deprecation chatter; the parity tests are the check
-            torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["output"],
-                              dynamic_axes={"input": axes, "output": axes}, opset_version=OPSET, dynamo=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter; the parity tests are the check
+        torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["output"],
+                          dynamic_axes={"input": axes, "output": axes}, opset_version=OPSET, dynamo=False)
     return path
 
 
@@ -150,15 +146,10 @@ def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
     with tempfile.TemporaryDirectory() as d:
         onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
         model = ov.convert_model(str(onnx_path))
-        tmp = path.with_name(f".{path.stem}.partial.xml")
-        try:
+        # OpenVINO writes the weights beside the .xml under its stem: the .bin moves with it.
+        with atomic_output(path, companions=(".bin",)) as tmp:
             # Full precision: the IR's weights are the checkpoint's, not rounded to fp16.
             ov.save_model(model, str(tmp), compress_to_fp16=False)
-            tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-            tmp.with_suffix(".bin").unlink(missing_ok=True)
     return path
 
 

