@@ -1,14 +1,18 @@
 """The engine: the only module that touches tensors at run time.
 
-uint8 RGB frames (H, W, 3) go in, uint8 RGB frames of the same shape come out. On CUDA the
-conversion to and from float happens on the GPU (uint8 is a quarter of the bytes to copy), the
-network runs in fp16 with channels_last, host buffers are pinned, and there is one copy back and
-one synchronisation per batch, never per frame.
+uint8 RGB frames (H, W, 3) go in, uint8 RGB frames of the same shape come out. ``Sharpener``
+checks them and holds the strength; a runner computes them, one per way of doing it: the
+unsharp baseline, torch on the CPU, torch on CUDA, and the runtimes of ``runtimes.py`` (ONNX
+Runtime, OpenVINO), all chosen in ``make_runner``. On CUDA the conversion to and from float
+happens on the GPU (uint8 is a quarter of the bytes to copy), the network runs in fp16 with
+channels_last, host buffers are pinned, and there is one copy back and one synchronisation per
+batch, never per frame.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +22,7 @@ import torch
 from . import ops
 from .errors import LivesharpError
 from .model import VARIANTS, ModelError, Student, count_macs, load_student
-from .runtimes import RUNNERS, cached_graph, check_precision, choose_backend
+from .runtimes import RUNNERS, Runner, cached_graph, check_precision, choose_backend
 from .settings import DEFAULT_MODEL, cpu_threads, shipped_weights
 
 BASELINES = ("unsharp",)
@@ -56,8 +60,147 @@ def open_model(model: str | Path | Student) -> tuple[Student | None, str]:
     return load_student(name), Path(name).stem
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """torch on ``n`` CPU threads inside the block, and as it was after it (None: as it is).
+
+    torch's thread count is process-wide; a runner that set it for as long as it lived would
+    leave it changed for everything else in the process. The CLI's processes run torch on
+    nothing else, so there the count is set once and left (the switch back is skipped when
+    nothing changes); a program that runs its own torch work between frames keeps its setting.
+    """
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class UnsharpRunner(Runner):
+    """The classical baseline, ``ops.unsharp_mask`` with ``amount=strength``: no network."""
+
+    name = "unsharp"
+
+    def infer(self, frames, strength: float) -> list[np.ndarray]:
+        return [ops.unsharp_mask(f, amount=strength) for f in frames]
+
+
+class TorchCpuRunner(Runner):
+    """torch eager on the CPU, fp32, channels_last, on ``threads`` threads while it computes."""
+
+    name = "torch"
+    precision = "fp32"
+
+    def __init__(self, net: Student, threads: int):
+        self.net = net.to(memory_format=torch.channels_last)
+        self.threads = threads
+
+    @contextmanager
+    def computing(self):
+        with torch_threads(self.threads), torch.inference_mode():
+            yield
+
+    def upload(self, frames) -> torch.Tensor:
+        batch = torch.from_numpy(np.asarray(frames))  # N,H,W,C uint8; a list is stacked here
+        return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
+
+    def infer(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+        y = self.net(x)
+        return y if strength == 1.0 else torch.lerp(x, y, strength)
+
+    def download(self, y: torch.Tensor, frames) -> np.ndarray:
+        return to_uint8_nhwc(y).contiguous().numpy()
+
+
+class TorchCudaRunner(Runner):
+    """torch on a CUDA GPU: fp16 (``precision="auto"``) or fp32, channels_last.
+
+    uint8 crosses the bus (a quarter of float's bytes) through one page-locked host buffer per
+    direction, becomes float on the GPU, and comes back with one copy and one synchronisation
+    per batch, never per frame.
+    """
+
+    name = "torch"
+
+    def __init__(self, net: Student, device: torch.device, precision: str = "auto"):
+        self.device = device
+        self.precision = "fp16" if precision == "auto" else "fp32"
+        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        self.net = net.to(device, dtype=self.dtype, memory_format=torch.channels_last)
+        self._done = torch.cuda.Event()
+        self._host_in: torch.Tensor | None = None
+        self._host_out: torch.Tensor | None = None
+
+    def computing(self):
+        return torch.inference_mode()
+
+    def upload(self, frames) -> torch.Tensor:
+        n, (h, w, c) = len(frames), frames[0].shape
+        self._host_in = _pinned(self._host_in, (n, h, w, c))
+        np.stack(frames, out=self._host_in.numpy())  # straight into pinned memory, no extra copy
+        dev = self._host_in.to(self.device, non_blocking=True)
+        return dev.permute(0, 3, 1, 2).to(self.dtype).div_(255).contiguous(memory_format=torch.channels_last)
+
+    def infer(self, x: torch.Tensor, strength: float) -> torch.Tensor:
+        y = self.net(x)
+        return y if strength == 1.0 else torch.lerp(x, y, strength)
+
+    def download(self, y: torch.Tensor, frames) -> np.ndarray:
+        y = to_uint8_nhwc(y)
+        self._host_out = _pinned(self._host_out, tuple(y.shape))
+        self._host_out.copy_(y, non_blocking=True)
+        self._done.record()
+        # The one wait per batch: the host buffers are reused, and the caller needs the pixels.
+        self._done.synchronize()
+        return self._host_out.numpy().copy()
+
+    def sync(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        self._host_in = self._host_out = None
+
+
+def to_uint8_nhwc(y: torch.Tensor) -> torch.Tensor:
+    """The network's float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3), where it is."""
+    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _pinned(buf: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """Reuse one page-locked buffer while the shape holds; async copies need pinned memory."""
+    if buf is None or tuple(buf.shape) != shape:
+        buf = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+    return buf
+
+
+def make_runner(net: Student | None, device: torch.device, backend: str = "auto", precision: str = "auto",
+                threads: int | None = None, live: bool = False) -> Runner:
+    """The one place that decides how frames are computed; arguments as for ``Sharpener``.
+
+    >>> make_runner(None, torch.device("cpu")).name
+    'unsharp'
+    """
+    check_precision(precision)
+    if net is None:
+        return UnsharpRunner()
+    net = net.eval().requires_grad_(False)
+    backend = choose_backend(backend, device)
+    if backend in RUNNERS:
+        return RUNNERS[backend](cached_graph(net), threads or cpu_threads(live, backend), precision, min_side=net.cfg.multiple)
+    if device.type == "cuda":
+        return TorchCudaRunner(net, device, precision)
+    return TorchCpuRunner(net, threads or cpu_threads(live, backend))
+
+
 class Sharpener:
     """Sharpen RGB frames with a student network or the unsharp-mask baseline.
+
+    It checks frames, holds ``strength`` (which may change between calls) and hands each batch
+    to its ``runner`` (see ``make_runner``), which computes it.
 
     Args:
         model: a variant name (its shipped weights), ``"unsharp"``, a checkpoint path, or a ``Student``.
@@ -65,7 +208,8 @@ class Sharpener:
         backend: ``"auto"``, ``"torch"``, ``"onnx"`` (ONNX Runtime) or ``"openvino"``; auto is torch
             on CUDA, and on the CPU the fastest runtime installed (see ``runtimes.choose_backend``).
         strength: 0 returns the input, 1 the model's output, up to 2 extrapolates the added detail.
-        threads: CPU inference threads; None = ``cpu_threads(live, backend)``.
+        threads: CPU inference threads; None = ``cpu_threads(live, backend)``. Under torch they
+            apply while a batch is computed (``torch_threads``), not for the Sharpener's life.
         live: a live source (batch 1 beside a capture thread that must not stall): picks the
             default thread count for that, see ``cpu_threads``.
         precision: ``"auto"``: fp16 on CUDA, bf16 under OpenVINO on CPUs with native bf16, else
@@ -82,38 +226,14 @@ class Sharpener:
         if not 0.0 <= strength <= 2.0:
             raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
         check_precision(precision)
-        self.precision = "none"
         self.strength = float(strength)
         # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
         self.device = resolve_device("cpu" if device == "auto" and backend in RUNNERS else device)
-        net, self.name = open_model(model)
-        self._threads_before = None
-        self._host_in: torch.Tensor | None = None
-        self._host_out: torch.Tensor | None = None
-        self._runner = None
-        self.net = None
-        self.cfg = None
-        if net is None:
-            self.backend = "none"
-            return
-        net = net.eval().requires_grad_(False)
-        self.backend = choose_backend(backend, self.device)
-        self.cfg = net.cfg
-        if self.backend in RUNNERS:
-            self._runner = RUNNERS[self.backend](cached_graph(net), threads or cpu_threads(live, self.backend), precision)
-            self._min_side = net.cfg.multiple
-            self.precision = self._runner.precision
-            return
-        self.precision = "fp16" if self.device.type == "cuda" and precision == "auto" else "fp32"
-        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        if self.device.type == "cuda":
-            net = net.to(self.device, dtype=self._dtype, memory_format=torch.channels_last)
-            self._done = torch.cuda.Event()
-        else:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(threads or cpu_threads(live, self.backend))
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
+        self.net, self.name = open_model(model)
+        self.cfg = None if self.net is None else self.net.cfg
+        self.runner = make_runner(self.net, self.device, backend, precision, threads, live)
+        self.backend = "none" if self.net is None else self.runner.name
+        self.precision = self.runner.precision
 
     @property
     def macs_per_pixel(self) -> float:
@@ -126,70 +246,19 @@ class Sharpener:
 
     def sharpen_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Frames of one size, (H, W, 3) uint8 each, sharpened in one batch."""
+        self._check(frames)
         if not frames:
             return []
-        shape = frames[0].shape
-        for f in frames:
-            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != shape:
-                raise ValueError(f"frames must be uint8 arrays of one shape (H, W, 3); got {f.dtype} {f.shape} after {shape}")
-        if self.strength == 0.0:
+        strength = self.strength  # once per batch: another thread may change it meanwhile
+        if strength == 0.0:
             return [f.copy() for f in frames]
-        if self.net is None and self._runner is None:
-            return [ops.unsharp_mask(f, amount=self.strength) for f in frames]
-        with torch.inference_mode():
-            x = self._upload(frames)
-            return self._download(frames, x, self._infer(x))
+        return list(self.runner.run(frames, strength))
 
-    # The three stages of a batch, kept apart so that ``profile`` can time each one.
-
-    def _upload(self, frames: Sequence[np.ndarray]):
-        """uint8 frames -> the network's input, where the network runs."""
-        if self._runner is not None:
-            batch = np.stack(frames)
-            h, w, m = *batch.shape[1:3], self._min_side
-            if h < m or w < m:
-                # The exported graph reflect-pads, which needs sides of at least m; a thumbnail
-                # gets its edge pixels repeated instead, as the torch model does for it.
-                batch = np.pad(batch, ((0, 0), (0, max(0, m - h)), (0, max(0, m - w)), (0, 0)), mode="edge")
-            return batch
-        if self.device.type == "cuda":
-            n, (h, w, c) = len(frames), frames[0].shape
-            host_in = self._pinned("_host_in", (n, h, w, c))
-            np.stack(frames, out=host_in.numpy())
-            dev = host_in.to(self.device, non_blocking=True)
-            # uint8 crosses the bus (a quarter of float's bytes) and becomes float on the GPU.
-            return dev.permute(0, 3, 1, 2).to(self._dtype).div_(255).contiguous(memory_format=torch.channels_last)
-        batch = torch.from_numpy(np.stack(frames))  # N,H,W,C uint8
-        return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
-
-    def _infer(self, x):
-        if self._runner is not None:
-            return self._runner.run(x, self.strength)  # uint8 frames: conversions and blend run in the graph
-        y = self.net(x)
-        return y if self.strength == 1.0 else torch.lerp(x, y, self.strength)
-
-    def _download(self, frames: Sequence[np.ndarray], x, y) -> list[np.ndarray]:
-        """The network's output -> uint8 frames on the host."""
-        if self._runner is not None:
-            h, w = frames[0].shape[:2]
-            return list(y[:, :h, :w])
-        y = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-        if self.device.type == "cuda":
-            host_out = self._pinned("_host_out", tuple(y.shape))
-            host_out.copy_(y, non_blocking=True)
-            self._done.record()
-            # The one wait per batch: the host buffers are reused, and the caller needs the pixels.
-            self._done.synchronize()
-            return list(host_out.numpy().copy())
-        return list(y.contiguous().numpy())
-
-    def _pinned(self, attr: str, shape: tuple[int, ...]) -> torch.Tensor:
-        """Reuse one page-locked buffer per direction; async copies need pinned memory."""
-        buf = getattr(self, attr)
-        if buf is None or buf.shape != shape:
-            buf = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
-            setattr(self, attr, buf)
-        return buf
+    @staticmethod
+    def _check(frames: Sequence[np.ndarray]) -> None:
+        for f in frames:
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != frames[0].shape:
+                raise ValueError(f"frames must be uint8 arrays of one shape (H, W, 3); got {f.dtype} {f.shape} after {frames[0].shape}")
 
     def profile(self, frames: Sequence[np.ndarray], repeats: int = 10) -> dict[str, float]:
         """Median milliseconds per batch of ``frames`` for upload, inference and download.
@@ -197,27 +266,21 @@ class Sharpener:
         Each stage is synchronised before its clock stops, so on a GPU the numbers are the
         stages' own, not a queue of asynchronous launches. For ONNX Runtime and OpenVINO the
         float conversions run inside the graph and count as inference; their upload is the
-        stacking of frames into one array.
+        stacking of frames into one array. The baseline's work all counts as inference.
         """
-        if self.net is None and self._runner is None:
-            t = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                self.sharpen_batch(frames)
-                t.append(time.perf_counter() - t0)
-            return {"upload_ms": 0.0, "inference_ms": 1000 * float(np.median(t)), "download_ms": 0.0}
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self._check(frames)
+        r, strength = self.runner, self.strength
         times: dict[str, list[float]] = {"upload_ms": [], "inference_ms": [], "download_ms": []}
-        with torch.inference_mode():
+        with r.computing():
             for i in range(repeats + 2):  # two warm-up batches: allocation, compilation, caches
                 t0 = time.perf_counter()
-                x = self._upload(frames)
-                sync()
+                x = r.upload(frames)
+                r.sync()
                 t1 = time.perf_counter()
-                y = self._infer(x)
-                sync()
+                y = r.infer(x, strength)
+                r.sync()
                 t2 = time.perf_counter()
-                self._download(frames, x, y)
+                r.download(y, frames)
                 t3 = time.perf_counter()
                 if i >= 2:
                     for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
@@ -225,12 +288,8 @@ class Sharpener:
         return {k: float(np.median(v)) for k, v in times.items()}
 
     def close(self) -> None:
-        """Give back the CPU thread setting this Sharpener changed, and the runtime's session."""
-        if self._runner is not None:
-            self._runner.close()
-        if self._threads_before is not None:
-            torch.set_num_threads(self._threads_before)
-            self._threads_before = None
+        """Give back what the runner holds (a runtime's session, pinned buffers)."""
+        self.runner.close()
 
     def __enter__(self):
         return self

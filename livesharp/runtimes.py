@@ -12,6 +12,8 @@ float and back runs inside the runtime, fused with the network, instead of in nu
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -165,13 +167,75 @@ def cached_graph(net: Student) -> Path:
     return path
 
 
-class OnnxRunner:
+class Runner(abc.ABC):
+    """One way of computing frames. Every backend is one (``engine.make_runner`` picks it).
+
+    ``run(frames, strength)`` takes N uint8 RGB frames of one shape, as an (N, H, W, 3) array or
+    a sequence of (H, W, 3) arrays, and returns N sharpened frames of that shape, in one of the
+    same two forms. ``strength`` blends input and output as ``Sharpener`` documents. ``name`` is
+    the backend, ``precision`` the arithmetic it chose, ``close()`` gives back what it holds.
+
+    ``run`` is ``download(infer(upload(frames), strength), frames)``; the steps are separate so
+    that ``Sharpener.profile`` can time each, with ``sync()`` waiting for a device to finish.
+    ``computing()`` is the context every step runs in (torch's inference mode and threads).
+    """
+
+    name = "none"
+    precision = "none"
+
+    def computing(self):
+        return contextlib.nullcontext()
+
+    def upload(self, frames):
+        return frames
+
+    @abc.abstractmethod
+    def infer(self, x, strength: float):
+        """The computation itself, on what ``upload`` returned."""
+
+    def download(self, y, frames):
+        return y
+
+    def sync(self) -> None:
+        pass
+
+    def run(self, frames, strength: float = 1.0):
+        with self.computing():
+            return self.download(self.infer(self.upload(frames), strength), frames)
+
+    def close(self) -> None:
+        pass
+
+
+class GraphRunner(Runner):
+    """A runtime that runs the exported uint8-frame graph (``cached_graph``) on the CPU.
+
+    The graph reflect-pads to the network's multiple, which needs sides of at least that
+    (``min_side``); a thumbnail gets its edge pixels repeated up to it instead, as the torch
+    model does for it, and the result is cropped back.
+    """
+
+    min_side = 1
+
+    def upload(self, frames) -> np.ndarray:
+        batch = np.asarray(frames)  # a list of frames is stacked here, an array is taken as it is
+        h, w, m = *batch.shape[1:3], self.min_side
+        if h < m or w < m:
+            batch = np.pad(batch, ((0, 0), (0, max(0, m - h)), (0, max(0, m - w)), (0, 0)), mode="edge")
+        return batch
+
+    def download(self, y: np.ndarray, frames) -> np.ndarray:
+        h, w = frames[0].shape[:2]
+        return y[:, :h, :w]
+
+
+class OnnxRunner(GraphRunner):
     """ONNX Runtime on the CPU. ``run`` maps uint8 (N, H, W, 3) frames to sharpened ones."""
 
     name = "onnx"
     precision = "fp32"  # the exported graph is f32, and ONNX Runtime runs it as it is
 
-    def __init__(self, graph: Path, threads: int, precision: str = "auto"):
+    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -183,8 +247,9 @@ class OnnxRunner:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+        self.min_side = min_side
 
-    def run(self, frames: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    def infer(self, frames: np.ndarray, strength: float) -> np.ndarray:
         return self.session.run(None, {"input": frames, "strength": np.array([strength], np.float32)})[0]
 
     def close(self) -> None:
@@ -209,7 +274,7 @@ def openvino_precision(core, precision: str) -> str:
     return "fp32"
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(GraphRunner):
     """OpenVINO on the CPU, with the graph compiled for each frame shape it meets.
 
     A graph compiled for one static shape ran twice as fast as the dynamic one (1280x720 on 2
@@ -222,7 +287,7 @@ class OpenVinoRunner:
     name = "openvino"
     MAX_SHAPES = 8  # file mode meets batches of 1..--batch frames; beyond that, forget the oldest
 
-    def __init__(self, graph: Path, threads: int, precision: str = "auto"):
+    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1):
         import openvino as ov
 
         self.core = ov.Core()
@@ -232,6 +297,7 @@ class OpenVinoRunner:
         hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]  # OpenVINO's names for them
         self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         self.requests: dict[tuple[int, ...], object] = {}
+        self.min_side = min_side
 
     def _request(self, shape: tuple[int, ...]):
         if shape not in self.requests:
@@ -242,7 +308,7 @@ class OpenVinoRunner:
             self.requests[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
         return self.requests[shape]
 
-    def run(self, frames: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    def infer(self, frames: np.ndarray, strength: float) -> np.ndarray:
         # Copy out: the request's output buffer is reused by its next call.
         return self._request(frames.shape).infer({"input": frames, "strength": np.array([strength], np.float32)})[0].copy()
 
@@ -253,4 +319,4 @@ class OpenVinoRunner:
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "OnnxRunner", "OpenVinoRunner"]
+__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "Runner", "GraphRunner", "OnnxRunner", "OpenVinoRunner"]

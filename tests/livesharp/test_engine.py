@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from livesharp import engine, ops
+from livesharp import engine, ops, runtimes
 from livesharp.engine import Sharpener
 from livesharp.errors import LivesharpError
 from livesharp.model import ModelError, save_student
@@ -120,12 +120,33 @@ def test_the_unsharp_baseline_is_unsharp_mask(strength):
     np.testing.assert_array_equal(s.sharpen(f), ops.unsharp_mask(f, amount=strength))
 
 
-def test_close_gives_back_the_thread_setting(identity_student, threads, monkeypatch):
+def threads_while_computing(s: Sharpener, frame: np.ndarray) -> list[int]:
+    """torch's thread count as the network sees it, for each batch it runs during ``sharpen``."""
+    seen, forward = [], s.runner.net.forward
+    s.runner.net.forward = lambda x: (seen.append(torch.get_num_threads()), forward(x))[1]
+    s.sharpen(frame)
+    return seen
+
+
+def test_torch_runs_on_its_threads_and_leaves_the_process_setting_alone(identity_student, threads, monkeypatch):
     monkeypatch.setattr(engine, "cpu_threads", lambda live, backend: 2)
     torch.set_num_threads(1)
-    with Sharpener(identity_student(), device="cpu", backend="torch"):
-        assert torch.get_num_threads() == 2
+    with Sharpener(identity_student(), device="cpu", backend="torch") as s:
+        assert torch.get_num_threads() == 1  # opening one changes nothing process-wide...
+        assert threads_while_computing(s, frames(1)[0]) == [2]  # ...its batches run on its threads...
+        assert torch.get_num_threads() == 1  # ...and give the setting back after each one
     assert torch.get_num_threads() == 1
+
+
+def test_every_backend_is_a_runner_with_one_interface(identity_student):
+    batch = np.stack(frames(2, 40, 40))
+    for kw in (dict(model="unsharp"), *(dict(model=identity_student(), backend=b) for b in ("torch", "onnx", "openvino"))):
+        with Sharpener(device="cpu", **kw) as s:
+            assert isinstance(s.runner, runtimes.Runner) and s.precision == s.runner.precision
+            out = s.runner.run(batch, 1.0)
+            assert len(out) == 2 and all(o.shape == (40, 40, 3) and o.dtype == np.uint8 for o in out)
+            if s.net is not None:  # the identity student: every backend returns the input
+                np.testing.assert_array_equal(np.stack(out), batch)
 
 
 def test_unknown_device_is_an_error():

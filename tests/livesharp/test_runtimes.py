@@ -117,7 +117,7 @@ def test_auto_precision_stays_within_two_grey_levels_of_fp32(threads):
     with Sharpener("tiny", device="cpu", backend="openvino", precision="fp32") as exact, Sharpener("tiny", device="cpu", backend="openvino") as fast:
         if fast.precision != "bf16":
             pytest.skip("this CPU has no native bf16: auto is fp32, the same as exact")
-        assert exact.precision == "fp32" and exact._runner.config["INFERENCE_PRECISION_HINT"] == "f32"
+        assert exact.precision == "fp32" and exact.runner.config["INFERENCE_PRECISION_HINT"] == "f32"
         a, b = exact.sharpen(frame).astype(int), fast.sharpen(frame).astype(int)
     assert np.abs(a - frame).mean() > 0.5  # the model changes the picture
     assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.2
@@ -186,9 +186,9 @@ def test_runtimes_leave_torch_threads_alone_and_use_the_given_count(backend, ran
         s.sharpen(frames(1, 40, 40)[0])
         assert torch.get_num_threads() == 1
         if backend == "onnx":
-            assert s._runner.session.get_session_options().intra_op_num_threads == 2
+            assert s.runner.session.get_session_options().intra_op_num_threads == 2
         else:
-            request = next(iter(s._runner.requests.values()))
+            request = next(iter(s.runner.requests.values()))
             assert request.get_compiled_model().get_property("INFERENCE_NUM_THREADS") == 2
     assert torch.get_num_threads() == 1
 
@@ -245,12 +245,16 @@ def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads):
 
 
 def inference_threads(s: Sharpener) -> int:
-    """The thread count a Sharpener gave its runtime."""
+    """The thread count a Sharpener gave its runtime (torch: what its batches run on)."""
     if s.backend == "torch":
-        return torch.get_num_threads()
+        seen, forward = [], s.runner.net.forward
+        s.runner.net.forward = lambda x: (seen.append(torch.get_num_threads()), forward(x))[1]
+        s.sharpen(frames(1, 40, 40)[0])
+        assert len(seen) == 1
+        return seen[0]
     if s.backend == "onnx":
-        return s._runner.session.get_session_options().intra_op_num_threads
-    return s._runner.config["INFERENCE_NUM_THREADS"]
+        return s.runner.session.get_session_options().intra_op_num_threads
+    return s.runner.config["INFERENCE_NUM_THREADS"]
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)
@@ -263,7 +267,7 @@ def test_default_threads_fit_the_cores_this_process_may_use(backend, random_stud
         n = inference_threads(s)
         if backend == "openvino":
             # OpenVINO itself never takes more than the machine's real cores
-            assert next(iter(s._runner.requests.values())).get_compiled_model().get_property("INFERENCE_NUM_THREADS") <= n
+            assert next(iter(s.runner.requests.values())).get_compiled_model().get_property("INFERENCE_NUM_THREADS") <= n
     assert n == engine.cpu_threads() == 3  # one core left for decode and encode
 
 
