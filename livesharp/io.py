@@ -281,6 +281,13 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise LivesharpError(f"{self.path}: writing failed ({e}); check free disk space, or try a .mkv output") from None
 
+    def abort(self) -> None:
+        """Stop after a failure: give back the file without flushing the encoder. What was
+        written is incomplete; the caller removes it (``files.atomic_output`` does)."""
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+
     def close(self) -> None:
         """Flush the encoder and write the container trailer."""
         if self.container is None:

@@ -187,11 +187,12 @@ def process_file(
         stages.put(encoded, END)
 
     def encode():
-        nonlocal written
+        nonlocal written, writer
         while (f := stages.get(encoded)) is not END:
             rgb = ops.pad_to_even(f.rgb)
             if written == 0:
-                writer.matrix = None if side_by_side else reader.matrix
+                # Opened here: the rotation is known once the reader has decoded a frame.
+                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix)
                 size[:] = rgb.shape[1], rgb.shape[0]
                 if rgb.shape != f.rgb.shape:
                     h, w = f.rgb.shape[:2]
@@ -206,18 +207,18 @@ def process_file(
         writer.close()
 
     t0 = time.perf_counter()
+    writer = None
     try:
         with atomic_output(dst) as tmp:
-            writer = VideoWriter(tmp, info, crf=crf, preset=preset)
             stages.start("decode", decode)
             stages.start("infer", infer)
             stages.start("encode", encode)
             try:
                 stages.wait()
-            finally:
-                # After a failure the container is still open: close it before its file goes.
-                if writer.container is not None:
-                    writer.container.close()
+            except BaseException:
+                if writer is not None:
+                    writer.abort()  # before atomic_output removes its file
+                raise
     finally:
         bar.close()
         reader.close()

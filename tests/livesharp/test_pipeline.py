@@ -174,3 +174,20 @@ def test_a_failure_midway_leaves_no_output_and_no_partial_file(video, tmp_path, 
     assert leftovers(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [video.name]
     assert sha256(video) == before
+
+
+def test_abort_gives_back_the_file_without_finishing_it(video, tmp_path):
+    from livesharp.io import VideoReader, VideoWriter
+
+    reader = VideoReader(video)
+    writer = VideoWriter(tmp_path / "out.mp4", reader.info, preset="ultrafast")
+    for i, f in enumerate(reader.frames()):
+        writer.write(f.rgb, f.pts, f.duration)
+        if i == 3:
+            break
+    reader.close()
+    writer.abort()
+    assert writer.container is None
+    writer.abort()  # twice, or after close(): nothing left to give back
+    writer.close()
+    (tmp_path / "out.mp4").unlink()  # closed: on every OS the caller can remove it
