@@ -177,6 +177,12 @@ def _pinned(buf: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
     return buf
 
 
+def _check_strength(strength: float) -> float:
+    if not 0.0 <= strength <= 2.0:
+        raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
+    return float(strength)
+
+
 def make_runner(net: Student | None, device: torch.device, backend: str = "auto", precision: str = "auto",
                 threads: int | None = None, live: bool = False) -> Runner:
     """The one place that decides how frames are computed; arguments as for ``Sharpener``.
@@ -223,10 +229,8 @@ class Sharpener:
 
     def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0,
                  threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
-        if not 0.0 <= strength <= 2.0:
-            raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
+        self.strength = _check_strength(strength)
         check_precision(precision)
-        self.strength = float(strength)
         # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
         self.device = resolve_device("cpu" if device == "auto" and backend in RUNNERS else device)
         self.net, self.name = open_model(model)
@@ -240,16 +244,20 @@ class Sharpener:
         """Multiply-accumulates per output pixel (0 for the classical baseline)."""
         return 0.0 if self.cfg is None else count_macs(Student(self.cfg), 64, 64) / (64 * 64)
 
-    def sharpen(self, rgb: np.ndarray) -> np.ndarray:
+    def sharpen(self, rgb: np.ndarray, strength: float | None = None) -> np.ndarray:
         """One frame: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB."""
-        return self.sharpen_batch([rgb])[0]
+        return self.sharpen_batch([rgb], strength)[0]
 
-    def sharpen_batch(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Frames of one size, (H, W, 3) uint8 each, sharpened in one batch."""
+    def sharpen_batch(self, frames: Sequence[np.ndarray], strength: float | None = None) -> list[np.ndarray]:
+        """Frames of one size, (H, W, 3) uint8 each, sharpened in one batch.
+
+        ``strength``: this batch's, instead of ``self.strength`` (a live session's controls
+        pass theirs, so no thread writes the Sharpener another one reads).
+        """
         self._check(frames)
         if not frames:
             return []
-        strength = self.strength  # once per batch: another thread may change it meanwhile
+        strength = self.strength if strength is None else _check_strength(strength)
         if strength == 0.0:
             return [f.copy() for f in frames]
         return list(self.runner.run(frames, strength))

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -294,6 +294,36 @@ class LatestSlot:
             return item
 
 
+@dataclass(frozen=True)
+class Controls:
+    """What the user changes during a live session: sharpening on/off, side by side, strength.
+
+    Owned by the main thread, which replaces the whole object on a hotkey and never changes one
+    in place; the inference thread takes one per frame, so on/off and strength always come from
+    the same moment.
+    """
+
+    on: bool = True
+    split: bool = False
+    strength: float = 1.0
+
+    def after_key(self, key: str | None) -> Controls:
+        """The controls after a preview hotkey (+/- strength, space on/off, s split); other keys change nothing.
+
+        >>> Controls(strength=1.95).after_key("+").strength, Controls().after_key(" ").on
+        (2.0, False)
+        """
+        if key in ("+", "="):
+            return replace(self, strength=min(2.0, round(self.strength + 0.1, 2)))
+        if key == "-":
+            return replace(self, strength=max(0.0, round(self.strength - 0.1, 2)))
+        if key == " ":
+            return replace(self, on=not self.on)
+        if key == "s":
+            return replace(self, split=not self.split)
+        return self
+
+
 @dataclass
 class LiveResult:
     frames: int
@@ -333,7 +363,8 @@ def run_camera(
     """
     stages = Stages()
     captured, processed = LatestSlot(), LatestSlot()
-    state = {"on": True, "split": side_by_side, "lost": False, "captured": 0, "infer_ms": 0.0}
+    state = {"lost": False, "captured": 0, "infer_ms": 0.0}
+    controls = Controls(split=side_by_side, strength=sharpener.strength)
     t_start = time.monotonic()
 
     def capture():
@@ -363,7 +394,8 @@ def run_camera(
                 continue
             rgb, t_cap = item
             t0 = time.monotonic()
-            out = sharpener.sharpen(rgb) if state["on"] else rgb
+            c = controls  # this frame's snapshot
+            out = sharpener.sharpen(rgb, c.strength) if c.on else rgb
             state["infer_ms"] = (time.monotonic() - t0) * 1000
             processed.put((rgb, out, t_cap))
         processed.put(END)
@@ -381,11 +413,12 @@ def run_camera(
             fresh = item is not None
             before, after, t_cap = item if fresh else last
             last = (before, after, t_cap)
-            frame = compose(before, after, True, 0, sharpener.name) if state["split"] else after
+            c = controls
+            frame = compose(before, after, True, 0, sharpener.name) if c.split else after
             if state["lost"]:
                 frame = ops.draw_hud(frame, ["camera lost: reconnecting..."])
             if virtual is not None:
-                if state["split"]:  # the virtual camera has one fixed size: squeeze the pair into it
+                if c.split:  # the virtual camera has one fixed size: squeeze the pair into it
                     frame = cv2.resize(frame, (after.shape[1], after.shape[0]), interpolation=cv2.INTER_AREA)
                 virtual.send(frame)
             if fresh:
@@ -400,18 +433,11 @@ def run_camera(
                 elapsed = max(1e-6, time.monotonic() - t_start)
                 hud = [f"capture {state['captured'] / elapsed:.1f} fps  output {frames / elapsed:.1f} fps",
                        f"inference {state['infer_ms']:.1f} ms  latency {latencies[-1] if latencies else 0:.1f} ms",
-                       f"dropped {captured.dropped + processed.dropped}  strength {sharpener.strength:.1f}  {sharpener.name}{'' if state['on'] else ' (off)'}"]
+                       f"dropped {captured.dropped + processed.dropped}  strength {c.strength:.1f}  {sharpener.name}{'' if c.on else ' (off)'}"]
                 key = preview.show(frame, hud)
                 if key in ("q", "closed"):
                     break
-                if key in ("+", "="):
-                    sharpener.strength = min(2.0, round(sharpener.strength + 0.1, 2))
-                elif key == "-":
-                    sharpener.strength = max(0.0, round(sharpener.strength - 0.1, 2))
-                elif key == " ":
-                    state["on"] = not state["on"]
-                elif key == "s":
-                    state["split"] = not state["split"]
+                controls = controls.after_key(key)
             if virtual is not None:
                 virtual.sleep_until_next_frame()
     except KeyboardInterrupt:

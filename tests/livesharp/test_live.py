@@ -79,9 +79,9 @@ class SlowSharpener(Sharpener):
         super().__init__(model="unsharp", device="cpu")
         self.delay = delay
 
-    def sharpen(self, rgb):
+    def sharpen(self, rgb, strength=None):
         time.sleep(self.delay)
-        return super().sharpen(rgb)
+        return super().sharpen(rgb, strength)
 
 
 def seq(frame):
@@ -255,3 +255,34 @@ def test_a_camera_that_fails_to_open_leaves_opencvs_log_level_as_it_was(monkeypa
         assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_INFO  # ...and only then
     finally:
         cv2.utils.logging.setLogLevel(before)
+
+
+class KeyPreview:
+    """Stands in for the preview window: presses ``keys`` one per frame shown, records the rest."""
+
+    def __init__(self, keys):
+        self.keys, self.shown = list(keys), []
+
+    def show(self, frame, hud):
+        self.shown.append((frame.shape, hud[-1]))
+        return self.keys.pop(0) if self.keys else "q"
+
+
+def test_hotkeys_change_the_sessions_controls_not_the_sharpener():
+    s = Sharpener(model="unsharp", device="cpu", strength=1.0)
+    preview = KeyPreview(["+", "+", "-", " ", "s", None])
+    pipeline.run_camera(SyntheticCamera(fps=100), sharpener=s, preview=preview)
+    assert s.strength == 1.0  # the main thread never writes what the inference thread reads
+    huds = [h for _, h in preview.shown]
+    assert [h.split("strength ")[1][:3] for h in huds] == ["1.0", "1.1", "1.2", "1.1", "1.1", "1.1", "1.1"]
+    assert [h.endswith("(off)") for h in huds] == [False] * 4 + [True] * 3
+    assert [shape[1] for shape, _ in preview.shown] == [64] * 5 + [128] * 2  # s: side by side
+
+
+def test_a_batch_may_carry_its_own_strength():
+    f = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    with Sharpener("unsharp", device="cpu", strength=1.0) as s, Sharpener("unsharp", device="cpu", strength=1.5) as ref:
+        np.testing.assert_array_equal(s.sharpen(f, 1.5), ref.sharpen(f))
+        assert s.strength == 1.0
+        with pytest.raises(LivesharpError, match="--strength"):
+            s.sharpen(f, 2.5)
