@@ -12,7 +12,7 @@ def unsharp_mask(rgb: np.ndarray, amount: float = 1.0, sigma: float = 1.5) -> np
     The baseline every benchmark compares against. It boosts edges that are already there, so it
     helps soft focus but cannot undo motion blur.
 
-    >>> unsharp_mask(np.full((4, 4, 3), 128, np.uint8)).max()
+    >>> int(unsharp_mask(np.full((4, 4, 3), 128, np.uint8)).max())
     128
     """
     blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
