@@ -1,4 +1,17 @@
-"""Evaluate a student against ground truth: ``python -m train.evaluate --data PATH --model NAME|PATH``.
+"""Evaluate students against ground truth: ``python -m train.evaluate --model NAME|PATH [sets]``.
+
+A number counts only when it was measured on data the model never saw, from other scenes. So
+there are three sets, reported in this order, each optional:
+
+1. ``--real-pairs DIR``: **real blur from unseen scenes** (``DIR/blur/X.png`` with its
+   ``DIR/sharp/X.png``, e.g. ``../shared/data/gopro_real_pairs_val``): PSNR, SSIM and the gain
+   over the blurry input, per image and as a mean, and the worst image's gain.
+2. ``--data PATH``: a high-frame-rate clip's held-out tail (blurred by the GoPro recipe) or a
+   GOPRO_Large test split. For the 240 fps clip training uses, this is the *same scene as
+   training*: it shows how well a model fits that scene, not whether it helps anyone else.
+3. ``--sharp DIR ...``: **do no harm**: sharp frames as input (plus the held-out sharp frames of
+   ``--data`` when it is a clip). PSNR(output, input) and the mean brightness shift in grey
+   levels; a sharpener that changes a sharp frame much, or darkens it, harms every video.
 
 Prints PSNR, SSIM and MS-SSIM for the blurry input, the unsharp-mask baseline and each model,
 and for clips a flow-based warping error (how much the output flickers beyond real motion),
@@ -12,7 +25,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -22,7 +35,7 @@ from pytorch_msssim import ms_ssim, ssim
 from livesharp import ops
 from livesharp.engine import open_model
 from livesharp.errors import LivesharpError
-from train.data import DataError, GoProPairs, HighFpsBlur, load_frames, split_highfps
+from train.data import IMAGE_SUFFIXES, DataError, GoProPairs, HighFpsBlur, list_images, load_frames, read_rgb, split_highfps
 from train.losses import MS_SSIM_MIN_SIDE, psnr
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
@@ -68,8 +81,15 @@ def flow_warp_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> fl
     return float(np.mean(errs)) if errs else float("nan")
 
 
-def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, teacher=None, cache: TeacherCache | None = None) -> dict[str, dict[str, float]]:
+def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, teacher=None, cache: TeacherCache | None = None,
+             per_item: bool = False, gains: bool = True) -> dict[str, dict[str, float]]:
     """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp).
+
+    ``shift`` is the mean brightness change of the output against the ground truth in grey
+    levels (0-255; negative = darker). With an ``input`` method among ``methods`` and ``gains``,
+    ``gain`` is each method's PSNR minus the input's, and ``worst_gain`` its smallest value over
+    the items (off for sharp-input sets, where the input is the target).
+    ``per_item`` True adds ``items_detail``: {source: {metric: value}} for each method.
 
     With a ``teacher`` (and the ``cache`` its outputs go through), also ``psnr_teacher``: PSNR
     of each method's output against the teacher's, on the same frames; and the teacher itself
@@ -91,6 +111,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                 m = sums[name]
                 m.setdefault("psnr", []).append(float(psnr(out, sharp)))
                 m.setdefault("ssim", []).append(float(ssim(out, sharp, data_range=1.0)))
+                m.setdefault("shift", []).append(float((out - sharp).mean() * 255))
                 if target is not None and name != "teacher":
                     m.setdefault("psnr_teacher", []).append(float(psnr(out, target)))
                 if min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
@@ -98,7 +119,16 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                 if len(out) > 1:
                     ref = [to_uint8(f) for f in sharp]
                     m.setdefault("warp_error", []).append(flow_warp_error([to_uint8(f) for f in out], ref))
-    return {name: {k: float(np.mean(v)) for k, v in m.items()} | {"items": n} for name, m in sums.items()}
+    results = {name: {k: float(np.mean(v)) for k, v in m.items()} | {"items": n} for name, m in sums.items()}
+    if gains and "input" in sums:
+        for name, m in sums.items():
+            gains = [a - b for a, b in zip(m["psnr"], sums["input"]["psnr"])]
+            results[name] |= {"gain": float(np.mean(gains)), "worst_gain": float(min(gains))}
+    if per_item:
+        sources = [dataset[i]["source"] for i in range(n)]
+        for name, m in sums.items():
+            results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items()} for i, src in enumerate(sources)}
+    return results
 
 
 def student_method(net: torch.nn.Module, device: torch.device) -> Method:
@@ -115,7 +145,7 @@ def baseline_methods() -> dict[str, Method]:
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    cols = ["psnr", "ssim", "ms_ssim", "warp_error", "psnr_teacher"]
+    cols = ["psnr", "gain", "worst_gain", "ssim", "ms_ssim", "shift", "warp_error", "psnr_teacher"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     width = max([16, *(len(name) + 2 for name in results)])
     head = f"{'method':<{width}}" + "".join(f"{c:>13}" for c in cols)
@@ -123,6 +153,107 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     for name, r in results.items():
         rows.append(f"{name:<{width}}" + "".join(f"{r[c]:>13.4f}" if c in r else f"{'-':>13}" for c in cols))
     return "\n".join(rows)
+
+
+class PairFolder:
+    """Real blurry/sharp pairs: ``root/blur/X`` and ``root/sharp/X``, whole frames, sorted by name.
+
+    Samples are like the training sets': {"blur", "sharp": (1, 3, H, W) float32, "source"}.
+    """
+
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        blur, sharp = root / "blur", root / "sharp"
+        if not (blur.is_dir() and sharp.is_dir()):
+            raise DataError(f"{root}: expected the folders {blur} and {sharp} holding images of the same names")
+        self.names = sorted(p.name for p in blur.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        missing = [n for n in self.names if not (sharp / n).is_file()]
+        if not self.names or missing:
+            raise DataError(f"{root}: {'no images in ' + str(blur) if not self.names else 'no sharp partner ' + str(sharp / missing[0])}")
+        self.root = root
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        name = self.names[i]
+        blur, sharp = read_rgb(self.root / "blur" / name), read_rgb(self.root / "sharp" / name)
+        if blur.shape != sharp.shape:
+            raise DataError(f"{self.root / 'blur' / name} and its sharp partner differ in size")
+        return {"blur": from_uint8(blur)[None], "sharp": from_uint8(sharp)[None], "source": name}
+
+
+class SharpFrames:
+    """Sharp frames as both input and target: PSNR(output, input) and ``shift`` measure harm.
+
+    frames: image paths, or (name, (H, W, 3) uint8) pairs (e.g. a clip's held-out frames).
+    """
+
+    def __init__(self, frames):
+        self.frames = [(p.name, p) if isinstance(p, Path) else p for p in frames]
+        if not self.frames:
+            raise DataError("no sharp frames to measure harm on")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict:
+        name, img = self.frames[i]
+        x = from_uint8(read_rgb(img) if isinstance(img, Path) else img)[None]
+        return {"blur": x, "sharp": x, "source": name}
+
+
+def clip_sharp_frames(path: str | Path, every: int = 8, max_window: int = 13) -> list[tuple[str, np.ndarray]]:
+    """Every ``every``-th frame of a high-frame-rate clip's held-out tail, as sharp inputs."""
+    frames = load_frames(path)
+    _, (start, stop) = split_highfps(len(frames), max_window=max_window)
+    return [(f"{Path(path).name}#{i}", frames[i]) for i in range(start, stop, every)]
+
+
+SETS = {  # key: what a report calls it
+    "real": "1. real blur, unseen scenes",
+    "clip": "2. held-out frames (same scene as training)",
+    "sharp": "3. do no harm: sharp input",
+}
+
+
+def open_sets(real_pairs: str | Path | None = None, data: str | Path | None = None, sharp: Sequence[str | Path] = (),
+              clip_len: int = 1, every: int = 4, window: tuple[int, int] = (7, 13), crop: int | None = None) -> dict:
+    """The validation sets that were given, keyed as in ``SETS``, in report order."""
+    sets = {}
+    if real_pairs:
+        sets["real"] = PairFolder(real_pairs)
+    if data:
+        sets["clip"] = open_eval_data(data, clip_len=clip_len, every=every, window=window, crop=crop)
+    harm = [p for folder in sharp for p in list_images(folder)]
+    if data and not (Path(data).is_dir() and (Path(data) / "test").is_dir()):
+        harm += clip_sharp_frames(data, max_window=window[1])
+    if harm:
+        sets["sharp"] = SharpFrames(harm)
+    return sets
+
+
+# Ship bar (issue 12) on set 3; a checkpoint that misses it pays for it in its score.
+HARM_MIN_PSNR, HARM_MAX_SHIFT = 35.0, 0.3
+
+
+def selection_score(results: dict) -> float:
+    """One number to choose a checkpoint by: set 1's mean gain (dB), less set 3's harm.
+
+    results: {set key: evaluate(...) output} holding "real" and/or "sharp" rows for "student".
+    Every dB below 35 dB PSNR(output, input) on sharp input and every grey level of brightness
+    shift beyond 0.3 costs one dB of gain. Never set 2: fitting the training scene better is
+    not what users see.
+    """
+    score = 0.0
+    if "real" in results:
+        score += results["real"]["student"]["gain"]
+    if "sharp" in results:
+        s = results["sharp"]["student"]
+        score -= max(0.0, HARM_MIN_PSNR - s["psnr"]) + max(0.0, abs(s["shift"]) - HARM_MAX_SHIFT)
+    return score
 
 
 def open_eval_data(path: str | Path, clip_len: int = 1, every: int = 4, window: tuple[int, int] = (7, 13), crop: int | None = None):
@@ -140,16 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m train.evaluate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python -m train.evaluate --data ../shared/data/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv --model models/livesharp-tiny.pt",
+        epilog="example (all three sets, as the model card quotes them):\n"
+               "  python -m train.evaluate --model models/livesharp-tiny.pt \\\n"
+               "    --real-pairs ../shared/data/gopro_real_pairs_val \\\n"
+               "    --data ../shared/data/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv \\\n"
+               "    --sharp ../shared/data/gopro_test_sharp_frames",
     )
-    p.add_argument("--data", required=True, help="GOPRO_Large root (uses test/), or a high-frame-rate video or frame folder (uses its held-out last 20%%)")
     p.add_argument("--model", required=True, action="append", help="tiny | small (shipped weights) or a checkpoint path; repeat to compare several")
-    p.add_argument("--clip-len", type=int, default=2, help="frames per clip; 2 or more also measures the warping error (default 2)")
+    p.add_argument("--real-pairs", default=None, metavar="DIR", help="set 1: real blurry/sharp pairs of unseen scenes, DIR/blur/X and DIR/sharp/X")
+    p.add_argument("--data", default=None, help="set 2: a high-frame-rate video or frame folder (uses its held-out last 20%%), or a GOPRO_Large root (uses test/)")
+    p.add_argument("--sharp", nargs="*", default=[], metavar="DIR", help="set 3: folders of sharp frames, used as input to measure harm (a --data clip adds its held-out sharp frames)")
+    p.add_argument("--clip-len", type=int, default=2, help="set 2: frames per clip; 2 or more also measures the warping error (default 2)")
     p.add_argument("--window", type=int, nargs=2, default=(7, 13), metavar=("LO", "HI"), help="high-fps data: sharp frames averaged per blurry frame, as in training (default 7 13)")
     p.add_argument("--every", type=int, default=4, help="high-fps data: a validation clip every N source frames (default 4)")
-    p.add_argument("--max-items", type=int, default=None, help="evaluate at most this many clips")
-    p.add_argument("--crop", type=int, default=None, help="score a centre crop of this size instead of whole frames")
-    p.add_argument("--teacher", default="none", help="also report PSNR against this teacher's output (restormer:PATH | onnx:PATH)")
+    p.add_argument("--max-items", type=int, default=None, help="set 2: evaluate at most this many clips")
+    p.add_argument("--crop", type=int, default=None, help="set 2: score a centre crop of this size instead of whole frames")
+    p.add_argument("--teacher", default="none", help="set 2: also report PSNR against this teacher's output (restormer:PATH | onnx:PATH)")
     p.add_argument("--teacher-cache", default="cache/teacher", help="where teacher outputs are cached (default cache/teacher)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", default=None, help="write the results here (default: eval_<model>.json)")
@@ -166,17 +303,42 @@ def main(argv: list[str] | None = None) -> int:
             if name in methods:  # two checkpoints both called student.pt: tell them apart
                 name = str(Path(model).parent.name) + "/" + name
             methods[name] = student_method(net, device)
-        data = open_eval_data(a.data, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop)
+        if not (a.real_pairs or a.data or a.sharp):
+            raise LivesharpError("nothing to evaluate on: pass --real-pairs DIR, --data PATH and/or --sharp DIR")
+        sets = open_sets(a.real_pairs, a.data, a.sharp, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop)
         teacher = make_teacher(a.teacher, device)
     except (LivesharpError, DataError, TeacherError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    results = evaluate(methods, data, a.max_items, teacher=teacher, cache=TeacherCache(a.teacher_cache))
-    print(format_table(results))
+    results = {}
+    for key, data in sets.items():
+        if key == "clip":
+            results[key] = evaluate(methods, data, a.max_items, teacher=teacher, cache=TeacherCache(a.teacher_cache))
+        else:
+            results[key] = evaluate(methods, data, per_item=key == "real", gains=key != "sharp")
+        print(f"{SETS[key]} ({results[key]['input']['items']} items)")
+        print(format_table(results[key]))
+        if key == "real":
+            print(format_items(results[key]))
+        print()
     out = Path(a.json or f"eval_{name}.json")
-    out.write_text(json.dumps({"data": str(a.data), "model": str(a.model), "results": results}, indent=2))
+    # "results" stays the --data set's table, as before the three sets existed.
+    doc = {"model": a.model, "real_pairs": a.real_pairs, "data": a.data, "sharp": a.sharp, "sets": results, "results": results.get("clip")}
+    out.write_text(json.dumps(doc, indent=2))
     print(f"wrote {out}")
     return 0
+
+
+def format_items(results: dict) -> str:
+    """Per-image PSNR gain over the input of each method (set 1's table of images)."""
+    names = [n for n in results if n != "input"]
+    sources = list(results["input"]["items_detail"])
+    width = max(len(s) for s in sources) + 2
+    rows = [f"{'gain over input (dB)':<{width}}" + "".join(f"{n[-12:]:>13}" for n in names)]
+    base = results["input"]["items_detail"]
+    for src in sources:
+        rows.append(f"{src:<{width}}" + "".join(f"{results[n]['items_detail'][src]['psnr'] - base[src]['psnr']:>+13.3f}" for n in names))
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
