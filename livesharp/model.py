@@ -32,10 +32,13 @@ class StudentConfig:
     middle_blocks: int = 1
     dec_blocks: tuple[int, ...] = (1, 1, 1)
     edge_kernel: int = 3  # kernel of the first and last conv; 1 saves most of their cost
+    block: str = "naf"  # "naf": NAFBlock; "conv": two dense 3x3 convolutions (see ConvBlock)
 
     def __post_init__(self):
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ModelError("enc_blocks and dec_blocks must have the same number of levels")
+        if self.block not in ("naf", "conv"):
+            raise ModelError(f"block {self.block!r}: choose naf or conv")
 
     @property
     def multiple(self) -> int:
@@ -49,6 +52,13 @@ VARIANTS: dict[str, StudentConfig] = {
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
     # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (27 FPS).
     "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
+    # Dense-convolution students (ConvBlock): several times the arithmetic of tiny in about the
+    # same milliseconds under OpenVINO bf16 (2 Zen 5 cores, 720p uint8 I/O: tiny 24.1 ms,
+    # conv32 28.0 ms, conv24-3 28.9 ms).
+    # 0.30 M params, 7.74 GMAC/MP: one level at 1/4 resolution (32 ch), three blocks at 1/8 (64 ch).
+    "conv32": StudentConfig(unshuffle=4, width=32, enc_blocks=(1,), middle_blocks=3, dec_blocks=(1,), edge_kernel=3, block="conv"),
+    # 0.67 M params, 6.22 GMAC/MP: reaches 1/16 resolution, for the widest blur.
+    "conv24-3": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1), middle_blocks=3, dec_blocks=(1, 1), edge_kernel=3, block="conv"),
 }
 
 
@@ -96,6 +106,29 @@ class NAFBlock(nn.Module):
         return x + self.gamma * self.ffn2(a * b)
 
 
+class ConvBlock(nn.Module):
+    """Two dense 3x3 convolutions with a ReLU between, residual, scaled by a learnt factor that
+    starts at zero (a fresh block is the identity, like NAFBlock).
+
+    Why dense: on CPU runtimes a dense 3x3 convolution at reduced resolution reaches several
+    times the GFLOP/s of the depthwise convolutions, LayerNorms and gates of a NAFBlock
+    (``../shared/notes/cpu_budget.md``: ~700 against ~70 GFLOP/s under OpenVINO bf16), so the
+    same milliseconds buy far more arithmetic.
+    """
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x):
+        return x + self.beta * self.conv2(F.relu(self.conv1(x)))
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
+
+
 class Student(nn.Module):
     """U-Net deblurring student.
 
@@ -115,18 +148,19 @@ class Student(nn.Module):
         self.cfg = cfg
         folded = 3 * cfg.unshuffle**2
         c = cfg.width
+        block = BLOCKS[cfg.block]
         self.intro = nn.Conv2d(folded, c, cfg.edge_kernel, padding=cfg.edge_kernel // 2)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         for n in cfg.enc_blocks:
-            self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.encoders.append(nn.Sequential(*[block(c) for _ in range(n)]))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
-        self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(cfg.middle_blocks)])
+        self.middle = nn.Sequential(*[block(c) for _ in range(cfg.middle_blocks)])
         self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
         for n in cfg.dec_blocks:
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
-            self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.decoders.append(nn.Sequential(*[block(c) for _ in range(n)]))
         self.ending = nn.Conv2d(c, folded, cfg.edge_kernel, padding=cfg.edge_kernel // 2)
         # Start as the identity (residual = 0): training begins from "leave the frame alone"
         # rather than from noise, and an untrained student cannot damage a picture.
