@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from train import camera as cam_
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 GAMMA = 2.2  # the sRGB-like encoding the GoPro recipe assumes
 
@@ -361,6 +363,8 @@ class HighFpsPlan:
     box: Box
     hflip: bool
     k: int
+    camera: "cam_.Camera | None" = None  # None: the plain GoPro recipe at ``gamma``, no noise or codec
+    noise_seed: int = 0
 
 
 class HighFpsBlur(Dataset):
@@ -377,6 +381,11 @@ class HighFpsBlur(Dataset):
     augment True: ``length`` random samples (random centre, crop, flips). augment False:
     centres enumerated every ``every`` frames (default: the largest N) and a centre crop, or
     the whole frame when crop is None, for repeatable validation.
+
+    ``camera`` True (training): each sample draws a ``train.camera.Camera`` (tone curve,
+    saturated highlights, noise, codec) instead of the fixed ``gamma``; ``sharp_fraction`` of
+    samples then average a single frame (N = 1): sharp input with only the camera's noise and
+    codec, which teaches the network to leave sharp footage alone.
     """
 
     def __init__(
@@ -395,6 +404,8 @@ class HighFpsBlur(Dataset):
         min_edge_energy: float = 0.0,
         gamma: float = GAMMA,
         name: str | None = None,
+        camera: bool = False,
+        sharp_fraction: float = 0.0,
     ):
         lo, hi = window
         if not (1 <= lo <= hi and lo % 2 == 1 and hi % 2 == 1):
@@ -415,6 +426,7 @@ class HighFpsBlur(Dataset):
         self.clip_len, self.start, self.stop, self.stride = clip_len, start, stop, stride
         self.crop, self.augment, self.seed = crop, augment, seed
         self.min_edge_energy, self.gamma = min_edge_energy, gamma
+        self.camera, self.sharp_fraction = camera, sharp_fraction
         # The longest N needs the most room, whatever the stride.
         room = stop - start - (clip_len - 1) * (stride or hi) - hi
         if room < 0:
@@ -430,7 +442,9 @@ class HighFpsBlur(Dataset):
         _check_index(index, self.length)
         rng = np.random.default_rng([self.seed, index])
         n = int(rng.choice(self.ns))
-        step = self.stride or n
+        step = self.stride or n  # drawn before the sharp choice, so clips keep their spacing
+        if self.augment and self.camera and rng.random() < self.sharp_fraction:
+            n = 1
         if self.augment:
             first = int(rng.integers(self.start + n // 2, self.stop - n // 2 - (self.clip_len - 1) * step))
         else:  # room was counted for the longest N, so every N fits here
@@ -438,7 +452,10 @@ class HighFpsBlur(Dataset):
         size = None if self.crop is None else (self.crop, self.crop)
         box = choose_box(rng, self.frames[first], size, self.augment, self.min_edge_energy)
         hflip, k = choose_aug(rng, self.augment, box[2] == box[3])
-        return HighFpsPlan(tuple(first + t * step for t in range(self.clip_len)), n, box, hflip, k)
+        centres = tuple(first + t * step for t in range(self.clip_len))
+        if not self.camera:
+            return HighFpsPlan(centres, n, box, hflip, k)
+        return HighFpsPlan(centres, n, box, hflip, k, cam_.sample_camera(rng), int(rng.integers(2**63)))
 
     def render(self, plan: HighFpsPlan) -> dict:
         """The sample a plan describes (pure given the frames)."""
@@ -446,10 +463,18 @@ class HighFpsBlur(Dataset):
         sharp = crop_clip(self.frames[list(plan.centres)], plan.box)
         # Crop before averaging: N crops cost far less than N full frames.
         windows = [crop_clip(self.frames[c - h : c + h + 1], plan.box) for c in plan.centres]
-        blur = np.stack([gopro_blur(w, self.gamma) for w in windows])
         step = plan.centres[1] - plan.centres[0] if len(plan.centres) > 1 else 0
+        if plan.camera is None:
+            blur = np.stack([gopro_blur(w, self.gamma) for w in windows])
+            light = f"gamma={self.gamma:g}"
+        else:
+            cam = plan.camera
+            exposures = np.stack([sum(cam_.to_linear(f, cam) for f in w) / len(w) for w in windows])
+            blur = cam_.finish(exposures, cam, np.random.default_rng(plan.noise_seed))
+            sharp = cam_.target(cam_.to_linear(sharp, cam), cam)
+            light = cam_.tag(cam)
         source = (
-            f"highfps:{self.name}|gamma={self.gamma:g}|n={plan.n}|centres={plan.centres[0]}+{step}"
+            f"highfps:{self.name}|{light}|n={plan.n}|centres={plan.centres[0]}+{step}"
             f"x{len(plan.centres)}|{_tag(plan.box, plan.hflip, plan.k)}"
         )
         return to_sample(apply_aug(blur, plan.hflip, plan.k), apply_aug(sharp, plan.hflip, plan.k), source)

@@ -1,0 +1,95 @@
+"""train.motion: camera and object motion rendered on stills."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from train import camera as cam
+from train.data import edge_energy
+from train.motion import SHARP, STRONG, TrajectoryBlur, exposure_moves
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory):
+    root = tmp_path_factory.mktemp("motion_stills")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = cv2.resize(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), (160, 160), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(root / f"s{i}.png"), img)
+    return sorted(root.iterdir())
+
+
+def only(strength: str, lo: float = 0.0, hi: float = 0.0) -> dict:
+    return {strength: (1.0, (lo, hi))}
+
+
+def test_samples_are_pure_functions_of_seed_and_index(stills):
+    a = TrajectoryBlur(stills, crop=32, clip_len=2, seed=3, length=6)
+    b = TrajectoryBlur(stills, crop=32, clip_len=2, seed=3, length=6)
+    for i in range(6):
+        x, y = a[i], b[i]
+        assert x["source"] == y["source"] and x["blur"].equal(y["blur"]) and x["sharp"].equal(y["sharp"])
+        assert x["blur"].shape == (2, 3, 32, 32)
+    assert a[0]["source"] != TrajectoryBlur(stills, crop=32, clip_len=2, seed=4, length=6)[0]["source"]
+
+
+def test_sharp_samples_are_the_target_plus_only_camera_noise(stills):
+    clean = TrajectoryBlur(stills, crop=48, clip_len=2, length=4, strengths=only(SHARP), camera=False)
+    for i in range(4):
+        s = clean[i]
+        assert s["blur"].equal(s["sharp"])  # no motion, no camera: identical
+    noisy = TrajectoryBlur(stills, crop=48, clip_len=1, length=40, strengths=only(SHARP))
+    for i in range(40):
+        plan = noisy.plan(i)
+        s = noisy.render(plan)
+        diff = (s["blur"] - s["sharp"]) * 255
+        c = plan.camera
+        if c.codec is None and c.read_noise == 0 and c.shot_noise == 0:
+            assert diff.abs().max() == 0
+        elif c.codec is None:  # noise alone: zero mean, no larger than the camera's noise level
+            assert abs(float(diff.mean())) < 1.0
+            assert float(diff.std()) < 3 * 255 * np.sqrt(c.read_noise**2 + c.shot_noise) + 1
+        else:  # a codec on random colour blocks: chroma errors at edges, but no brightness shift
+            assert abs(float(diff.mean())) < 2.0
+
+
+def test_strong_motion_blurs_and_the_target_is_an_exact_crop(stills):
+    ds = TrajectoryBlur(stills, crop=64, clip_len=2, length=8, strengths=only(STRONG, 10, 14), camera=False, object_prob=0.0)
+    img = cv2.cvtColor(cv2.imread(str(stills[0])), cv2.COLOR_BGR2RGB)
+    for i in range(0, 8, 4):  # files 0 and 0 again: index % 4 == 0
+        s = ds[i]
+        blur, sharp = (s["blur"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), (s["sharp"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        for t in range(2):
+            assert edge_energy(blur[t]) < 0.85 * edge_energy(sharp[t])  # a 10-14 px smear over 8 px blocks
+        # every target is a crop of the still itself, never an interpolated one
+        plan = ds.plan(i)
+        raw = ds.render(dataclasses.replace(plan, hflip=False, k=0))["sharp"][0].permute(1, 2, 0).numpy() * 255
+        res = cv2.matchTemplate(img.astype(np.float32), raw.astype(np.float32), cv2.TM_SQDIFF)
+        assert res.min() / raw.size < 0.01  # within rounding of the tone curve's round trip
+
+
+def test_object_motion_blurs_the_object_and_leaves_the_background(stills):
+    ds = TrajectoryBlur(stills, crop=64, clip_len=1, length=20, strengths=only(STRONG, 12, 14), camera=False, object_prob=1.0)
+    plan = ds.plan(0)
+    still = np.zeros_like(plan.camera_moves)
+    still[..., 0, 0] = still[..., 1, 1] = 1  # the camera holds still: identity for every sub-frame
+    s = ds.render(dataclasses.replace(plan, camera_moves=still, hflip=False, k=0))
+    diff = (s["blur"] - s["sharp"]).abs()[0].mean(0).numpy()
+    m = ds.margin
+    mask = plan.object_mask[m : m + 64, m : m + 64]
+    reach = cv2.dilate(mask, np.ones((41, 41), np.uint8))  # everywhere the object's path (<= 14 px, turns) can cover
+    assert (reach < 0.01).sum() > 100
+    assert diff[reach < 0.01].max() < 1e-6  # background untouched
+    assert diff[mask > 0.99].mean() > 0.02  # the moving object is blurred
+
+
+def test_exposure_moves_centre_every_exposure_on_a_whole_pixel():
+    mats = exposure_moves(np.random.default_rng(0), clip_len=3, n=7, extent=9.0, centre=(40, 40), max_turn=0.02, max_zoom=0.02)
+    for t in range(3):
+        mid = mats[t, 3]
+        assert np.allclose(mid[:, :2], np.eye(2)) and np.allclose(mid[:, 2], np.round(mid[:, 2]))
+        shifts = mats[t, :, :, 2] - mid[:, 2]
+        chord = max(np.linalg.norm(a - b) for a in shifts for b in shifts)
+        assert 6 < chord < 12  # the path spans about ``extent`` px (turn and zoom add a little)

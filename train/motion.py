@@ -1,0 +1,215 @@
+"""Motion blur rendered on stills: the camera (and sometimes one object) moves during the exposure.
+
+A convolution kernel blurs every pixel alike; real footage does not. A hand-held camera also
+turns a little (blur grows away from the centre of rotation), and a person walking through the
+frame moves against the background (blur differs inside and outside them, with a soft, moving
+boundary). Both are rendered here the way the GoPro dataset makes blur from 240 fps video:
+``n`` sub-frames along a smooth random path, each an affine warp of the scene, averaged in
+light (``train.camera``); the middle sub-frame is the target. The first lever that moved real,
+unseen GoPro scenes at all (``../shared/notes/cpu_budget.md``: +0.00 -> +0.23 dB, and far less
+damage to sharp frames) was camera paths on stills; object motion, clipped highlights, the
+camera's noise and codec are the next ones, each measured on ``gopro_real_pairs_val/``.
+
+Samples are pure functions of (seed, index), like every dataset in ``train.data``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from train import camera as cam_
+from train.data import Box, DataError, _check_index, _pad_to, _tag, apply_aug, choose_aug, choose_box, read_rgb, to_sample
+
+# Blur strength classes: (share of samples, extent range in px of one exposure's path)
+SHARP, MILD, STRONG = "sharp", "mild", "strong"
+STRENGTHS = {SHARP: (0.10, (0.0, 0.0)), MILD: (0.25, (1.0, 5.0)), STRONG: (0.65, (4.0, 26.0))}
+
+
+@dataclass(frozen=True, eq=False)
+class MotionPlan:
+    """All the randomness of one TrajectoryBlur sample."""
+
+    path: Path
+    index: int
+    strength: str
+    n: int  # sub-frames per exposure (odd); 1 = sharp -> sharp
+    region: Box  # (y, x, h, w) of the padded still the clip is rendered from
+    camera_moves: np.ndarray  # (T, n, 2, 3) affine matrices of the scene for every sub-frame
+    object_box: Box | None  # where the moving object's texture comes from (same still)
+    object_moves: np.ndarray | None  # (T, n, 2, 3) affine matrices of the object, composed after the camera's
+    object_mask: np.ndarray | None  # (h, w) float32 alpha of the object in its own frame
+    camera: cam_.Camera
+    noise_seed: int
+    hflip: bool
+    k: int
+
+
+def smooth_path(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 2) points of a smooth random walk (inertia plus Gaussian kicks), unit-free."""
+    pos, vel = np.zeros(2), rng.normal(size=2)
+    pts = []
+    for _ in range(n):
+        vel = 0.85 * vel + rng.normal(scale=0.4, size=2)
+        pos = pos + vel
+        pts.append(pos.copy())
+    return np.array(pts)
+
+
+def exposure_moves(rng: np.random.Generator, clip_len: int, n: int, extent: float, centre: tuple[float, float],
+                   max_turn: float, max_zoom: float) -> np.ndarray:
+    """(T, n, 2, 3) affine matrices along one continuous path through T back-to-back exposures.
+
+    Each exposure's middle sub-frame is an integer translation (no rotation, no zoom), so every
+    target is an exact crop of the still, never an interpolated (softened) one; its other
+    sub-frames move up to ``extent`` px (the path's longest chord in one exposure), turn by up
+    to ``max_turn`` rad and zoom by up to ``max_zoom`` about ``centre`` relative to it.
+    """
+    total = clip_len * n
+    pts = smooth_path(rng, total)
+    turn = rng.uniform(-max_turn, max_turn) / max(1, n - 1)  # per sub-frame
+    zoom = rng.uniform(-max_zoom, max_zoom) / max(1, n - 1)
+    mats = np.zeros((clip_len, n, 2, 3), np.float64)
+    for t in range(clip_len):
+        seg = pts[t * n : (t + 1) * n]
+        chord = max(np.linalg.norm(seg[:, None] - seg[None], axis=2).max(), 1e-9)
+        mid = seg[n // 2]
+        scale = extent / chord if n > 1 else 0.0
+        # The middle sub-frame sits at the path's point rounded to whole pixels.
+        base = np.round((mid - pts[n // 2]) * scale) if t else np.zeros(2)
+        for i in range(n):
+            d = (seg[i] - mid) * scale + base
+            a, z = turn * (i - n // 2), 1 + zoom * (i - n // 2)
+            c, s = np.cos(a) * z, np.sin(a) * z
+            cx, cy = centre
+            # x' = R z (x - centre) + centre + d
+            mats[t, i] = [[c, -s, cx - c * cx + s * cy + d[0]], [s, c, cy - s * cx - c * cy + d[1]]]
+    return mats
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 affine ``a`` applied after ``b``."""
+    a3, b3 = np.vstack([a, [0, 0, 1]]), np.vstack([b, [0, 0, 1]])
+    return (a3 @ b3)[:2]
+
+
+def object_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A soft random ellipse, (h, w) float32 in [0, 1]: a moving person or thing."""
+    mask = np.zeros((h, w), np.float32)
+    centre = (int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.3, 0.7) * h))
+    axes = (int(rng.uniform(0.15, 0.4) * w), int(rng.uniform(0.15, 0.4) * h))
+    cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), float(rng.uniform(0.7, 2.0)))
+
+
+class TrajectoryBlur(Dataset):
+    """Stills blurred by rendered camera motion (and, in ``object_prob`` of samples, an object's).
+
+    A sample is ``clip_len`` back-to-back exposures of ``n`` sub-frames each: (T, 3, crop,
+    crop) blurry frames from ``train.camera.finish`` and their sharp middle sub-frames.
+    ``strengths`` maps a class to (share, (min, max) extent px); the sharp class has n = 1, so
+    its input is the target plus only the camera's noise and codec: it teaches the network to
+    leave sharp video alone.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0,
+                 length: int | None = None, augment: bool = True, min_edge_energy: float = 0.0,
+                 object_prob: float = 0.35, strengths: dict | None = None, camera: bool = True):
+        if not paths:
+            raise DataError("TrajectoryBlur got no image paths; see list_images()")
+        if clip_len < 1 or crop < 16 or crop % 2:
+            raise ValueError(f"clip_len must be >= 1 and crop even and >= 16, got {clip_len}, {crop}")
+        self.paths = [Path(p) for p in paths]
+        self.crop, self.clip_len, self.seed, self.augment = crop, clip_len, seed, augment
+        self.length, self.min_edge_energy, self.object_prob = length or len(self.paths), min_edge_energy, object_prob
+        self.strengths = strengths or STRENGTHS
+        self.camera = camera
+        self._decoded: dict[Path, np.ndarray] = {}  # per process; big stills take ~100 ms to decode
+        self.max_extent = max(hi for _, (_, hi) in self.strengths.values())
+        # Room around the crop for everything a sub-frame can pull in: the path, the motion
+        # between exposures, rotation and zoom at the corners.
+        self.margin = int(np.ceil(self.max_extent * (1.5 * clip_len - 1) + 0.03 * crop)) + 4
+
+    def __len__(self) -> int:
+        return self.length
+
+    def plan(self, index: int, img: np.ndarray | None = None) -> MotionPlan:
+        _check_index(index, self.length)
+        rng = np.random.default_rng([self.seed, index])
+        path = self.paths[index % len(self.paths)]
+        img = read_rgb(path) if img is None else img
+        names = list(self.strengths)
+        shares = np.array([self.strengths[s][0] for s in names], np.float64)
+        strength = names[int(rng.choice(len(names), p=shares / shares.sum()))]
+        lo, hi = self.strengths[strength][1]
+        extent = float(rng.uniform(lo, hi))
+        # Enough sub-frames that copies sit at most ~2.5 px apart (GoPro's 7-13 frames leave
+        # ghosts too on fast motion, but a continuous exposure has none).
+        n = 1 if hi <= 0 else 2 * int(np.clip(extent / 5 + rng.uniform(0, 2), 1, 8)) + 1
+        side = self.crop + 2 * self.margin
+        padded = _pad_to(img, side, side)
+        region = choose_box(rng, padded, (side, side), self.augment, self.min_edge_energy)
+        centre = (float(rng.uniform(0, side)), float(rng.uniform(0, side)))
+        moves = exposure_moves(rng, self.clip_len, n, extent, centre, max_turn=np.deg2rad(1.5), max_zoom=0.02)
+        obox = omoves = omask = None
+        if n > 1 and rng.random() < self.object_prob:
+            obox = choose_box(rng, padded, (side, side), True)
+            omoves = exposure_moves(rng, self.clip_len, n, float(rng.uniform(2.0, self.max_extent)), (side / 2, side / 2), np.deg2rad(3), 0.03)
+            omask = object_mask(rng, side, side)
+        camera = cam_.sample_camera(rng) if self.camera else cam_.CLEAN
+        hflip, k = choose_aug(rng, self.augment, True)
+        return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k)
+
+    def render(self, plan: MotionPlan, img: np.ndarray | None = None) -> dict:
+        img = read_rgb(plan.path) if img is None else img
+        side = self.crop + 2 * self.margin
+        padded = _pad_to(img, side, side)
+
+        def cut(box: Box) -> np.ndarray:
+            y, x, h, w = box
+            return cam_.to_linear(padded[y : y + h, x : x + w], plan.camera)
+
+        scene = cut(plan.region)
+        thing = cut(plan.object_box) if plan.object_box is not None else None
+
+        m = self.margin
+        shift = np.array([[1.0, 0.0, -m], [0.0, 1.0, -m]])  # into the crop's frame
+
+        def warp(src: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
+            return cv2.warpAffine(src, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+        def subframe(t: int, i: int) -> np.ndarray:
+            # Only the crop is rendered: each warp writes crop x crop pixels, not the region.
+            mat = compose(shift, plan.camera_moves[t, i])
+            frame = warp(scene, mat, self.crop)
+            if thing is not None:
+                mo = compose(mat, plan.object_moves[t, i])
+                alpha = warp(plan.object_mask, mo, self.crop)[..., None]
+                frame = alpha * warp(thing, mo, self.crop) + (1 - alpha) * frame
+            return frame
+
+        blurry, sharp = [], []
+        for t in range(self.clip_len):
+            blurry.append(sum(subframe(t, i) for i in range(plan.n)) / plan.n)
+            sharp.append(subframe(t, plan.n // 2))
+        blurry, sharp = np.stack(blurry), np.stack(sharp)
+        out = cam_.finish(blurry, plan.camera, np.random.default_rng(plan.noise_seed))
+        source = (
+            f"motion:{plan.path.parent.name}/{plan.path.name}|seed={self.seed}|index={plan.index}|{plan.strength}"
+            f"|n={plan.n}|T={self.clip_len}|obj={int(plan.object_box is not None)}|{cam_.tag(plan.camera)}|{_tag(plan.region, plan.hflip, plan.k)}"
+        )
+        return to_sample(apply_aug(out, plan.hflip, plan.k), apply_aug(cam_.target(sharp, plan.camera), plan.hflip, plan.k), source)
+
+    def still(self, path: Path) -> np.ndarray:
+        if path not in self._decoded:
+            self._decoded[path] = read_rgb(path)
+        return self._decoded[path]
+
+    def __getitem__(self, index: int) -> dict:
+        img = self.still(self.paths[index % len(self.paths)]) if 0 <= index < self.length else None
+        return self.render(self.plan(index, img), img)
