@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import math
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -39,12 +40,9 @@ from tqdm import tqdm
 from livesharp.model import VARIANTS, ModelError, Student, load_student, save_student
 from train import losses
 from train.data import DataError, GoProPairs, HighFpsBlur, RealClips, SyntheticBlur, list_images, load_frames, split_files, split_highfps
-from train.evaluate import baseline_methods, evaluate, format_table, student_method, to_uint8
+from train.evaluate import SETS, baseline_methods, evaluate, format_table, open_sets, selection_score, student_method, to_uint8
+from train.motion import TrajectoryBlur
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-GOPRO240 = SHARED / "gopro240_GOPR0477_11_00" / "GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv"
-
 
 def _f(default, help: str):
     """A config field with its --help text (tuples need a factory)."""
@@ -62,10 +60,14 @@ class DistillConfig:
     # data
     gopro: str = _f("", "GOPRO_Large root ({train,test}/GOPRxxxx_xx_xx/{blur,sharp}); empty = not used")
     gopro_blur: str = _f("blur", "GoPro input folder: blur or blur_gamma")
-    highfps: tuple = _f((str(GOPRO240),) if GOPRO240.exists() else (), "high-frame-rate sharp videos/frame folders, blurred by the GoPro recipe; the last 20%% of each is held out")
+    highfps: tuple = _f((), "high-frame-rate sharp videos/frame folders, blurred by the GoPro recipe; the last 20%% of each is held out")
     highfps_window: tuple = _f((7, 13), "odd min and max number of sharp frames averaged per blurry frame")
     stills: tuple = _f((), "folders of still photos for synthetic blur (camera shake, defocus, noise, JPEG); 10%% held out by file-name hash")
     stills_fraction: float = _f(0.3, "share of training samples drawn from stills when both kinds are given")
+    motion: tuple = _f((), "folders of still photos blurred by rendered camera and object motion through a camera model (train.motion); all files train")
+    motion_fraction: float = _f(0.5, "share of training samples drawn from --motion stills when other sources are given")
+    camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
+    sharp_fraction: float = _f(0.1, "with --camera: share of --highfps samples that are sharp -> sharp (one frame, camera noise only)")
     real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
     real_fraction: float = _f(0.25, "share of training samples drawn from --real videos")
     pool: int = _f(0, "distinct training samples, reused every epoch (0 = a fresh sample every step); with a slow teacher, fill its cache for the pool first (python -m train.fill_cache)")
@@ -94,6 +96,8 @@ class DistillConfig:
     ema: float = _f(0.999, "EMA decay of the weights that are evaluated and saved")
     # bookkeeping
     eval_every: int = _f(500, "evaluate on the held-out split every N steps")
+    val_real: str = _f("", "set 1: real blurry/sharp pairs of unseen scenes (DIR/blur, DIR/sharp), e.g. ../shared/data/gopro_real_pairs_val; never train on them")
+    val_sharp: tuple = _f((), "set 3: folders of sharp frames, fed as input to measure harm")
     ckpt_every: int = _f(250, "write out/last.pt every N steps (atomic)")
     val_items: int = _f(16, "held-out clips per evaluation")
     seed: int = _f(0, "seed of data sampling and initialisation")
@@ -137,8 +141,8 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
     cfg = DistillConfig(**values)
     if cfg.variant not in VARIANTS:
         p.error(f"--variant {cfg.variant}: choose one of {', '.join(VARIANTS)}")
-    if not (cfg.gopro or cfg.highfps or cfg.stills):
-        p.error("no training data: pass --gopro, --highfps or --stills")
+    if not (cfg.gopro or cfg.highfps or cfg.stills or cfg.motion):
+        p.error("no training data: pass --gopro, --highfps, --stills or --motion")
     if cfg.real and (cfg.teacher == "none" or not cfg.w_distill):
         p.error("--real videos have no ground truth and learn from the teacher alone: pass --teacher (and a --w-distill above 0)")
     if cfg.pool and cfg.pool < cfg.batch:
@@ -160,8 +164,13 @@ def build_data(cfg: DistillConfig, samples: int):
         n_real = max(1, round(samples * cfg.real_fraction))
         train_sets.append(RealClips(cfg.real, cfg.clip_len, crop, seed=cfg.seed, length=n_real, min_edge_energy=cfg.min_edge_energy))
         samples = max(1, samples - n_real)
+    if cfg.motion:
+        others = cfg.gopro or cfg.highfps or cfg.stills
+        n_motion = max(1, round(samples * (cfg.motion_fraction if others else 1.0)))
+        train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy))
+        samples = max(0, samples - n_motion)
     still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
-    video_samples = max(1, round(samples * (1 - still_share)))
+    video_samples = max(1, round(samples * (1 - still_share))) if samples else 0
     video_sources = ([cfg.gopro] if cfg.gopro else []) + list(cfg.highfps)
     for src in video_sources:
         n = max(1, video_samples // len(video_sources))
@@ -172,16 +181,18 @@ def build_data(cfg: DistillConfig, samples: int):
             frames = load_frames(src)
             train_range, val_range = split_highfps(len(frames), max_window=cfg.highfps_window[1])
             common = dict(window=tuple(cfg.highfps_window), clip_len=cfg.clip_len, name=Path(src).name)
-            train_sets.append(HighFpsBlur(frames, frame_range=train_range, crop=crop, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy, **common))
+            train_sets.append(HighFpsBlur(frames, frame_range=train_range, crop=crop, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy,
+                                          camera=cfg.camera, sharp_fraction=cfg.sharp_fraction, **common))
             val_sets.append(HighFpsBlur(frames, frame_range=val_range, crop=None, augment=False, every=4, **common))
-    if cfg.stills:
+    if cfg.stills and samples:
         train_files, val_files = split_files(list_images(cfg.stills))
         n = max(1, samples - video_samples) if video_sources else samples
         train_sets.append(SyntheticBlur(train_files, crop, cfg.clip_len, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy))
         if not video_sources and val_files:
             val_sets.append(SyntheticBlur(val_files, crop=crop, clip_len=cfg.clip_len, augment=False))
-    # The first held-out set is the one the model is judged on (the GoPro protocol).
-    return ConcatDataset(train_sets), val_sets[0]
+    # The first held-out set is logged every evaluation; checkpoints are chosen on --val-real
+    # and --val-sharp (open_sets) when given, never on this set alone.
+    return ConcatDataset(train_sets), (val_sets[0] if val_sets else None)
 
 
 def crop_size(cfg: DistillConfig, step: int) -> int:
@@ -209,17 +220,12 @@ def save_grid(path: Path, blur: torch.Tensor, pred: torch.Tensor, sharp: torch.T
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
 
 
-def save_checkpoint(path: Path, **state) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
-
-
 # --- the loop --------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(argv)
+    command = " ".join(["python -m train.distill", *(argv if argv is not None else sys.argv[1:])])
     if cfg.dry_run:
         cfg = dataclasses.replace(cfg, steps=2, crop=min(cfg.crop, 64), curriculum=(64,), batch=2, eval_every=2, ckpt_every=2, val_items=1, workers=0, out=str(Path(cfg.out) / "dry-run"))
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
@@ -261,16 +267,18 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {e}")
     cache = TeacherCache(cfg.teacher_cache)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    start = 0
+    start, best = 0, {"score": -math.inf, "step": 0}
     last = out / "last.pt"
     if cfg.resume:
         if not last.is_file():
             sys.exit(f"error: --resume: no checkpoint at {last}; start without --resume")
         ckpt = torch.load(last, map_location=device, weights_only=True)
-        student.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
+        if "student" not in ckpt:
+            sys.exit(f"error: --resume: {last} was written by an older livesharp (no training state); start a new --out")
+        student.load_state_dict(ckpt["student"])
+        ema.load_state_dict(ckpt["model"])  # the self-describing part: the EMA weights
         opt.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
+        start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
     log_file = open(out / "log.csv", "a", newline="")
@@ -278,8 +286,13 @@ def main(argv: list[str] | None = None) -> dict:
     if log_file.tell() == 0:
         log.writerow(["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"])
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    baselines = evaluate(baseline_methods(), val_set, cfg.val_items) if rank == 0 else {}
-    if rank == 0:
+    # The sets checkpoints are chosen on: real blur of unseen scenes (1) and sharp input (3).
+    try:
+        select_sets = open_sets(cfg.val_real or None, sharp=cfg.val_sharp)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    baselines = evaluate(baseline_methods(), val_set, cfg.val_items) if rank == 0 and val_set is not None else {}
+    if baselines:
         print(format_table(baselines), file=sys.stderr)
     history: dict = {}
 
@@ -346,28 +359,51 @@ def main(argv: list[str] | None = None) -> dict:
         bar.set_postfix(loss=row["loss"], crop=size, lr=row["lr"])
         done = step + 1
         if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            result = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
-            history[done] = result
-            row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
-            tqdm.write(f"step {done}: val PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
-            with torch.no_grad():
-                sample = val_set[0]
-                save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
+            history[done] = {}
+            if val_set is not None:
+                result = history[done]["clip"] = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
+                row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
+                tqdm.write(f"step {done}: {SETS['clip']}: PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
+                with torch.no_grad():
+                    sample = val_set[0]
+                    save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
+            if select_sets:
+                # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
+                scored = {k: evaluate(baseline_methods() | {"student": student_method(ema, device)}, d, gains=k != "sharp") for k, d in select_sets.items()}
+                score = selection_score(scored)
+                history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
+                parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
+                parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
+                tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
+                if score > best["score"]:
+                    best = {"score": score, "step": done}
+                    save_student(copy.deepcopy(ema).cpu(), out / "best.pt", config=dataclasses.asdict(cfg), step=done, score=score,
+                                 validation={k: r for k, r in scored.items()}, command=command)
         log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
         log_file.flush()  # so `tail log.csv` shows a background run's progress
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-            save_checkpoint(last, model=student.state_dict(), ema=ema.state_dict(), optimizer=opt.state_dict(), step=done, config=dataclasses.asdict(cfg))
+            # One format: the EMA weights as a self-describing student (loadable by --model and
+            # --init), the training state beside them.
+            save_student(ema, last, student=student.state_dict(), optimizer=opt.state_dict(), step=done, best=best,
+                         config=dataclasses.asdict(cfg), command=command)
     bar.close()
     log_file.close()
 
     # the deliverable: the EMA weights as a self-describing student checkpoint
     result = {}
     if rank == 0:
-        final = evaluate(baseline_methods() | {"student": student_method(ema, device)}, val_set, cfg.val_items)
-        print(format_table(final), file=sys.stderr)
-        result = {"config": dataclasses.asdict(cfg), "validation": final, "history": history}
-        save_student(ema.cpu(), out / "student.pt", config=dataclasses.asdict(cfg), validation=final, command=" ".join(["python -m train.distill", *(argv if argv is not None else sys.argv[1:])]))
-        print(f"wrote {out / 'student.pt'}", file=sys.stderr)
+        final = evaluate(baseline_methods() | {"student": student_method(ema, device)}, val_set, cfg.val_items) if val_set is not None else {}
+        if final:
+            print(format_table(final), file=sys.stderr)
+        result = {"config": dataclasses.asdict(cfg), "validation": final, "history": history, "best": best}
+        if select_sets and (out / "best.pt").is_file():
+            # The deliverable is the checkpoint that did best on unseen scenes and sharp input.
+            shutil.copyfile(out / "best.pt", out / ".student.pt.tmp")
+            os.replace(out / ".student.pt.tmp", out / "student.pt")
+            print(f"wrote {out / 'student.pt'} (step {best['step']}, score {best['score']:+.3f})", file=sys.stderr)
+        else:
+            save_student(ema.cpu(), out / "student.pt", config=dataclasses.asdict(cfg), validation=final, command=command)
+            print(f"wrote {out / 'student.pt'}", file=sys.stderr)
     if ddp:
         dist.destroy_process_group()
     return result

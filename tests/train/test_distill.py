@@ -39,9 +39,24 @@ def highfps(tmp_path_factory):
 
 
 def run(tmp_path, *args):
-    # `--highfps` with no value first: its default is the GoPro clip in ../shared when that exists,
-    # and these tests must use only the data they make. A later `--highfps X` overrides it.
-    return distill.main(["--highfps", "--out", str(tmp_path / "run"), "--workers", "0", "--threads", "2", *args])
+    return distill.main(["--out", str(tmp_path / "run"), "--workers", "0", "--threads", "2", *args])
+
+
+@pytest.fixture(scope="module")
+def val_sets(tmp_path_factory):
+    """Set 1 (real-blur pairs: three 'scenes') and set 3 (sharp frames) in the layouts of
+    ../shared/data/gopro_real_pairs_val and gopro_test_sharp_frames, made here."""
+    root = tmp_path_factory.mktemp("val")
+    rng = np.random.default_rng(7)
+    for kind in ("blur", "sharp"):
+        (root / "pairs" / kind).mkdir(parents=True)
+    (root / "sharp_frames").mkdir()
+    for i in range(3):
+        sharp = cv2.resize(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8), (96, 64), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(root / "pairs" / "sharp" / f"scene{i}.png"), sharp)
+        cv2.imwrite(str(root / "pairs" / "blur" / f"scene{i}.png"), cv2.blur(sharp, (9, 1)))
+        cv2.imwrite(str(root / "sharp_frames" / f"frame{i}.png"), sharp)
+    return {"pairs": root / "pairs", "sharp": root / "sharp_frames"}
 
 
 def read_log(tmp_path):
@@ -72,7 +87,7 @@ def test_config_file_unknown_key_is_an_error(tmp_path, stills, capsys):
 
 def test_no_data_is_an_error(capsys):
     with pytest.raises(SystemExit):
-        distill.parse_config(["--highfps"])
+        distill.parse_config([])
     assert "no training data" in capsys.readouterr().err
 
 
@@ -102,6 +117,82 @@ def test_twenty_steps_lower_the_loss_and_resume_continues(tmp_path, highfps):
     rows = read_log(tmp_path)
     assert [int(r["step"]) for r in rows] == list(range(1, 25))  # continued at 21, nothing redone
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 24
+
+
+def test_last_checkpoint_is_a_student_every_command_loads(tmp_path, stills):
+    """One checkpoint format: training's last.pt is self-describing (the EMA weights), so
+    --model, --init and load_student take it like student.pt."""
+    run(tmp_path, "--dry-run", "--stills", str(stills))
+    last = tmp_path / "run" / "dry-run" / "last.pt"
+    net = load_student(last)
+    final = load_student(tmp_path / "run" / "dry-run" / "student.pt")
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), final.state_dict().values()))
+    ckpt = torch.load(last, weights_only=True)
+    assert {"model", "model_args", "student", "optimizer", "step", "command"} <= set(ckpt)
+    result = distill.main(["--stills", str(stills), "--dry-run", "--init", str(last), "--out", str(tmp_path / "ft"), "--workers", "0"])
+    assert result["validation"]
+
+
+def test_motion_and_camera_sources_train(tmp_path, stills, highfps):
+    result = run(tmp_path, "--dry-run", "--motion", str(stills), "--highfps", str(highfps), "--highfps-window", "3", "5", "--camera")
+    assert result["validation"]  # the clip's held-out frames are still reported
+
+
+def test_checkpoint_is_chosen_on_unseen_scenes_and_harm(tmp_path, stills, val_sets):
+    result = run(tmp_path, "--motion", str(stills), "--crop", "64", "--curriculum", "64", "--batch", "2", "--steps", "4",
+                 "--eval-every", "2", "--ckpt-every", "2", "--warmup", "1", "--val-real", str(val_sets["pairs"]), "--val-sharp", str(val_sets["sharp"]))
+    history = result["history"]
+    assert set(history) == {2, 4}
+    for h in history.values():
+        assert {"real", "sharp", "score"} <= set(h) and "clip" not in h  # no --highfps: no set 2
+        assert h["score"] == pytest.approx(evaluate.selection_score({"real": {"student": h["real"]}, "sharp": {"student": h["sharp"]}}))
+    best_step = max(history, key=lambda k: history[k]["score"])
+    assert result["best"]["step"] == best_step
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    shipped = torch.load(tmp_path / "run" / "student.pt", weights_only=True)
+    assert best["step"] == best_step and shipped["step"] == best_step  # student.pt is the best checkpoint
+    assert shipped["score"] == pytest.approx(history[best_step]["score"])
+
+
+def test_selection_score_is_set1_gain_less_set3_harm_never_set2():
+    good_real = {"student": {"gain": 0.5}}
+    clean = {"student": {"psnr": 40.0, "shift": 0.1}}
+    assert evaluate.selection_score({"real": good_real, "sharp": clean}) == pytest.approx(0.5)
+    # harm costs: 2 dB below 35 and 0.7 grey levels past 0.3
+    assert evaluate.selection_score({"real": good_real, "sharp": {"student": {"psnr": 33.0, "shift": -1.0}}}) == pytest.approx(0.5 - 2.0 - 0.7)
+    # the training scene's own frames never enter the score
+    assert evaluate.selection_score({"real": good_real, "sharp": clean, "clip": {"student": {"gain": 9.0}}}) == pytest.approx(0.5)
+
+
+def test_evaluate_reports_three_sets_per_image(tmp_path, highfps, val_sets, capsys):
+    from livesharp.model import Student, VARIANTS
+
+    save_student(Student(VARIANTS["tiny"]), tmp_path / "ident.pt")
+    out = tmp_path / "eval.json"
+    code = evaluate.main(["--model", str(tmp_path / "ident.pt"), "--real-pairs", str(val_sets["pairs"]), "--data", str(highfps),
+                          "--window", "3", "5", "--sharp", str(val_sets["sharp"]), "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    # set 1 first, then the training scene, labelled as such, then harm
+    assert text.index("1. real blur, unseen scenes") < text.index("same scene as training") < text.index("3. do no harm")
+    for i in range(3):
+        assert f"scene{i}.png" in text  # one row per image of set 1
+    sets = json.loads(out.read_text())["sets"]
+    assert list(sets) == ["real", "clip", "sharp"]
+    real = sets["real"]
+    assert real["ident"]["gain"] == pytest.approx(0.0, abs=1e-9) and real["unsharp"]["worst_gain"] <= real["unsharp"]["gain"]
+    assert set(real["ident"]["items_detail"]) == {"scene0.png", "scene1.png", "scene2.png"}
+    # sharp input: an identity model is perfect and keeps brightness; unsharp masking is not
+    sharp = sets["sharp"]
+    assert sharp["input"]["items"] == 3 + len(range(*evaluate.split_highfps(60, max_window=5)[1], 8))  # folder + clip tail
+    assert sharp["ident"]["psnr"] == 100.0 and sharp["ident"]["shift"] == 0.0
+    assert sharp["unsharp"]["psnr"] < 60 and "gain" not in sharp["unsharp"]
+
+
+def test_evaluate_without_any_set_is_one_line(tmp_path, capsys):
+    assert evaluate.main(["--model", "tiny"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing to evaluate on") and err.count("\n") == 1
 
 
 def test_resume_without_checkpoint_says_so(tmp_path, stills):
