@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
                     save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
             if select_sets:
                 # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
-                scored = {k: evaluate(baseline_methods() | {"student": student_method(ema, device)}, d, gains=k != "sharp") for k, d in select_sets.items()}
+                # the input is the reference of "gain"; unsharp masking never changes between evaluations
+                scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp") for k, d in select_sets.items()}
                 score = selection_score(scored)
                 history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
                 parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
