@@ -183,7 +183,11 @@ class VideoReader:
 class VideoWriter:
     """Encode RGB frames to H.264 (yuv420p) with the timestamps they came with; copy audio as is.
 
-    The container is opened on the first frame, when the output size is known.
+    The container is opened on the first frame, when the output size is known. The output's
+    timeline starts at that frame: every stream is moved back by its time, so a transport
+    stream whose clock read 3600 s (or a recording cut from the middle of one) does not become
+    an hour of empty lead-in, and audio keeps its offset to the video. Audio that ends before
+    the first frame has nothing to play against and is left out.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class VideoWriter:
         self._first: tuple[int, int] | None = None  # (pts, dts) of the first video packet
         self._end = 0  # latest pts + duration so far: where the video ends
         self._held: av.Packet | None = None  # the newest video packet, muxed once the next one exists
+        self._t0: int | None = None  # the first frame's pts in the input: the output's time 0
 
     def _open(self, width: int, height: int) -> None:
         try:
@@ -233,6 +238,9 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
         if self.container is None:
             self._open(rgb.shape[1], rgb.shape[0])
+        if self._t0 is None:
+            self._t0 = pts
+        pts -= self._t0
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = pts
         frame.time_base = self.info.time_base
@@ -272,6 +280,14 @@ class VideoWriter:
         self._mux([p])
 
     def write_audio(self, packet: av.Packet) -> None:
+        """Copy one audio packet, on the output's timeline; call it after the first ``write``."""
+        if self._t0 and packet.pts is not None:
+            shift = round(self._t0 * self.info.time_base / packet.time_base)
+            if packet.pts - shift + (packet.duration or 0) < 0:
+                return  # over before the video starts
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
         packet.stream = self.audio_map[packet.stream_index]
         self._mux([packet])
 

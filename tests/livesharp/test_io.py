@@ -1,0 +1,127 @@
+"""Tests for the PyAV reader and writer in livesharp/io.py on unusual but valid (or subtly broken)
+inputs: transport-stream clocks, truncation, colour tags. Every file is made here with PyAV."""
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livesharp.errors import LivesharpError
+from livesharp.pipeline import process_file
+
+
+def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, options: dict | None = None) -> Path:
+    """Copy every packet of ``src`` into ``dst`` (container by suffix or ``fmt``), ``shift`` seconds later."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt, options=options or {}) as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            offset = round(Fraction(shift) / packet.time_base)
+            packet.pts += offset
+            packet.dts += offset
+            packet.stream = streams[packet.stream.index]
+            o.mux(packet)
+    return dst
+
+
+def write_clip(path: Path, *, frames: int = 40, rate: int = 10, gop: int = 5, audio: bool = True, size=(64, 48)) -> Path:
+    """A moving gradient with a keyframe every ``gop`` frames, and a 440 Hz tone as long as it."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"preset": "ultrafast", "crf": "10", "g": str(gop), "keyint_min": str(gop)}
+        a = out.add_stream("aac", rate=16000, layout="stereo") if audio else None
+        y, x = np.mgrid[0:h, 0:w]
+        for i in range(frames):
+            rgb = np.stack([(x * 4 + i * 6) % 256, (y * 5) % 256, np.full_like(x, 8 * i % 256)], -1).astype(np.uint8)
+            out.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(v.encode(None))
+        if a is not None:
+            for i in range(frames * 16000 // rate // 1024):
+                t = (np.arange(1024) + i * 1024) / 16000
+                wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts = 16000, i * 1024
+                out.mux(a.encode(af))
+            out.mux(a.encode(None))
+    return path
+
+
+def first_times(path: Path) -> dict[str, float]:
+    """Each stream type's earliest packet time in seconds, read the plain way."""
+    out: dict[str, float] = {}
+    with av.open(str(path)) as c:
+        for p in c.demux():
+            if p.pts is not None:
+                t = float(p.pts * p.time_base)
+                out[p.stream.type] = min(out.get(p.stream.type, t), t)
+    return out
+
+
+def raw_aac(payloads: list[bytes]) -> list[bytes]:
+    """AAC frames without their ADTS headers: a transport stream carries them, MP4 does not."""
+    def strip(b: bytes) -> bytes:
+        if b[:1] == b"\xff" and b[1] & 0xF0 == 0xF0:
+            return b[7 if b[1] & 1 else 9 :]
+        return b
+    return [strip(b) for b in payloads]
+
+
+def run_file(src, dst, **kwargs):
+    return process_file(src, dst, model="unsharp", device="cpu", preset="ultrafast", progress=False, **kwargs)
+
+
+# --- 1. MPEG-TS timelines: the output starts where the video starts ------------------------
+
+
+@pytest.mark.parametrize("clock", [0.0, 1.4, 3600.0], ids=["ts", "ts-at-1.4s", "ts-at-3600s"])
+def test_a_transport_stream_starts_at_its_first_frame_with_audio_in_sync(video_with_audio, tmp_path, probe, clock):
+    ts = remux(video_with_audio, tmp_path / "in.ts", fmt="mpegts", shift=clock)
+    dst = tmp_path / "out.mp4"
+    run_file(ts, dst)
+    a, b = probe(ts), probe(dst)
+    assert a.times[0] >= clock  # the input's clock really is where the case says
+    assert len(b.frames) == len(a.frames)
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.duration == pytest.approx(2.0, abs=0.05)  # not 2 s plus the clock's reading
+    # Audio: every packet kept, and as far from the first frame as it was.
+    assert b.audio == raw_aac(a.audio)
+    ta, tb = first_times(ts), first_times(dst)
+    assert tb["audio"] - tb["video"] == pytest.approx(ta["audio"] - ta["video"], abs=1e-3)
+
+
+def test_a_transport_stream_cut_in_the_middle_starts_at_its_first_whole_frame(tmp_path, probe):
+    # A keyframe every 5 frames; the cut lands mid-GOP, so decoding starts at the next keyframe.
+    src = write_clip(tmp_path / "gop.mp4")
+    ts = remux(src, tmp_path / "full.ts", fmt="mpegts", shift=1.4)
+    data = ts.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[(len(data) // 2) // 188 * 188 :])
+    dst = tmp_path / "out.mp4"
+    run_file(cut, dst)
+    a, b = probe(cut), probe(dst)
+    assert len(b.frames) == len(a.frames) > 0
+    assert b.times[0] == 0.0
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.duration < 2.5
+
+
+def test_a_transport_stream_through_a_named_pipe_starts_at_its_first_frame(video_with_audio, tmp_path, probe):
+    ts = remux(video_with_audio, tmp_path / "in.ts", fmt="mpegts", shift=1.4)
+    fifo = tmp_path / "pipe.ts"
+    os.mkfifo(fifo)
+    feeder = threading.Thread(target=lambda: fifo.write_bytes(ts.read_bytes()), daemon=True)
+    feeder.start()
+    dst = tmp_path / "out.mp4"
+    run_file(fifo, dst)
+    feeder.join(10)
+    a, b = probe(ts), probe(dst)
+    assert len(b.frames) == len(a.frames)
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.audio == raw_aac(a.audio)
