@@ -17,7 +17,8 @@ import numpy as np  # noqa: E402
 
 from livesharp import ops  # noqa: E402
 from livesharp.engine import Sharpener  # noqa: E402
-from train.data import gopro_blur, load_frames  # noqa: E402
+from train.data import load_frames
+from train.gopro import gopro_blur  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT.parent / "shared/data/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv"

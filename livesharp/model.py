@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LivesharpError
+from .files import atomic_output
 
 
 class ModelError(LivesharpError, ValueError):
@@ -213,11 +214,8 @@ def count_macs(model: nn.Module, height: int = 1000, width: int = 1000) -> int:
 
 def save_student(model: Student, path: str | Path, **extra) -> None:
     """Write a self-describing checkpoint atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    cfg = asdict(model.cfg)
-    torch.save({"model": model.state_dict(), "model_args": cfg, **extra}, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
+        torch.save({"model": model.state_dict(), "model_args": asdict(model.cfg), **extra}, tmp)
 
 
 def load_student(name_or_path: str | Path, map_location="cpu") -> Student:

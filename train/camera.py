@@ -8,7 +8,7 @@ synthetic blur gained 30.12 -> 30.90 dB from averaging in linear light, -> 31.77
 pure functions of a ``Camera`` drawn once per sample:
 
     scene = to_linear(frame, cam)            # undo the tone curve, push highlights past 1.0
-    blurry = mean of moving scene copies     # train.motion / train.data: the exposure
+    blurry = mean of moving scene copies     # train.motion / train.gopro: the exposure
     out = finish(blurry, cam, rng)           # noise, clip, tone curve, 8 bits, codec
     target = from_linear(scene, cam) as 8 bits  # clean, highlights clipped as the sensor would
 

@@ -37,11 +37,14 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from livesharp.files import atomic_output
 from livesharp.model import VARIANTS, ModelError, Student, load_student, save_student
 from train import losses
-from train.data import DataError, GoProPairs, HighFpsBlur, RealClips, SyntheticBlur, list_images, load_frames, split_files, split_highfps
+from train.data import DataError, RealClips, list_images, load_frames, split_files
+from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.evaluate import SETS, baseline_methods, evaluate, format_table, open_sets, selection_score, student_method, to_uint8
 from train.motion import TrajectoryBlur
+from train.synthetic import SyntheticBlur
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 def _f(default, help: str):
@@ -399,8 +402,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = {"config": dataclasses.asdict(cfg), "validation": final, "history": history, "best": best}
         if select_sets and (out / "best.pt").is_file():
             # The deliverable is the checkpoint that did best on unseen scenes and sharp input.
-            shutil.copyfile(out / "best.pt", out / ".student.pt.tmp")
-            os.replace(out / ".student.pt.tmp", out / "student.pt")
+            with atomic_output(out / "student.pt") as tmp:
+                shutil.copyfile(out / "best.pt", tmp)
             print(f"wrote {out / 'student.pt'} (step {best['step']}, score {best['score']:+.3f})", file=sys.stderr)
         else:
             save_student(ema.cpu(), out / "student.pt", config=dataclasses.asdict(cfg), validation=final, command=command)

@@ -35,7 +35,8 @@ from pytorch_msssim import ms_ssim, ssim
 from livesharp import ops
 from livesharp.engine import open_model
 from livesharp.errors import LivesharpError
-from train.data import IMAGE_SUFFIXES, DataError, GoProPairs, HighFpsBlur, list_images, load_frames, read_rgb, split_highfps
+from train.data import IMAGE_SUFFIXES, DataError, list_images, load_frames, read_rgb
+from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.losses import MS_SSIM_MIN_SIDE, psnr
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 

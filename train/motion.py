@@ -10,7 +10,7 @@ unseen GoPro scenes at all (``../shared/notes/cpu_budget.md``: +0.00 -> +0.23 dB
 damage to sharp frames) was camera paths on stills; object motion, clipped highlights, the
 camera's noise and codec are the next ones, each measured on ``gopro_real_pairs_val/``.
 
-Samples are pure functions of (seed, index), like every dataset in ``train.data``.
+Samples are pure functions of (seed, index), like every training source (``train.data``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from train import camera as cam_
-from train.data import Box, DataError, _check_index, _pad_to, _tag, apply_aug, choose_aug, choose_box, read_rgb, to_sample
+from train.data import Box, DataError, _check_index, _tag, apply_aug, choose_aug, choose_box, pad_to, read_rgb, to_sample
 
 # Blur strength classes: (share of samples, extent range in px of one exposure's path)
 SHARP, MILD, STRONG = "sharp", "mild", "strong"
@@ -152,7 +152,7 @@ class TrajectoryBlur(Dataset):
         # ghosts too on fast motion, but a continuous exposure has none).
         n = 1 if hi <= 0 else 2 * int(np.clip(extent / 5 + rng.uniform(0, 2), 1, 8)) + 1
         side = self.crop + 2 * self.margin
-        padded = _pad_to(img, side, side)
+        padded = pad_to(img, side, side)
         region = choose_box(rng, padded, (side, side), self.augment, self.min_edge_energy)
         centre = (float(rng.uniform(0, side)), float(rng.uniform(0, side)))
         moves = exposure_moves(rng, self.clip_len, n, extent, centre, max_turn=np.deg2rad(1.5), max_zoom=0.02)
@@ -168,7 +168,7 @@ class TrajectoryBlur(Dataset):
     def render(self, plan: MotionPlan, img: np.ndarray | None = None) -> dict:
         img = read_rgb(plan.path) if img is None else img
         side = self.crop + 2 * self.margin
-        padded = _pad_to(img, side, side)
+        padded = pad_to(img, side, side)
 
         def cut(box: Box) -> np.ndarray:
             y, x, h, w = box

@@ -1,4 +1,4 @@
-"""Tests for train/data.py on tiny synthetic media written into tmp_path."""
+"""Tests for train.data, train.gopro and train.synthetic on tiny synthetic media written into tmp_path."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from train import data
+from train import data, gopro, synthetic
 from train.data import DataError
 
 
@@ -54,7 +54,7 @@ def identify(frame: np.ndarray, frames: dict) -> tuple[str, int]:
 
 def test_gopro_clips_are_consecutive_within_one_sequence(gopro_root):
     root, frames = gopro_root
-    ds = data.GoProPairs(root, clip_len=2, crop=None, augment=False)
+    ds = gopro.GoProPairs(root, clip_len=2, crop=None, augment=False)
     assert len(ds) == 4  # 2 sequences x 2 starts
     seen = []
     for i in range(len(ds)):
@@ -70,8 +70,8 @@ def test_gopro_clips_are_consecutive_within_one_sequence(gopro_root):
 
 def test_gopro_augment_keeps_pairs_aligned_and_is_deterministic(gopro_root):
     root, _ = gopro_root
-    ds = data.GoProPairs(root, clip_len=3, crop=32, augment=True, seed=5, length=16)
-    again = data.GoProPairs(root, clip_len=3, crop=32, augment=True, seed=5, length=16)
+    ds = gopro.GoProPairs(root, clip_len=3, crop=32, augment=True, seed=5, length=16)
+    again = gopro.GoProPairs(root, clip_len=3, crop=32, augment=True, seed=5, length=16)
     augs = set()
     for i in range(len(ds)):
         sample = ds[i]
@@ -87,7 +87,7 @@ def test_gopro_clips_do_not_span_a_gap_in_frame_numbers(gopro_root):
     seq = root / "train" / "GOPR0001_00_00"
     for kind in ("sharp", "blur"):
         (seq / kind / "000002.png").rename(seq / kind / "000007.png")  # frames 1, 3, 7
-    ds = data.GoProPairs(root, clip_len=2, crop=None, augment=False)
+    ds = gopro.GoProPairs(root, clip_len=2, crop=None, augment=False)
     assert [(s.name, names) for s, names in ds.clips] == [
         ("GOPR0002_00_00", ("000001.png", "000002.png")),
         ("GOPR0002_00_00", ("000002.png", "000003.png")),
@@ -99,12 +99,12 @@ def test_gopro_missing_partner_names_the_file(gopro_root):
     missing = root / "train" / "GOPR0002_00_00" / "sharp" / "000002.png"
     missing.unlink()
     with pytest.raises(DataError, match="GOPR0002_00_00/sharp/000002.png"):
-        data.GoProPairs(root)
+        gopro.GoProPairs(root)
 
 
 def test_gopro_missing_root_gives_a_fix_hint(tmp_path):
     with pytest.raises(DataError, match="fix:"):
-        data.GoProPairs(tmp_path / "nowhere")
+        gopro.GoProPairs(tmp_path / "nowhere")
 
 
 # --- high-frame-rate video ---------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_load_frames_from_video_and_folder(square_video, tmp_path):
 
 def test_highfps_blur_is_the_linear_light_mean_of_the_window(square_video):
     path, frames = square_video
-    ds = data.HighFpsBlur(path, window=(7, 7), crop=None, augment=False)
+    ds = gopro.HighFpsBlur(path, window=(7, 7), crop=None, augment=False)
     plan = ds.plan(1)
     (c,) = plan.centres
     window = frames[c - 3 : c + 4].astype(np.float64) / 255
@@ -161,14 +161,14 @@ def test_highfps_blur_is_the_linear_light_mean_of_the_window(square_video):
 
 def test_highfps_random_crops_follow_their_plan(square_video):
     _, frames = square_video
-    ds = data.HighFpsBlur(frames, window=(3, 7), clip_len=2, crop=24, seed=3, length=12, name="square")
+    ds = gopro.HighFpsBlur(frames, window=(3, 7), clip_len=2, crop=24, seed=3, length=12, name="square")
     for i in range(len(ds)):
         plan, sample = ds.plan(i), ds[i]
         assert plan.n in (3, 5, 7) and plan.centres[1] - plan.centres[0] == plan.n  # back to back
         h = plan.n // 2
         expect_sharp = data.apply_aug(data.crop_clip(frames[list(plan.centres)], plan.box), plan.hflip, plan.k)
         expect_blur = np.stack(
-            [data.gopro_blur(data.crop_clip(frames[c - h : c + h + 1], plan.box)) for c in plan.centres]
+            [gopro.gopro_blur(data.crop_clip(frames[c - h : c + h + 1], plan.box)) for c in plan.centres]
         )
         np.testing.assert_array_equal(as_uint8(sample["sharp"]), expect_sharp)
         np.testing.assert_array_equal(as_uint8(sample["blur"]), data.apply_aug(expect_blur, plan.hflip, plan.k))
@@ -176,7 +176,7 @@ def test_highfps_random_crops_follow_their_plan(square_video):
 
 def test_highfps_is_deterministic_under_seed(square_video):
     _, frames = square_video
-    make = lambda seed: data.HighFpsBlur(frames, window=(3, 7), crop=24, seed=seed, length=4)  # noqa: E731
+    make = lambda seed: gopro.HighFpsBlur(frames, window=(3, 7), crop=24, seed=seed, length=4)  # noqa: E731
     a, b, c = make(0), make(0), make(1)
     assert all(torch.equal(a[i]["blur"], b[i]["blur"]) and a[i]["source"] == b[i]["source"] for i in range(4))
     assert any(a[i]["source"] != c[i]["source"] for i in range(4))
@@ -184,7 +184,7 @@ def test_highfps_is_deterministic_under_seed(square_video):
 
 def test_highfps_stride_one_gives_consecutive_centres(square_video):
     _, frames = square_video
-    ds = data.HighFpsBlur(frames, window=(5, 5), clip_len=3, crop=16, stride=1, length=5)
+    ds = gopro.HighFpsBlur(frames, window=(5, 5), clip_len=3, crop=16, stride=1, length=5)
     for i in range(len(ds)):
         c = ds.plan(i).centres
         assert c == (c[0], c[0] + 1, c[0] + 2)
@@ -192,10 +192,10 @@ def test_highfps_stride_one_gives_consecutive_centres(square_video):
 
 def test_split_highfps_keeps_train_and_val_frames_apart(square_video):
     _, frames = square_video
-    train_range, val_range = data.split_highfps(len(frames), val_fraction=0.4, max_window=7)
+    train_range, val_range = gopro.split_highfps(len(frames), val_fraction=0.4, max_window=7)
     assert train_range[1] + 7 <= val_range[0] and val_range[1] == len(frames)
-    train = data.HighFpsBlur(frames, window=(3, 7), clip_len=2, frame_range=train_range, crop=16, length=200)
-    val = data.HighFpsBlur(frames, window=(3, 7), clip_len=2, frame_range=val_range, crop=None, augment=False)
+    train = gopro.HighFpsBlur(frames, window=(3, 7), clip_len=2, frame_range=train_range, crop=16, length=200)
+    val = gopro.HighFpsBlur(frames, window=(3, 7), clip_len=2, frame_range=val_range, crop=None, augment=False)
 
     def touched(ds):
         out = set()
@@ -213,7 +213,7 @@ def test_split_highfps_keeps_train_and_val_frames_apart(square_video):
 
 def test_validation_is_repeatable_full_frames(square_video):
     _, frames = square_video
-    val = data.HighFpsBlur(frames, window=(5, 5), crop=None, augment=False, every=4)
+    val = gopro.HighFpsBlur(frames, window=(5, 5), crop=None, augment=False, every=4)
     centres = [val.plan(i).centres[0] for i in range(len(val))]
     assert centres == list(range(2, 38, 4)) and val[0]["blur"].shape == (1, 3, 64, 64)
     with pytest.raises(IndexError):
@@ -227,7 +227,7 @@ def test_validation_is_repeatable_full_frames(square_video):
 def test_motion_kernels_are_normalised_and_centred(size):
     rng = np.random.default_rng(size)
     ys, xs = np.mgrid[:size, :size]
-    for kernel in [data.motion_kernel(rng, size), data.linear_kernel(size / 2, 0.7, size)]:
+    for kernel in [synthetic.motion_kernel(rng, size), synthetic.linear_kernel(size / 2, 0.7, size)]:
         assert kernel.shape == (size, size) and kernel.min() >= 0
         assert kernel.sum() == pytest.approx(1, abs=1e-5)
         assert (kernel * ys).sum() == pytest.approx((size - 1) / 2, abs=0.5)  # no image shift
@@ -236,24 +236,24 @@ def test_motion_kernels_are_normalised_and_centred(size):
 
 
 def test_defocus_and_gaussian_kernels_sum_to_one():
-    assert data.defocus_kernel(0).tolist() == [[1.0]]
+    assert synthetic.defocus_kernel(0).tolist() == [[1.0]]
     for radius in (1.0, 2.5, 6.0):
-        kernel = data.defocus_kernel(radius)
+        kernel = synthetic.defocus_kernel(radius)
         assert kernel.shape == (2 * int(np.ceil(radius)) + 1,) * 2
         assert kernel.sum() == pytest.approx(1, abs=1e-5)
         np.testing.assert_allclose(kernel, kernel.T, atol=1e-7)  # round
-    assert data.gaussian_kernel(1.5).sum() == pytest.approx(1, abs=1e-5)
+    assert synthetic.gaussian_kernel(1.5).sum() == pytest.approx(1, abs=1e-5)
 
 
 def test_degrade_is_deterministic_and_blurs():
     img = textured(7, 96, 96)
-    out = data.degrade(img, np.random.default_rng(3))
+    out = synthetic.degrade(img, np.random.default_rng(3))
     assert out.shape == (96, 96, 3) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
-    np.testing.assert_array_equal(out, data.degrade(img, np.random.default_rng(3)))
-    assert not np.array_equal(out, data.degrade(img, np.random.default_rng(4)))
+    np.testing.assert_array_equal(out, synthetic.degrade(img, np.random.default_rng(3)))
+    assert not np.array_equal(out, synthetic.degrade(img, np.random.default_rng(4)))
     # Mild blurs (7 px kernels) are in the mix on purpose, so bound each loosely, the mean tightly.
     sharp = data.edge_energy(img)
-    ratios = [data.edge_energy(data.degrade(img, np.random.default_rng(s))) / sharp for s in range(8)]
+    ratios = [data.edge_energy(synthetic.degrade(img, np.random.default_rng(s))) / sharp for s in range(8)]
     assert max(ratios) < 0.9 and np.mean(ratios) < 0.6
 
 
@@ -267,9 +267,9 @@ def stills(tmp_path):
 
 
 def test_synthetic_clip_shapes_determinism_and_blur(stills):
-    ds = data.SyntheticBlur(stills, crop=48, clip_len=3, seed=2, length=6)
-    again = data.SyntheticBlur(stills, crop=48, clip_len=3, seed=2, length=6)
-    other = data.SyntheticBlur(stills, crop=48, clip_len=3, seed=9, length=6)
+    ds = synthetic.SyntheticBlur(stills, crop=48, clip_len=3, seed=2, length=6)
+    again = synthetic.SyntheticBlur(stills, crop=48, clip_len=3, seed=2, length=6)
+    other = synthetic.SyntheticBlur(stills, crop=48, clip_len=3, seed=9, length=6)
     blurred_less = 0
     for i in range(len(ds)):
         sample = ds[i]
@@ -294,7 +294,7 @@ def best_shift(a: np.ndarray, b: np.ndarray, reach: int = 4) -> tuple[int, int]:
 
 
 def test_synthetic_clip_is_a_slowly_moving_window(stills):
-    ds = data.SyntheticBlur(stills[:2], crop=40, clip_len=3, seed=4, length=4, max_shift=3, augment=False)
+    ds = synthetic.SyntheticBlur(stills[:2], crop=40, clip_len=3, seed=4, length=4, max_shift=3, augment=False)
     moved = 0
     for i in range(len(ds)):
         plan = ds.plan(i)
@@ -304,14 +304,14 @@ def test_synthetic_clip_is_a_slowly_moving_window(stills):
             assert best_shift(sharp[t], sharp[t + 1]) == step and max(map(abs, step)) <= 3
             moved += step != (0, 0)
         # Without blur, noise or JPEG each blurry frame is its sharp frame: same window.
-        identity = data.Degradation((np.ones((1, 1), np.float32),) * 3, 0.0, 0.0, None)
+        identity = synthetic.Degradation((np.ones((1, 1), np.float32),) * 3, 0.0, 0.0, None)
         plain = ds.render(replace(plan, degradation=identity))
         np.testing.assert_array_equal(as_uint8(plain["blur"]), sharp)
     assert moved > 0
 
 
 def test_synthetic_augment_transforms_blur_and_sharp_alike(stills):
-    ds = data.SyntheticBlur(stills, crop=32, clip_len=2, seed=1, length=3)
+    ds = synthetic.SyntheticBlur(stills, crop=32, clip_len=2, seed=1, length=3)
     for i in range(len(ds)):
         plan = ds.plan(i)
         plain = ds.render(replace(plan, hflip=False, k=0))
@@ -321,7 +321,7 @@ def test_synthetic_augment_transforms_blur_and_sharp_alike(stills):
 
 
 def test_synthetic_validation_uses_centre_crops(stills):
-    ds = data.SyntheticBlur(stills[:1], crop=32, augment=False, seed=0)
+    ds = synthetic.SyntheticBlur(stills[:1], crop=32, augment=False, seed=0)
     sample = ds[0]
     np.testing.assert_array_equal(as_uint8(sample["sharp"])[0], textured(100, 80, 96)[24:56, 32:64])
 
