@@ -7,6 +7,7 @@ renamed over it only once complete. No heavy imports here.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 from contextlib import contextmanager
@@ -31,13 +32,66 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(f".{path.stem}.livesharp-partial-{os.getpid()}-{next(_serial)}{path.suffix}")
 
 
+class OutputAppeared(FileExistsError):
+    """The target came into being while we wrote (another program, another run): it was not
+    replaced, and the finished result was kept under ``kept``."""
+
+    def __init__(self, path: Path, kept: Path):
+        super().__init__(errno.EEXIST, "appeared while writing", str(path))
+        self.path, self.kept = path, kept
+
+
+def kept_path(path: Path) -> Path:
+    """Where a finished result goes when ``path`` may not be replaced: a name that says so.
+
+    >>> kept_path(Path("out/talk.mp4")).name
+    'talk.livesharp-not-replaced.mp4'
+    """
+    return path.with_name(f"{path.stem}.livesharp-not-replaced{path.suffix}")
+
+
+def publish_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if no file has it; FileExistsError otherwise.
+
+    A hard link fails if the target exists, so nothing that appeared in the meantime is ever
+    replaced (a rename would replace it). Where the file system has no hard links, an exclusive
+    create claims the name first.
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))  # FileExistsError if taken
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _keep(tmp: Path, path: Path) -> Path:
+    """Publish ``tmp`` under the first free one of kept_path(path), ...-2, ...-3: never over a file."""
+    base = kept_path(path)
+    for n in itertools.count(1):
+        kept = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+        try:
+            publish_new(tmp, kept)
+            return kept
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
 @contextmanager
-def atomic_output(path: str | Path, companions: Sequence[str] = ()) -> Iterator[Path]:
+def atomic_output(path: str | Path, companions: Sequence[str] = (), replace: bool = True) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write to; on success rename it over ``path``.
 
     If the block raises (Ctrl-C included), the temp file is removed and ``path`` is untouched.
     ``companions`` are suffixes of files written beside the temp one under its stem, such as the
     ``.bin`` OpenVINO writes beside an ``.xml``: they are renamed (first) and cleaned up with it.
+
+    ``replace=False``: a file that exists at ``path`` when the result is done (one that appeared
+    while it was written, say) is never replaced. The result is kept under ``kept_path(path)``
+    and ``OutputAppeared`` says where; companions are then left under their temp names and removed.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -51,6 +105,17 @@ def atomic_output(path: str | Path, companions: Sequence[str] = ()) -> Iterator[
     extra = [(tmp.with_suffix(s), path.with_suffix(s)) for s in companions]
     try:
         yield tmp
+        if not replace:
+            published = []
+            try:
+                for src, dst in [*extra, (tmp, path)]:
+                    publish_new(src, dst)
+                    published.append(dst)
+            except FileExistsError:
+                for dst in published:  # only ones this call made
+                    dst.unlink()
+                raise OutputAppeared(path, _keep(tmp, path)) from None
+            return
         # The main file last: once it exists under its name, everything it needs does too.
         for src, dst in extra:
             os.replace(src, dst)

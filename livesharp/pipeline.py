@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
-from .files import atomic_output
+from .files import OutputAppeared, atomic_output
 from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output
 
 log = logging.getLogger("livesharp")
@@ -99,6 +100,20 @@ class Stages:
             raise
         if self.errors:
             raise self.errors[0]
+
+
+@contextmanager
+def _published(dst: Path, overwrite: bool):
+    """``atomic_output`` for a user's output: without --overwrite, a file that appeared under
+    the name while we worked (another program, a second run) is never replaced."""
+    try:
+        with atomic_output(dst, replace=overwrite) as tmp:
+            yield tmp
+    except OutputAppeared as e:
+        raise LivesharpError(
+            f"{dst}: appeared while livesharp was writing and was not replaced; the result is in {e.kept} "
+            f"(pass --overwrite to replace it)"
+        ) from None
 
 
 def compose(before: np.ndarray, after: np.ndarray, side_by_side: bool, rotation: int, label: str) -> np.ndarray:
@@ -209,7 +224,7 @@ def process_file(
     t0 = time.perf_counter()
     writer = None
     try:
-        with atomic_output(dst) as tmp:
+        with _published(dst, overwrite) as tmp:
             stages.start("decode", decode)
             stages.start("infer", infer)
             stages.start("encode", encode)
@@ -260,7 +275,7 @@ def process_image(
             sharpener.close()
     if side_by_side:
         out = ops.side_by_side(rgb, out, ("input", sharpener.name))
-    with atomic_output(dst) as tmp:
+    with _published(dst, overwrite) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
     return dst

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from livesharp.files import atomic_output, partial_path
+from livesharp.files import OutputAppeared, atomic_output, partial_path
 
 
 def test_the_target_appears_only_when_the_block_succeeds(tmp_path):
@@ -42,3 +42,28 @@ def test_companions_move_with_the_main_file(tmp_path):
 def test_temp_names_are_unique_and_name_the_process(tmp_path):
     a, b = partial_path(tmp_path / "x.pt"), partial_path(tmp_path / "x.pt")
     assert a != b and f"-{os.getpid()}-" in a.name
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["link", "no-hard-links"])
+def test_without_replace_a_target_that_appeared_is_kept_and_the_result_too(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # a file system without hard links (FAT, some network shares)
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "out.mp4"
+    with pytest.raises(OutputAppeared) as e:
+        with atomic_output(target, replace=False) as tmp:
+            tmp.write_bytes(b"result")
+            target.write_bytes(b"precious")  # appears while we write
+    assert target.read_bytes() == b"precious"
+    assert e.value.kept == tmp_path / "out.livesharp-not-replaced.mp4" and e.value.kept.read_bytes() == b"result"
+    # A second clash does not replace the first kept result either.
+    with pytest.raises(OutputAppeared) as e2:
+        with atomic_output(target, replace=False) as tmp:
+            tmp.write_bytes(b"again")
+    assert e2.value.kept.name == "out.livesharp-not-replaced-2.mp4" and e2.value.kept.read_bytes() == b"again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, e.value.kept.name, e2.value.kept.name])
+    # With no clash, the result is published as usual.
+    with atomic_output(tmp_path / "new.mp4", replace=False) as tmp:
+        tmp.write_bytes(b"fresh")
+    assert (tmp_path / "new.mp4").read_bytes() == b"fresh" and not any(tmp_path.glob(".*partial*"))

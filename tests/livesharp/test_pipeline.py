@@ -6,12 +6,14 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
+import torch
 
 from livesharp.errors import LivesharpError
 from livesharp.model import VARIANTS, Student
-from livesharp.pipeline import process_file
+from livesharp.pipeline import process_file, process_image
 
 INPUTS = ["video", "video_with_audio", "odd_video", "rotated_video", "vfr_video", "video_10bit", "video_yuv444"]
 
@@ -191,3 +193,52 @@ def test_abort_gives_back_the_file_without_finishing_it(video, tmp_path):
     writer.abort()  # twice, or after close(): nothing left to give back
     writer.close()
     (tmp_path / "out.mp4").unlink()  # closed: on every OS the caller can remove it
+
+
+# --- an output that appears while the run is writing ---------------------------------------
+
+
+class WritesTheOutput(Student):
+    """An identity student that, on its first call, puts a file where the output will go: what
+    a user (or a second run) does while a long job is busy."""
+
+    def __init__(self, target: Path):
+        super().__init__(VARIANTS["tiny"])
+        self.target, self.calls = target, 0
+        with torch.no_grad():
+            self.ending.weight.zero_()
+            self.ending.bias.zero_()
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 1:
+            self.target.write_bytes(b"precious")
+        return super().forward(x)
+
+
+def test_an_output_that_appears_during_the_run_is_not_replaced(video, tmp_path, probe):
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(LivesharpError, match="appeared while livesharp was writing") as e:
+        process_file(video, dst, model=WritesTheOutput(dst), device="cpu", backend="torch", preset="ultrafast", progress=False)
+    assert dst.read_bytes() == b"precious"
+    kept = tmp_path / "out.livesharp-not-replaced.mp4"
+    assert str(kept) in str(e.value) and "--overwrite" in str(e.value)
+    assert len(probe(kept).frames) == 20  # the finished work is not thrown away
+    assert leftovers(tmp_path) == []
+
+
+def test_an_output_that_appears_during_the_run_is_replaced_with_overwrite(video, tmp_path, probe):
+    dst = tmp_path / "out.mp4"
+    process_file(video, dst, model=WritesTheOutput(dst), device="cpu", backend="torch", preset="ultrafast", overwrite=True, progress=False)
+    assert len(probe(dst).frames) == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([video.name, dst.name])
+
+
+def test_an_image_output_that_appears_during_the_run_is_not_replaced(tmp_path):
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    cv2.imwrite(str(src), np.full((40, 48, 3), 128, np.uint8))
+    with pytest.raises(LivesharpError, match="appeared while livesharp was writing"):
+        process_image(src, dst, model=WritesTheOutput(dst), device="cpu", backend="torch")
+    assert dst.read_bytes() == b"precious"
+    assert cv2.imread(str(tmp_path / "out.livesharp-not-replaced.png")).shape == (40, 48, 3)
+    assert leftovers(tmp_path) == []
