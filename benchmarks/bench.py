@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from livesharp.bench import default_backends, format_table, make_clip, run_bench  # noqa: E402
 from livesharp.engine import Sharpener  # noqa: E402
 from livesharp.model import VARIANTS, Student, save_student  # noqa: E402
-from livesharp.pipeline import run_camera  # noqa: E402
+from livesharp.live import run_camera  # noqa: E402
 from livesharp.settings import cpu_cores  # noqa: E402
 from livesharp.sources import FileSource  # noqa: E402
 

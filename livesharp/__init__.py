@@ -1,7 +1,7 @@
 """livesharp: real-time sharpening for live and recorded video.
 
-Importing the package loads nothing heavy and changes nothing: ``Sharpener``, ``process_file``
-and ``process_image`` are imported (with torch, OpenCV and PyAV) on first use. To run the
+Importing the package loads nothing heavy and changes nothing: ``Sharpener``, ``process_file``,
+``process_image`` and ``run_live`` are imported (with torch, OpenCV and PyAV) on first use. To run the
 network on the CPU beside decoding or capture as the CLI does, call
 ``livesharp.settings.apply_thread_policy()`` before anything imports torch.
 
@@ -20,9 +20,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 # The public names that need torch, and the module each lives in.
-_LAZY = {"Sharpener": "engine", "process_file": "pipeline", "process_image": "pipeline"}
+_LAZY = {"Sharpener": "engine", "process_file": "pipeline", "process_image": "pipeline", "run_live": "live"}
 
-__all__ = ["Sharpener", "LivesharpError", "process_file", "process_image", "__version__"]
+__all__ = ["Sharpener", "LivesharpError", "process_file", "process_image", "run_live", "__version__"]
 
 
 def __getattr__(name: str):

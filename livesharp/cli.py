@@ -152,46 +152,14 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     """
     import signal
 
-    from . import sinks
-    from .engine import Sharpener
-    from .pipeline import run_camera
-    from .sources import open_source
+    from .live import run_live
 
     # SIGTERM (a service manager, `kill`) ends the session like Ctrl-C: threads stop, camera closes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    source = open_source(camera, _size(size), fps, loop=loop)
-    click.echo(source.describe(), err=True)
-    out_fps = fps if source.fps <= 0 else min(fps, source.fps)
-    opened = []
-    try:
-        sharpener = Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True)
-        opened.append(sharpener)
-        vcam = None
-        if virtual:
-            try:
-                vcam = sinks.VirtualCamera(source.width, source.height, out_fps)
-                opened.append(vcam)
-                click.echo(f"virtual camera: {vcam.device} ({source.width}x{source.height}@{out_fps:g})", err=True)
-            except LivesharpError as e:
-                if not preview:
-                    raise
-                click.echo(f"warning: {e}; continuing with the preview only", err=True)
-        if preview is None:
-            preview = sinks.has_display()
-        elif preview and not sinks.has_display():
-            raise LivesharpError("--preview: no display here (DISPLAY/WAYLAND_DISPLAY unset); run with --no-preview")
-        window = sinks.PreviewWindow() if preview else None
-        if window:
-            opened.append(window)
-        writer = sinks.StatsWriter(stats) if stats else None
-        if writer:
-            opened.append(writer)
-        result = run_camera(source, sharpener=sharpener, virtual=vcam, preview=window, side_by_side=side_by_side,
-                            max_frames=max_frames, stats=writer)
-    finally:
-        for thing in reversed(opened):
-            thing.close()
-        source.close()
+    # run_live's LivesharpError becomes the one error: line in _Group.
+    result = run_live(camera, size=_size(size), fps=fps, loop=loop, virtual=virtual, preview=preview, side_by_side=side_by_side,
+                      model=model, device=device, backend=backend, precision=precision, strength=strength,
+                      max_frames=max_frames, stats=stats, status=lambda line: click.echo(line, err=True))
     click.echo(result.summary(), err=True)
 
 

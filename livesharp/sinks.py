@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .errors import LivesharpError
+from .sources import Closing
 
 MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=LiveSharp"
 
@@ -51,7 +52,7 @@ def _read(p: Path) -> str:
         return ""
 
 
-class VirtualCamera:
+class VirtualCamera(Closing):
     """A pyvirtualcam camera taking RGB frames, paced by ``sleep_until_next_frame``."""
 
     def __init__(self, width: int, height: int, fps: float, device: str | None = None):
@@ -85,7 +86,7 @@ def has_display() -> bool:
     return True  # pragma: no cover
 
 
-class PreviewWindow:
+class PreviewWindow(Closing):
     """An OpenCV window with a HUD and hotkeys. Must be driven from the main thread."""
 
     TITLE = "livesharp (q quit, +/- strength, space on/off, s split, h HUD)"
@@ -118,11 +119,14 @@ class PreviewWindow:
         self.cv2.destroyWindow(self.TITLE)
 
 
-class StatsWriter:
+class StatsWriter(Closing):
     """Per-frame timings as JSON lines, flushed as they come (a crash keeps what was measured)."""
 
     def __init__(self, path: str | Path):
-        self.file = open(path, "w")
+        try:
+            self.file = open(path, "w")
+        except OSError as e:
+            raise LivesharpError(f"--stats {path}: cannot write it ({e.strerror}); check the folder") from None
 
     def write(self, record: dict) -> None:
         self.file.write(json.dumps(record) + "\n")

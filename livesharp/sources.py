@@ -22,6 +22,17 @@ from .errors import LivesharpError
 from .io import VideoReader
 
 
+class Closing:
+    """``with`` for a live source or sink: ``close()`` on the way out, however the block is left
+    (``live.run_live`` holds them all in one ExitStack). Closing twice is harmless."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class CameraInfo:
     index: int
@@ -78,7 +89,7 @@ def _quiet_opencv():
         cv2.utils.logging.setLogLevel(level)
 
 
-class CameraSource:
+class CameraSource(Closing):
     """A webcam through OpenCV, asking for MJPEG at 720p and above (raw YUYV cannot carry 720p30
     over USB 2) and a one-frame driver buffer (stale frames are latency)."""
 
@@ -133,7 +144,7 @@ class CameraSource:
         self.cap.release()
 
 
-class FileSource:
+class FileSource(Closing):
     """A video file played at its own frame rate, as a webcam would deliver it.
 
     ``realtime=False`` hands frames out as fast as they decode (for benchmarks of the I/O floor).

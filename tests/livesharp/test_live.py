@@ -1,4 +1,5 @@
-"""The live path: run_camera with a synthetic source, a file as the camera, and the virtual camera.
+"""The live path (livesharp/live.py): run_camera with a synthetic source, run_live and `cam` with a
+file as the camera, and the virtual camera.
 
 There is no webcam and no v4l2loopback device on test machines, so the camera is replaced by a
 synthetic source and pyvirtualcam's Camera by a recorder: only at those boundaries.
@@ -9,12 +10,13 @@ import sys
 import threading
 import time
 import types
+from unittest import mock
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from livesharp import pipeline
+from livesharp import live, ops
 from livesharp.cli import cli
 from livesharp.engine import Sharpener
 from livesharp.errors import LivesharpError
@@ -89,7 +91,7 @@ def seq(frame):
 
 
 def test_latest_slot_keeps_only_the_newest():
-    slot = pipeline.LatestSlot()
+    slot = live.LatestSlot()
     for i in range(5):
         slot.put(i)
     assert slot.get() == 4 and slot.dropped == 4
@@ -100,7 +102,7 @@ def test_virtual_camera_gets_ordered_rgb_frames_at_the_target_rate():
     cam = SyntheticCamera(fps=100)
     vcam = RecordingVirtualCam(64, 48, fps=25)
     s = Sharpener(model="unsharp", device="cpu", strength=0.0)  # passthrough keeps the sequence pixel
-    r = pipeline.run_camera(cam, sharpener=s, virtual=vcam, max_frames=20)
+    r = live.run_camera(cam, sharpener=s, virtual=vcam, max_frames=20)
     assert r.frames == 20
     assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in vcam.frames)
     numbers = [seq(f) for f in vcam.frames]
@@ -112,7 +114,7 @@ def test_virtual_camera_gets_ordered_rgb_frames_at_the_target_rate():
 
 def test_slow_inference_drops_frames_and_latency_stays_bounded(tmp_path):
     cam = SyntheticCamera(fps=100)
-    r = pipeline.run_camera(cam, sharpener=SlowSharpener(0.05), max_frames=15)
+    r = live.run_camera(cam, sharpener=SlowSharpener(0.05), max_frames=15)
     assert r.frames == 15
     assert r.dropped > 10  # capture made ~100 fps, inference took ~20 fps
     # Only the newest frame waits: latency is about one inference, never a growing queue.
@@ -125,7 +127,7 @@ def test_lost_camera_keeps_the_virtual_camera_alive_then_stops_cleanly():
     vcam = RecordingVirtualCam(64, 48, fps=50)
     threads_before = threading.active_count()
     with pytest.raises(LivesharpError, match="camera was lost"):
-        pipeline.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu", strength=0.0), virtual=vcam, lost_timeout=0.5)
+        live.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu", strength=0.0), virtual=vcam, lost_timeout=0.5)
     assert len(vcam.frames) > 10  # the last frame kept going out while waiting for the camera
     assert not np.array_equal(vcam.frames[-1], vcam.frames[0])  # with the "camera lost" notice drawn on it
     time.sleep(0.2)
@@ -200,9 +202,9 @@ def test_cam_flags_map_to_run_camera(video, monkeypatch):
 
     def fake_run(source, **kw):
         seen.update(kw, source=source)
-        return pipeline.LiveResult(0, 1.0, 0, [])
+        return live.LiveResult(0, 1.0, 0, [])
 
-    monkeypatch.setattr(pipeline, "run_camera", fake_run)
+    monkeypatch.setattr(live, "run_camera", fake_run)
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", "--strength", "1.5", "--side-by-side", "--max-frames", "3"])
     assert r.exit_code == 0, r.output
     assert seen["max_frames"] == 3 and seen["side_by_side"] is True and seen["preview"] is None and seen["virtual"] is None
@@ -271,7 +273,7 @@ class KeyPreview:
 def test_hotkeys_change_the_sessions_controls_not_the_sharpener():
     s = Sharpener(model="unsharp", device="cpu", strength=1.0)
     preview = KeyPreview(["+", "+", "-", " ", "s", None])
-    pipeline.run_camera(SyntheticCamera(fps=100), sharpener=s, preview=preview)
+    live.run_camera(SyntheticCamera(fps=100), sharpener=s, preview=preview)
     assert s.strength == 1.0  # the main thread never writes what the inference thread reads
     huds = [h for _, h in preview.shown]
     assert [h.split("strength ")[1][:3] for h in huds] == ["1.0", "1.1", "1.2", "1.1", "1.1", "1.1", "1.1"]
@@ -286,3 +288,62 @@ def test_a_batch_may_carry_its_own_strength():
         assert s.strength == 1.0
         with pytest.raises(LivesharpError, match="--strength"):
             s.sharpen(f, 2.5)
+
+
+def test_cam_is_a_shim_over_run_live(video):
+    with mock.patch("livesharp.live.run_live", autospec=True, return_value=live.LiveResult(3, 1.0, 0, [5.0])) as run:
+        r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--size", "640x480", "--fps", "25", "--no-preview", "--virtual", "--loop",
+                                     "--model", "unsharp", "--strength", "0.5", "--side-by-side", "--max-frames", "3", "--stats", "s.jsonl"])
+    assert r.exit_code == 0, r.output
+    args, kw = run.call_args
+    assert args == (str(video),)
+    assert {k: v for k, v in kw.items() if k != "status"} == dict(
+        size=(640, 480), fps=25, loop=True, virtual=True, preview=False, side_by_side=True, model="unsharp", device="auto",
+        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl")
+    assert "3 frames" in r.output
+
+
+def test_run_live_from_a_file_camera_reports_what_it_opened(video, tmp_path):
+    lines = []
+    r = live.run_live(str(video), preview=False, model="unsharp", max_frames=6, stats=tmp_path / "s.jsonl", status=lines.append)
+    assert r.frames == 6 and len(r.latency_ms) == 6
+    assert lines and lines[0].startswith(f"file {video.name}: 64x48@10")
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 6  # closed, so flushed, when run_live returned
+
+
+def test_split_into_the_virtual_camera_is_composed_at_its_size(monkeypatch):
+    # Spy on the real side_by_side (it still runs): the pair must never be built twice as wide.
+    widths = []
+    real = ops.side_by_side
+    monkeypatch.setattr(ops, "side_by_side", lambda *a, **k: widths.append(real(*a, **k).shape[1]) or real(*a, **k))
+    for width in (64, 63):
+        cam = SyntheticCamera(fps=100, size=(48, width))
+        vcam = RecordingVirtualCam(width, 48, fps=50)
+        live.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu"), virtual=vcam, side_by_side=True, max_frames=5)
+        assert vcam.frames and all(f.shape == (48, width, 3) for f in vcam.frames)
+    assert widths and max(widths) <= 64
+
+
+def test_split_without_a_virtual_camera_shows_input_and_result_side_by_side():
+    cam = SyntheticCamera(fps=100)
+    preview = KeyPreview([None, None])
+    live.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu"), preview=preview, side_by_side=True)
+    assert [shape for shape, _ in preview.shown] == [(48, 128, 3)] * 3
+
+
+def test_a_stats_file_that_cannot_be_written_is_one_error_line(video, tmp_path):
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", "--stats", str(tmp_path / "no" / "s.jsonl")])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines()[-1].startswith("error: --stats") and "Traceback" not in r.output
+
+
+def test_a_failing_output_stops_the_threads_and_closes_the_source():
+    class Broken(RecordingVirtualCam):
+        def send(self, frame):
+            raise ValueError("sink broke")
+
+    cam = SyntheticCamera(fps=100)
+    threads_before = threading.active_count()
+    with pytest.raises(ValueError, match="sink broke"):
+        live.run_camera(cam, sharpener=Sharpener(model="unsharp", device="cpu"), virtual=Broken(64, 48, 50))
+    assert cam.closed and threading.active_count() <= threads_before

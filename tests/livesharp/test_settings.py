@@ -15,14 +15,16 @@ def test_importing_livesharp_loads_nothing_heavy_and_changes_nothing():
     code = (
         "import os, sys\n"
         "import livesharp, livesharp.cli\n"
-        "heavy = [m for m in ('torch', 'cv2', 'av', 'livesharp.engine', 'livesharp.pipeline') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'cv2', 'av', 'livesharp.engine', 'livesharp.pipeline', 'livesharp.live') if m in sys.modules]\n"
         "print(heavy, os.environ.get('GOMP_SPINCOUNT'))\n"
         "from livesharp import Sharpener, process_file, process_image\n"  # the lazy names still resolve
         "print(Sharpener.__module__, process_file.__module__, process_image.__module__)\n"
+        "from livesharp import run_live\n"
+        "print(run_live.__module__)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[] None", "livesharp.engine livesharp.pipeline livesharp.pipeline"]
+    assert out.splitlines() == ["[] None", "livesharp.engine livesharp.pipeline livesharp.pipeline", "livesharp.live"]
 
 
 def test_an_unknown_name_is_still_an_attribute_error():
