@@ -129,11 +129,14 @@ class VideoReader:
     def frames(self, on_audio: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
         v, tb = self.video, self.info.time_base
         step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
-        streams = [v, *self.info.audio] if on_audio else [v]
-        n, last_pts = 0, None
+        # Audio is always demuxed (cheap, never decoded): where it ends tells a video that is
+        # shorter than its file from a file that was cut short.
+        streams = [v, *self.info.audio]
+        n, first_pts, last_pts = 0, None, None
+        video_end = audio_end = None  # seconds on the file's clock
 
         def damaged(why: str) -> LivesharpError:
-            at = f"{float(last_pts * tb):.2f} s" if last_pts is not None else "the start"
+            at = f"{float((last_pts - first_pts) * tb):.2f} s" if last_pts is not None else "the start"
             return LivesharpError(
                 f"{self.path}: damaged video data after frame {n} (at {at}): {why}; "
                 f"repair or trim the file first (e.g. ffmpeg -i in -c copy fixed.mkv)"
@@ -143,7 +146,11 @@ class VideoReader:
             for packet in self.container.demux(streams):
                 if packet.stream.type == "audio":
                     if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
-                        on_audio(packet)
+                        if packet.pts is not None:
+                            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                            audio_end = end if audio_end is None else max(audio_end, end)
+                        if on_audio:
+                            on_audio(packet)
                     continue
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
@@ -157,24 +164,65 @@ class VideoReader:
                     pts = frame.pts
                     if pts is None:  # raw streams carry no timestamps: space frames at the nominal rate
                         pts = 0 if last_pts is None else last_pts + step
+                    if first_pts is None:
+                        first_pts = pts
                     last_pts = pts
+                    end = float((pts + (frame.duration or step)) * tb)
+                    video_end = end if video_end is None else max(video_end, end)
                     n += 1
                     yield Frame(frame.to_ndarray(format="rgb24"), pts, frame.duration or None)
         except av.error.FFmpegError as e:
             raise damaged(e.strerror or str(e)) from None
         if n == 0:
             raise LivesharpError(f"{self.path}: the video stream has no decodable frames; check the file")
-        # A file cut short (an interrupted copy or recording) decodes without an error but ends
-        # early; its header still promises the full length. So does one whose demuxer lost its
-        # way in damaged data and gave up. Half a second of slack for rounding.
-        if self.info.duration and last_pts is not None:
-            end = float((last_pts - (v.start_time or 0)) * tb)
-            if self.info.duration - end > 0.5 + 2 / float(self.info.rate or 30):
-                raise LivesharpError(
-                    f"{self.path}: truncated or damaged: the video ends at {end:.2f} s but its header says {self.info.duration:.2f} s; "
-                    f"repair or re-export the file first"
-                )
+        self._check_complete(n, first_pts, video_end, audio_end)
         self.frames_read = n
+
+    def _check_complete(self, n: int, first_pts: int, video_end: float, audio_end: float | None) -> None:
+        """Refuse a file cut short (an interrupted copy or recording, or a demuxer that lost its
+        way in damaged data and gave up): it decodes without an error, but ends early, while its
+        header still promises the full length."""
+        v, tb = self.video, self.info.time_base
+
+        def truncated(what: str) -> LivesharpError:
+            return LivesharpError(f"{self.path}: truncated or damaged: {what}; repair or re-export the file first")
+
+        declared = v.frames  # MP4, MOV and AVI list every frame: compare exactly
+        if declared > 0:
+            if n < declared:
+                raise truncated(f"the video ends after {n} of the {declared} frames its header lists")
+            return
+        frame = 1 / float(self.info.rate or 30)
+        start = float(first_pts * tb)
+        end_declared, end_read = None, video_end
+        tag = v.metadata.get("DURATION")  # Matroska's muxers note each track's end (absolute)
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                end_declared = int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                end_declared = None
+        if end_declared is None and v.duration is not None and v.start_time is not None:
+            end_declared = float((v.start_time + v.duration) * tb)
+        if end_declared is None and self.container.duration:
+            # The container's duration covers every stream: compare with whichever ended last.
+            total = self.container.duration / av.time_base
+            if "matroska" in self.container.format.name:
+                end_declared = total  # Matroska's segment duration is where the last block ends
+            else:
+                end_declared = (self.container.start_time or 0) / av.time_base + total
+            if audio_end is not None:
+                end_read = max(end_read, audio_end)
+        if end_declared is None:
+            return
+        if "matroska" in self.container.format.name or tag:
+            slack = 1.5 * frame  # a duration written by the muxer: exact up to the last frame's length
+        else:
+            slack = 0.5 + 2 * frame  # an estimate (from the bit rate, or the last timestamps found)
+        if end_declared - end_read > slack:
+            raise truncated(
+                f"the video ends at {end_read - start:.2f} s but its header says {end_declared - start:.2f} s"
+            )
 
     def close(self) -> None:
         self.container.close()

@@ -29,8 +29,10 @@ def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, o
     return dst
 
 
-def write_clip(path: Path, *, frames: int = 40, rate: int = 10, gop: int = 5, audio: bool = True, size=(64, 48)) -> Path:
-    """A moving gradient with a keyframe every ``gop`` frames, and a 440 Hz tone as long as it."""
+def write_clip(path: Path, *, frames: int = 40, rate: int = 10, gop: int = 5, audio: bool = True, size=(64, 48),
+               audio_extra: float = 0.0) -> Path:
+    """A moving gradient with a keyframe every ``gop`` frames, and a 440 Hz tone as long as it
+    (plus ``audio_extra`` seconds)."""
     w, h = size
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=rate)
@@ -43,7 +45,7 @@ def write_clip(path: Path, *, frames: int = 40, rate: int = 10, gop: int = 5, au
             out.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(v.encode(None))
         if a is not None:
-            for i in range(frames * 16000 // rate // 1024):
+            for i in range(int((frames / rate + audio_extra) * 16000) // 1024):
                 t = (np.arange(1024) + i * 1024) / 16000
                 wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
                 af = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
@@ -125,3 +127,60 @@ def test_a_transport_stream_through_a_named_pipe_starts_at_its_first_frame(video
     assert len(b.frames) == len(a.frames)
     assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
     assert b.audio == raw_aac(a.audio)
+
+
+# --- 3. a file cut short, even close to its declared length, is refused -------------------
+
+
+def cut(src: Path, dst: Path, fraction: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+def test_an_mp4_cut_at_95_percent_is_refused_by_its_frame_count(tmp_path):
+    # faststart: the index (and its frame count) comes first, so a cut file still opens.
+    full = remux(write_clip(tmp_path / "clip.mp4", frames=50), tmp_path / "full.mp4", options={"movflags": "faststart"})
+    src = cut(full, tmp_path / "cut.mp4", 0.95)
+    with pytest.raises(LivesharpError, match=r"truncated or damaged: the video ends after \d+ of the 50 frames"):
+        run_file(src, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("audio", [True, False], ids=["with-audio", "video-only"])
+def test_an_mkv_cut_at_90_percent_is_refused_by_its_duration(tmp_path, audio):
+    full = write_clip(tmp_path / "full.mkv", frames=50, audio=audio)
+    src = cut(full, tmp_path / "cut.mkv", 0.90)
+    with pytest.raises(LivesharpError, match=r"truncated or damaged: the video ends at [\d.]+ s but its header says 5.00 s"):
+        run_file(src, tmp_path / "out.mkv")
+    assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_whole_file_is_not_called_truncated(tmp_path, probe, suffix):
+    src = write_clip(tmp_path / f"clip{suffix}", frames=50)
+    run_file(src, tmp_path / "out.mp4")
+    assert len(probe(tmp_path / "out.mp4").frames) == 50
+
+
+# --- 8. valid Matroska that starts late, or whose audio outlasts the video ----------------
+
+
+def test_an_mkv_whose_first_frame_is_at_10_s_is_accepted(tmp_path, probe):
+    src = remux(write_clip(tmp_path / "clip.mp4", frames=20), tmp_path / "delay10.mkv", shift=10)
+    dst = tmp_path / "out.mp4"
+    run_file(src, dst)
+    a, b = probe(src), probe(dst)
+    assert a.times[0] == pytest.approx(10.0, abs=0.01)
+    assert len(b.frames) == len(a.frames) == 20
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.audio == a.audio
+
+
+def test_an_mkv_whose_audio_outlasts_the_video_by_0_9_s_is_accepted(tmp_path, probe):
+    src = write_clip(tmp_path / "long_audio.mkv", frames=20, audio_extra=0.9)
+    dst = tmp_path / "out.mkv"
+    run_file(src, dst)
+    a, b = probe(src), probe(dst)
+    assert len(b.frames) == len(a.frames) == 20
+    assert b.audio == a.audio
