@@ -268,6 +268,21 @@ class Sharpener:
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != frames[0].shape:
                 raise ValueError(f"frames must be uint8 arrays of one shape (H, W, 3); got {f.dtype} {f.shape} after {frames[0].shape}")
 
+    def warm_up(self, height: int, width: int, runs: int = 2) -> float:
+        """Compute frames of this size before the first real one; return the seconds it took.
+
+        The first call at a size pays once for what later calls reuse: OpenVINO compiles a graph
+        per frame shape, torch and the runtimes allocate their buffers. A live source does not
+        wait for that (a 40 FPS file camera lost its first 11 frames to a 308 ms first call),
+        so ``live.run_live`` pays it here, before the first frame is captured. Strength 1, not
+        the Sharpener's: at 0 nothing would be computed.
+        """
+        frames = np.zeros((1, height, width, 3), np.uint8)
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            self.runner.run(frames, 1.0)
+        return time.perf_counter() - t0
+
     def profile(self, frames: Sequence[np.ndarray], repeats: int = 10) -> dict[str, float]:
         """Median milliseconds per batch of ``frames`` for upload, inference and download.
 

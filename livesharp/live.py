@@ -37,27 +37,37 @@ log = logging.getLogger("livesharp")
 
 class LatestSlot:
     """A one-item queue that keeps only the newest item: a live source drops stale frames
-    rather than queueing them (latency beats completeness). ``dropped`` counts the losses."""
+    rather than queueing them (latency beats completeness). ``dropped`` counts the losses.
+
+    ``END`` never replaces a waiting item: it comes out after it, so a file camera's last frame
+    is not lost to its end.
+    """
 
     def __init__(self):
         self._item = None
+        self._ended = False
         self._cond = threading.Condition()
         self.dropped = 0
 
     def put(self, item) -> None:
         with self._cond:
-            if self._item is not None and self._item is not END:
-                self.dropped += 1
-            self._item = item
+            if item is END:
+                self._ended = True
+            else:
+                if self._item is not None:
+                    self.dropped += 1
+                self._item = item
             self._cond.notify()
 
     def get(self, timeout: float = 0.1):
-        """The newest item, or None when nothing new arrived within ``timeout``."""
+        """The newest item, else END once it was put, else None when nothing came within ``timeout``."""
         with self._cond:
-            if self._item is None:
+            if self._item is None and not self._ended:
                 self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            if self._item is not None:
+                item, self._item = self._item, None
+                return item
+            return END if self._ended else None
 
 
 @dataclass(frozen=True)
@@ -318,7 +328,8 @@ def run_live(
         side_by_side: start with input | result (the ``s`` hotkey toggles it).
         model, device, backend, precision, strength: as for ``Sharpener``.
         max_frames: stop after this many output frames. stats: a path for per-frame JSON lines.
-        status: called with each status line (what was opened, at which size and rate).
+        status: called with each status line: the first says what was opened, at which size
+            and rate, and how long warming the model up at that size took.
 
     Ends on ``max_frames``, the end of a file, ``q`` in the preview or Ctrl-C (KeyboardInterrupt
     is a normal end here); bad input is a ``LivesharpError``.
@@ -330,9 +341,11 @@ def run_live(
         raise LivesharpError("--preview: no display here (DISPLAY/WAYLAND_DISPLAY unset); run with --no-preview")
     with ExitStack() as opened:
         source = opened.enter_context(open_source(str(camera), size, fps, loop=loop))
-        say(source.describe())
         out_fps = fps if source.fps <= 0 else min(fps, source.fps)
         sharpener = opened.enter_context(Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True))
+        # Before the first frame is taken: a slow first call would drop the frames behind it.
+        warm = sharpener.warm_up(source.height, source.width)
+        say(f"{source.describe()}; {sharpener.name} warmed up at {source.width}x{source.height} in {warm * 1000:.0f} ms")
         vcam = None
         if virtual:
             try:

@@ -198,3 +198,15 @@ def test_cuda_matches_cpu(device, random_student, threads):
         assert np.abs(a.astype(int) - c).max() <= 1
     for a, b in zip(on_gpu, on_gpu_again):
         np.testing.assert_array_equal(a, b)
+
+
+def test_warming_up_compiles_for_the_size_even_at_strength_zero(random_student, threads):
+    # OpenVINO compiles one graph per frame shape: after the warm-up, the first real frame of
+    # that size finds it compiled, whatever strength the session starts with.
+    with Sharpener(random_student(), device="cpu", backend="openvino", strength=0.0) as s:
+        seconds = s.warm_up(48, 64)
+        assert seconds > 0 and list(s.runner.requests) == [(1, 48, 64, 3)]
+        f = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(s.sharpen(f), f)  # strength 0 is still the input
+        s.sharpen(f, 1.0)
+        assert list(s.runner.requests) == [(1, 48, 64, 3)]  # nothing compiled again
