@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 from .errors import LivesharpError
 
@@ -33,6 +34,50 @@ class Frame:
     duration: int | None = None
 
 
+@dataclass(frozen=True)
+class Colour:
+    """How a video's YUV means RGB, as the H.273 codes FFmpeg uses: ``space`` the matrix
+    (1 BT.709, 5/6 BT.601, 9 BT.2020), ``primaries`` and ``trc`` (2 = unspecified), ``range``
+    1 limited (16-235) or 2 full (0-255)."""
+
+    space: int
+    primaries: int
+    trc: int
+    range: int
+
+    @property
+    def matrix(self) -> Colorspace:
+        """The matrix as swscale names it."""
+        return _SWS_MATRIX.get(self.space, Colorspace.ITU601)
+
+
+_SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
+               7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
+UNSPECIFIED = 2
+
+
+def colour_of(space: int, primaries: int, trc: int, range_: int, width: int, height: int, pix_fmt: str = "") -> Colour:
+    """A stream's colour, with what players assume where it carries no tags: BT.709 for HD
+    (wider than 1024 or taller than 576), BT.601 below that; limited range unless the pixel
+    format says full (yuvj*).
+
+    >>> colour_of(2, 2, 2, 0, 1920, 1080)
+    Colour(space=1, primaries=1, trc=1, range=1)
+    >>> colour_of(2, 2, 2, 0, 640, 480, "yuvj420p")
+    Colour(space=6, primaries=2, trc=2, range=2)
+    """
+    if space in (0, UNSPECIFIED, 3):  # RGB formats, unspecified, reserved: no matrix is known
+        if width > 1024 or height > 576:
+            space = 1
+            primaries = 1 if primaries == UNSPECIFIED else primaries
+            trc = 1 if trc == UNSPECIFIED else trc
+        else:
+            space = 6
+    if range_ not in (1, 2):
+        range_ = 2 if pix_fmt.startswith("yuvj") else 1
+    return Colour(space, primaries or UNSPECIFIED, trc or UNSPECIFIED, range_)
+
+
 @dataclass
 class VideoInfo:
     width: int
@@ -42,6 +87,7 @@ class VideoInfo:
     frames: int  # declared or estimated count; 0 when the container cannot tell
     duration: float | None  # seconds
     audio: list = field(default_factory=list)  # input audio streams, copied untouched
+    colour: Colour | None = None  # None: what players assume for the output's size
 
 
 def check_input(path: Path) -> None:
@@ -114,6 +160,8 @@ class VideoReader:
         elif self.container.duration:
             duration = self.container.duration / av.time_base
         frames = v.frames or (round(duration * rate) if duration else 0)
+        cc = v.codec_context
+        self.colour = colour_of(cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range, cc.width, cc.height, cc.pix_fmt or "")
         self.info = VideoInfo(
             width=v.codec_context.width,
             height=v.codec_context.height,
@@ -122,6 +170,7 @@ class VideoReader:
             frames=frames,
             duration=duration,
             audio=list(self.container.streams.audio),
+            colour=self.colour,
         )
         self.rotation = 0  # degrees counter-clockwise, known once the first frame is decoded
         self.matrix: list[int] | None = None
@@ -170,7 +219,9 @@ class VideoReader:
                     end = float((pts + (frame.duration or step)) * tb)
                     video_end = end if video_end is None else max(video_end, end)
                     n += 1
-                    yield Frame(frame.to_ndarray(format="rgb24"), pts, frame.duration or None)
+                    # The stream's matrix and range, not swscale's default (BT.601, limited).
+                    rgb = frame.to_ndarray(format="rgb24", src_colorspace=self.colour.matrix, src_color_range=self.colour.range)
+                    yield Frame(rgb, pts, frame.duration or None)
         except av.error.FFmpegError as e:
             raise damaged(e.strerror or str(e)) from None
         if n == 0:
@@ -269,6 +320,11 @@ class VideoWriter:
             raise LivesharpError(f"{self.path}: cannot create the output file ({e}); choose a writable folder") from None
         s = self.container.add_stream("libx264", rate=self.info.rate)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        # Converted back with the input's matrix and range, and tagged as the input was, so a
+        # player shows the colours the input had (untagged input: what players assume for it).
+        c = self.colour = self.info.colour or colour_of(UNSPECIFIED, UNSPECIFIED, UNSPECIFIED, 0, width, height)
+        cc = s.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = c.space, c.primaries, c.trc, c.range
         s.time_base = self.info.time_base
         s.codec_context.time_base = self.info.time_base
         s.options = {"crf": str(self.crf), "preset": self.preset}
@@ -289,7 +345,10 @@ class VideoWriter:
         if self._t0 is None:
             self._t0 = pts
         pts -= self._t0
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        c = self.colour
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace=c.matrix, dst_color_range=ColorRange(c.range))
+        frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = c.space, c.primaries, c.trc, c.range
         frame.pts = pts
         frame.time_base = self.info.time_base
         if duration:

@@ -184,3 +184,85 @@ def test_an_mkv_whose_audio_outlasts_the_video_by_0_9_s_is_accepted(tmp_path, pr
     a, b = probe(src), probe(dst)
     assert len(b.frames) == len(a.frames) == 20
     assert b.audio == a.audio
+
+
+# --- 5. colour: the input's matrix and range, and its tags, survive -----------------------
+
+YELLOW = (187, 201, 4)
+BT709 = dict(space=1, primaries=1, trc=1)
+ITU709, ITU601 = av.video.reformatter.Colorspace.ITU709, av.video.reformatter.Colorspace.ITU601
+
+
+def write_flat(path: Path, rgb: tuple, *, size=(64, 48), matrix=1, tags: dict | None = None, full_range=False, frames=3) -> Path:
+    """A flat-colour clip converted to YUV with ``matrix`` (1 BT.709, 6 BT.601) in limited or
+    full range, carrying the colour ``tags`` (space, primaries, trc) given, or none."""
+    w, h = size
+    rng = 2 if full_range else 1
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"preset": "ultrafast", "qp": "0"}
+        cc = v.codec_context
+        for k, value in (tags or {}).items():
+            setattr(cc, {"space": "colorspace", "primaries": "color_primaries", "trc": "color_trc"}[k], value)
+        if full_range:
+            cc.color_range = 2
+        picture = np.empty((h, w, 3), np.uint8)
+        picture[:] = rgb
+        sws = ITU709 if matrix == 1 else ITU601
+        for _ in range(frames):
+            f = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p", dst_colorspace=sws, dst_color_range=rng)
+            f.colorspace, f.color_primaries, f.color_trc = (tags or {}).get("space", 2), (tags or {}).get("primaries", 2), (tags or {}).get("trc", 2)
+            f.color_range = rng if full_range else 0
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def colour_read_as(path: Path, matrix, rng: int) -> tuple[dict, np.ndarray]:
+    """The video's colour tags, and its first frame's centre decoded with the given matrix and range."""
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        tags = dict(space=int(cc.colorspace), primaries=int(cc.color_primaries), trc=int(cc.color_trc), range=int(cc.color_range))
+        frame = next(c.decode(video=0))
+        rgb = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=rng)
+    return tags, rgb[rgb.shape[0] // 2, rgb.shape[1] // 2].astype(int)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_bt709_input_is_converted_and_tagged_as_bt709(tmp_path, suffix):
+    src = write_flat(tmp_path / f"hd{suffix}", YELLOW, tags=BT709)
+    dst = tmp_path / f"out{suffix}"
+    run_file(src, dst)
+    _, before = colour_read_as(src, ITU709, 1)
+    tags, after = colour_read_as(dst, ITU709, 1)
+    assert tags == dict(BT709, range=1)
+    assert np.abs(after - before).max() <= 2, (before, after)  # not (186, 185, 0): BT.601 read as BT.709
+
+
+def test_full_range_input_stays_full_range(tmp_path):
+    src = write_flat(tmp_path / "full.mp4", YELLOW, tags=BT709, full_range=True)
+    dst = tmp_path / "out.mp4"
+    run_file(src, dst)
+    _, before = colour_read_as(src, ITU709, 2)
+    tags, after = colour_read_as(dst, ITU709, 2)
+    assert tags == dict(BT709, range=2)
+    assert np.abs(after - before).max() <= 2, (before, after)
+
+
+@pytest.mark.parametrize("size, matrix, tags", [
+    ((1280, 720), 1, dict(BT709, range=1)),  # untagged HD: BT.709, as players assume
+    ((64, 48), 6, dict(space=6, primaries=2, trc=2, range=1)),  # untagged SD: BT.601, and said so
+], ids=["hd", "sd"])
+def test_untagged_input_is_read_and_tagged_as_players_assume(tmp_path, size, matrix, tags):
+    src = write_flat(tmp_path / "untagged.mp4", YELLOW, size=size, matrix=matrix, frames=2)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.colorspace == 2  # really untagged
+    dst = tmp_path / "out.mp4"
+    run_file(src, dst)
+    sws = ITU709 if matrix == 1 else ITU601
+    _, before = colour_read_as(src, sws, 1)
+    got, after = colour_read_as(dst, sws, 1)
+    assert got == tags
+    assert np.abs(after - before).max() <= 2, (before, after)
+    assert np.abs(before - YELLOW).max() <= 2  # the input itself decodes to the colour it was made from
