@@ -147,3 +147,21 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     # The file really is dangerous: a plain pickle load runs the payload.
     torch.load(path, weights_only=False)
     assert marker.exists()
+
+
+def test_a_checkpoint_from_before_block_kinds_loads_as_nafblocks(tmp_path):
+    """v1's shipped tiny was saved before StudentConfig had ``block``: it must still load."""
+    net = Student(VARIANTS["tiny"])
+    args = asdict(net.cfg)
+    del args["block"]
+    torch.save({"model": net.state_dict(), "model_args": args}, tmp_path / "old.pt")
+    loaded = load_student(tmp_path / "old.pt")
+    assert loaded.cfg.block == "naf" and loaded.cfg == net.cfg
+
+
+def test_conv_blocks_are_dense_and_an_unknown_block_is_a_model_error():
+    net = Student(VARIANTS["conv32"])
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert convs and all(m.groups == 1 for m in convs)  # dense, not depthwise: what CPU runtimes run fastest
+    with pytest.raises(ModelError, match="block 'dw'"):
+        StudentConfig(block="dw")
