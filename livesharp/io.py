@@ -120,6 +120,47 @@ def check_output(src: Path, dst: Path, overwrite: bool, suffixes) -> None:
         raise LivesharpError(f"{parent}: cannot write in the output folder ({e.strerror}); choose another output folder") from None
 
 
+def jpeg_is_complete(data: bytes) -> bool:
+    """Whether a JPEG's markers run from start-of-image to end-of-image; a file cut short ends
+    inside its scan data. Walked marker by marker, so bytes after the end (a motion photo's
+    video, say) and thumbnails inside APP segments are not mistaken for the end.
+
+    >>> jpeg_is_complete(bytes.fromhex("ffd8 ffda0002 1234ff00 56ffd9"))
+    True
+    >>> jpeg_is_complete(bytes.fromhex("ffd8 ffda0002 1234ff00 56"))
+    False
+    """
+    if data[:2] != b"\xff\xd8":
+        return True  # not a JPEG: not ours to judge
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return False  # lost: not a marker where one must be
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            i += 2
+            continue
+        if i + 3 >= n:
+            return False
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # entropy-coded data: runs to the next marker that is not 0xFF00 or a restart
+            while True:
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= n:
+                    return False
+                nxt = data[i + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    i += 1 if nxt == 0xFF else 2
+                    continue
+                break
+    return False
+
+
 def _open_input(path: Path):
     check_input(path)
     try:

@@ -24,7 +24,7 @@ from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output
-from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output
+from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, jpeg_is_complete
 
 log = logging.getLogger("livesharp")
 
@@ -262,6 +262,9 @@ def process_image(
     src, dst = Path(src), Path(dst)
     check_input(src)
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
+    if src.suffix.lower() in (".jpg", ".jpeg") and not jpeg_is_complete(src.read_bytes()):
+        # libjpeg would print a warning and fill the missing part with grey
+        raise LivesharpError(f"{src}: truncated JPEG: the file ends before the picture does; copy or export it again")
     bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)  # applies EXIF orientation, drops alpha
     if bgr is None:
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")

@@ -352,3 +352,27 @@ def test_image_to_an_unknown_type_is_one_line(tmp_path):
     result = run("image", tmp_path / "in.png", tmp_path / "out.gif", "--model", "unsharp", "--device", "cpu")
     assert_one_line_error(result, "unknown output type", ".png")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_image_truncated_jpeg_is_one_line(tmp_path, progressive):
+    rgb = write_image(tmp_path / "full.png", 96, 128)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])
+    assert ok
+    (tmp_path / "in.jpg").write_bytes(data.tobytes()[: len(data) * 6 // 10])
+    (tmp_path / "full.png").unlink()
+    before = snapshot(tmp_path)
+    result = run("image", tmp_path / "in.jpg", tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
+    assert_one_line_error(result, "truncated jpeg")  # and no libjpeg warning, no grey lower half written
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_image_whole_jpeg_with_bytes_after_its_end_is_accepted(tmp_path, progressive):
+    rgb = write_image(tmp_path / "full.png", 96, 128)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])
+    # What a motion photo appends after the picture: here bytes that look like markers.
+    (tmp_path / "in.jpg").write_bytes(data.tobytes() + b"\xff\xda\x00\x04junk\xff")
+    result = run("image", tmp_path / "in.jpg", tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out.png").shape == rgb.shape
