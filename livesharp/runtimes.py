@@ -5,7 +5,10 @@ OpenVINO or ONNX Runtime than under torch eager (numbers in benchmarks/README.md
 optional extras; ``auto`` uses the best one installed and falls back to torch.
 
 The graphs the runtimes load are exported once per model and cached, keyed by a hash of the
-weights and architecture, so only the first run with a new checkpoint pays for the export.
+weights and architecture, so only the first run with a new checkpoint pays for the export. Two
+first runs at once export it once (the second waits for the first, then finds it), and a cache
+folder that cannot be written (a read-only home) is replaced, with one warning, by a temporary
+one for the process.
 The cached graphs take uint8 RGB frames (N, H, W, 3) and return the same: the conversion to
 float and back runs inside the runtime, fused with the network, instead of in numpy.
 """
@@ -13,11 +16,14 @@ float and back runs inside the runtime, fused with the network, instead of in nu
 from __future__ import annotations
 
 import abc
+import atexit
 import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -43,6 +49,13 @@ OPSET = 17
 # Part of the cache key: bump it when the exported graph's interface or contents change, so
 # graphs exported by an older livesharp are not loaded by a newer one.
 GRAPH_VERSION = 2
+
+log = logging.getLogger("livesharp")
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: see _exclusive
+    fcntl = None
 
 
 def installed(backend: str) -> bool:
@@ -83,12 +96,71 @@ def model_digest(net: Student) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """``$LIVESHARP_CACHE``, else ``$XDG_CACHE_HOME/livesharp``, else ``~/.cache/livesharp``."""
+def _configured_cache() -> Path:
     if os.environ.get("LIVESHARP_CACHE"):
         return Path(os.environ["LIVESHARP_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "livesharp"
+
+
+# A configured cache folder that this process found it cannot write -> the temporary folder
+# standing in for it until the process exits. Keyed by the folder, so a program that points
+# LIVESHARP_CACHE elsewhere afterwards is obeyed.
+_STAND_INS: dict[Path, Path] = {}
+
+
+def cache_dir() -> Path:
+    """``$LIVESHARP_CACHE``, else ``$XDG_CACHE_HOME/livesharp``, else ``~/.cache/livesharp``;
+    read on every call. Where that folder proved unwritable, the temporary one standing in for
+    it in this process (see ``writable_cache_dir``)."""
+    configured = _configured_cache()
+    return _STAND_INS.get(configured, configured)
+
+
+def writable_cache_dir() -> Path:
+    """``cache_dir()``, created and checked writable; else a temporary cache for this process.
+
+    A read-only home or cache folder must not stop livesharp: the graphs are exported into a
+    private temporary folder instead (removed at exit, so the next run exports again), with one
+    warning line that says how to keep them. Only when no temporary folder can be made either
+    is it an error.
+    """
+    configured = _configured_cache()
+    folder = _STAND_INS.get(configured, configured)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # mkdir succeeds on a read-only folder that exists
+            pass
+        return folder
+    except OSError as e:
+        if configured in _STAND_INS:  # the stand-in itself went away: nothing left to try
+            raise LivesharpError(f"cannot write the exported model to {folder} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
+        why = e.strerror or str(e)
+    try:
+        stand_in = Path(tempfile.mkdtemp(prefix="livesharp-cache-"))
+    except OSError as e:
+        raise LivesharpError(f"cannot write the exported model to {folder} ({why}), nor to a temporary folder ({e.strerror}); "
+                             f"set LIVESHARP_CACHE to a writable folder") from None
+    atexit.register(shutil.rmtree, stand_in, ignore_errors=True)
+    _STAND_INS[configured] = stand_in
+    log.warning(f"cannot write the cache folder {folder} ({why}): using a temporary one for this run, so the model is "
+                f"exported again next time; set LIVESHARP_CACHE to a writable folder to keep it")
+    return stand_in
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """One process at a time exports into ``folder``: two first runs started at once export a
+    model once, the second waiting and then finding the graph (OS lock on ``export.lock``,
+    released when the file closes, so a killed holder never leaves the cache locked).
+
+    Without fcntl (Windows) there is no lock: both export, each into its own temporary file
+    (``atomic_output``), and the second rename puts the same graph in place again.
+    """
+    with open(folder / "export.lock", "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class Uint8Frames(nn.Module):
@@ -156,14 +228,22 @@ def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
 
 
 def cached_graph(net: Student) -> Path:
-    """The uint8-frame ONNX graph of ``net`` in the cache, exported on first use."""
-    path = cache_dir() / f"student-{model_digest(net)}-uint8-g{GRAPH_VERSION}.onnx"
-    if not path.is_file():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(net, path, io="uint8")
-        except OSError as e:
-            raise LivesharpError(f"cannot write the exported model to {path.parent} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
+    """The uint8-frame ONNX graph of ``net`` in the cache, exported on first use.
+
+    A graph already in the cache is used even where the folder is read-only; only an export
+    needs it writable (else a temporary cache, see ``writable_cache_dir``).
+    """
+    name = f"student-{model_digest(net)}-uint8-g{GRAPH_VERSION}.onnx"
+    if (cache_dir() / name).is_file():
+        return cache_dir() / name
+    folder = writable_cache_dir()
+    path = folder / name
+    try:
+        with _exclusive(folder):
+            if not path.is_file():  # another process may have exported it while this one waited
+                export_onnx(net, path, io="uint8")
+    except OSError as e:
+        raise LivesharpError(f"cannot write the exported model to {folder} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
     return path
 
 
@@ -291,7 +371,8 @@ class OpenVinoRunner(GraphRunner):
         import openvino as ov
 
         self.core = ov.Core()
-        self.core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        # Compiled blobs go beside the graphs; a read-only cache gets the temporary stand-in.
+        self.core.set_property({"CACHE_DIR": str(writable_cache_dir() / "openvino")})
         self.graph = str(graph)
         self.precision = openvino_precision(self.core, precision)
         hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]  # OpenVINO's names for them
@@ -319,4 +400,4 @@ class OpenVinoRunner(GraphRunner):
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "export_onnx", "export_openvino", "cached_graph", "Runner", "GraphRunner", "OnnxRunner", "OpenVinoRunner"]
+__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "writable_cache_dir", "export_onnx", "export_openvino", "cached_graph", "Runner", "GraphRunner", "OnnxRunner", "OpenVinoRunner"]

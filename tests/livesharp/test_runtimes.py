@@ -6,8 +6,14 @@ simulated by hiding the module (``sys.modules[name] = None`` makes it unimportab
 if it were not installed).
 """
 
+import logging
+import os
 import re
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,12 +211,116 @@ def test_the_export_is_cached_by_model_hash(random_student, tmp_path, monkeypatc
     assert not list((tmp_path / "cache").glob(".*"))  # no partial files left
 
 
-def test_an_unwritable_cache_is_one_clear_error(random_student, tmp_path, monkeypatch):
+def test_an_unwritable_cache_without_a_temporary_folder_is_one_clear_error(random_student, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("LIVESHARP_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))  # the fallback cannot be made either
     with pytest.raises(LivesharpError, match="LIVESHARP_CACHE"):
         runtimes.cached_graph(random_student())
+
+
+def unwritable_folder(tmp_path, how):
+    """A cache folder that cannot be written: one under a file (no one can create it), or an
+    existing read-only one (root writes there anyway, so that case needs another user)."""
+    if how == "under a file":
+        (tmp_path / "file").write_text("not a folder")
+        return tmp_path / "file" / "home"
+    if os.geteuid() == 0:
+        pytest.skip("root can write a read-only folder")
+    folder = tmp_path / "home"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("how", ["under a file", "read-only"])
+def test_an_unwritable_cache_falls_back_to_a_temporary_one_with_one_warning(how, random_student, tmp_path, monkeypatch, caplog, threads):
+    folder = unwritable_folder(tmp_path, how)
+    monkeypatch.setenv("LIVESHARP_CACHE", str(folder / "cache"))
+    # The CLI tests' runs turned propagation off (the CLI prints warnings itself): caplog needs it.
+    monkeypatch.setattr(logging.getLogger("livesharp"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="livesharp")
+    net = random_student()
+    with Sharpener(net, device="cpu", backend="onnx") as s:
+        out = s.sharpen(frames(1, 40, 56)[0])
+    with Sharpener(net, device="cpu", backend="torch", precision="fp32") as ref:
+        assert np.abs(out.astype(int) - ref.sharpen(frames(1, 40, 56)[0])).max() <= 1
+    graph = runtimes.cached_graph(net)
+    assert not graph.is_relative_to(folder) and graph.parent == runtimes.cache_dir() and graph.is_file()
+    assert len(caplog.records) == 1, caplog.records  # once per process, however often the cache is used
+    assert "using a temporary one" in caplog.records[0].getMessage() and "LIVESHARP_CACHE" in caplog.records[0].getMessage()
+    monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "writable"))  # pointed elsewhere: obeyed at once
+    assert runtimes.cache_dir() == tmp_path / "writable"
+
+
+def test_a_read_only_home_is_a_warning_line_not_an_error(tmp_path, monkeypatch, random_student):
+    monkeypatch.delenv("LIVESHARP_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    (tmp_path / "file").write_text("not a folder")
+    ckpt = tmp_path / "student.pt"
+    save_student(random_student(), ckpt)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "in.png"), frames(1, 40, 56)[0])
+    env = {**os.environ, "HOME": str(tmp_path / "file" / "home")}
+    r = subprocess.run([sys.executable, "-m", "livesharp", "image", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", str(ckpt)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cannot write the cache folder" in warnings[0], r.stderr
+    assert "Traceback" not in r.stderr and (tmp_path / "out.png").is_file()
+
+
+# Two first runs at once: each child waits until both are ready, then builds a Sharpener (which
+# exports the graph into the shared, empty cache and, under OpenVINO, compiles into its cache).
+CHILD = """
+import hashlib, pathlib, sys, time
+import livesharp.settings
+livesharp.settings.apply_thread_policy()
+import numpy as np
+from livesharp import runtimes
+from livesharp.engine import Sharpener
+from livesharp.model import load_student
+ckpt, ready, go, backend, exports = sys.argv[1:]
+real_export = runtimes.export_onnx
+def export_onnx(*args, **kwargs):  # a spy: the real export, and a line saying it ran
+    with open(exports, "a") as f:
+        f.write("exported\\n")
+    return real_export(*args, **kwargs)
+runtimes.export_onnx = export_onnx
+net = load_student(ckpt)
+pathlib.Path(ready).touch()
+while not pathlib.Path(go).exists():
+    time.sleep(0.005)
+with Sharpener(net, device="cpu", backend=backend) as s:
+    out = s.sharpen(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8))
+path = runtimes.cached_graph(net)
+print(path, path.stat().st_ino, hashlib.sha256(out.tobytes()).hexdigest())
+"""
+
+
+def test_two_processes_exporting_at_once_share_one_complete_graph(tmp_path, random_student, threads):
+    backend = "openvino" if runtimes.installed("openvino") else "onnx"
+    ckpt = tmp_path / "student.pt"
+    save_student(random_student(seed=3), ckpt)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LIVESHARP_CACHE": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(ckpt), str(tmp_path / f"ready{i}"), str(tmp_path / "go"), backend, str(tmp_path / "exports")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    (path_a, inode_a, out_a), (path_b, inode_b, out_b) = (out.split() for out, _ in results)
+    assert (tmp_path / "exports").read_text() == "exported\n"  # once: the second process waited, then found it
+    assert path_a == path_b and inode_a == inode_b
+    assert out_a == out_b  # the same frames from both
+    assert [p.name for p in cache.glob("*.onnx")] == [Path(path_a).name]
+    assert not list(cache.glob(".*"))  # no partial files left
 
 
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
