@@ -30,7 +30,7 @@ from .engine import Sharpener
 from .errors import LivesharpError
 from .pipeline import END, Stages
 from .settings import DEFAULT_MODEL
-from .sources import open_source
+from .sources import capture_time, open_source
 
 log = logging.getLogger("livesharp")
 
@@ -123,7 +123,7 @@ class Sharpened:
 
     before: np.ndarray
     after: np.ndarray
-    t_capture: float  # time.monotonic() when the source delivered it
+    t_capture: float  # time.monotonic() when the source captured it
     infer_ms: float
 
 
@@ -174,11 +174,10 @@ class Infer:
                 if stages.stop.is_set():
                     return
                 continue
-            rgb, t_cap = item
             t0 = time.monotonic()
             c = self.controls()  # this frame's snapshot
-            out = self.sharpener.sharpen(rgb, c.strength) if c.on else rgb
-            self.sharpened.put(Sharpened(rgb, out, t_cap, (time.monotonic() - t0) * 1000))
+            out = self.sharpener.sharpen(item.rgb, c.strength) if c.on else item.rgb
+            self.sharpened.put(Sharpened(item.rgb, out, capture_time(item), (time.monotonic() - t0) * 1000))
         self.sharpened.put(END)
 
 
@@ -270,7 +269,7 @@ def run_camera(
 ) -> LiveResult:
     """The live stages on a source and sinks that are already open; ``run_live`` opens them.
 
-    source: has ``read() -> (rgb, t_capture) | None``, ``reopen() -> bool``, ``close()`` (see
+    source: has ``read() -> io.Frame | None``, ``reopen() -> bool``, ``close()`` (see
     ``sources``), and is closed here once its thread has stopped. virtual: a
     ``sinks.VirtualCamera`` or anything with ``send`` and ``sleep_until_next_frame``; preview:
     a ``sinks.PreviewWindow``; stats: a ``sinks.StatsWriter``. Returns when the source ends,

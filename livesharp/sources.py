@@ -1,8 +1,9 @@
 """Live frame sources: a webcam, or a video file played in real time as a stand-in webcam.
 
-A source hands out ``(rgb, t)``: an (H, W, 3) uint8 RGB frame and the ``time.monotonic()`` at
-which it was captured, so latency can be measured end to end. ``read()`` returns None when the
-source has ended (a file without looping) or was lost (a camera unplugged).
+A source hands out ``io.Frame``, the one frame type of livesharp, files included: an (H, W, 3)
+uint8 RGB picture and, as its ``pts``, the moment it was captured (``captured_now``), so latency
+is measured end to end. ``read()`` returns None when the source has ended (a file without
+looping) or was lost (a camera unplugged).
 """
 
 from __future__ import annotations
@@ -13,13 +14,28 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import LivesharpError
-from .io import VideoReader
+from .io import Frame, VideoReader
+
+# A live frame's pts: when it was captured, on time.monotonic_ns()'s clock (the clock of
+# time.monotonic(), in these units), so any thread can take its age.
+CAPTURE_TIME_BASE = Fraction(1, 1_000_000_000)
+
+
+def captured_now(rgb: np.ndarray) -> Frame:
+    """``rgb`` as a live frame captured at this moment."""
+    return Frame(rgb, time.monotonic_ns())
+
+
+def capture_time(frame: Frame) -> float:
+    """When a live frame was captured, on ``time.monotonic()``'s clock (seconds)."""
+    return float(frame.pts * CAPTURE_TIME_BASE)
 
 
 class Closing:
@@ -123,13 +139,13 @@ class CameraSource(Closing):
         (w, h), fps = self.requested
         return f"camera {self.device}: asked {w}x{h}@{fps:g} , granted {self.width}x{self.height}@{self.fps:g} {self.format}"
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def read(self) -> Frame | None:
         with _quiet_opencv():
             ok, bgr = self.cap.read()
-        t = time.monotonic()
+        t = time.monotonic_ns()  # before the conversion: it is part of the latency
         if not ok or bgr is None:
             return None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t)
 
     def reopen(self) -> bool:
         """After the camera was lost: try once to get it back."""
@@ -165,7 +181,7 @@ class FileSource(Closing):
     def describe(self) -> str:
         return f"file {self.path.name}: {self.width}x{self.height}@{self.fps:g}{' (looping)' if self.loop else ''}"
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def read(self) -> Frame | None:
         try:
             frame = next(self.frames)
         except StopIteration:
@@ -182,7 +198,7 @@ class FileSource(Closing):
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        return frame.rgb, time.monotonic()
+        return captured_now(frame.rgb)
 
     def reopen(self) -> bool:
         return False

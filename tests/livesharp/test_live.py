@@ -20,6 +20,7 @@ from livesharp import live, ops
 from livesharp.cli import cli
 from livesharp.engine import Sharpener
 from livesharp.errors import LivesharpError
+from livesharp.sources import captured_now
 
 
 class SyntheticCamera:
@@ -42,7 +43,7 @@ class SyntheticCamera:
         f = np.full((*self.size, 3), 100, np.uint8)
         f[0, 0] = (self.n % 256, self.n // 256, 0)
         self.n += 1
-        return f, time.monotonic()
+        return captured_now(f)
 
     def reopen(self):
         return False
@@ -373,3 +374,19 @@ def test_no_frame_is_dropped_at_start_from_a_file_camera(video, tmp_path, random
     rows = [json.loads(line) for line in stats.read_text().splitlines()]
     assert [row["frame"] for row in rows] == list(range(1, 21))  # every frame of the clip went out
     assert all(row["dropped"] == 0 for row in rows) and "dropped 0" in r.output
+
+
+
+def test_a_file_camera_hands_out_the_frame_type_files_do_stamped_with_its_capture_time(video):
+    from livesharp.io import Frame, VideoReader
+    from livesharp.sources import FileSource, capture_time
+
+    reader = VideoReader(video)
+    try:
+        assert type(next(reader.frames())) is Frame
+    finally:
+        reader.close()
+    with FileSource(video) as source:
+        frame = source.read()
+    assert type(frame) is Frame and frame.rgb.shape == (48, 64, 3) and frame.rgb.dtype == np.uint8
+    assert 0 <= time.monotonic() - capture_time(frame) < 1
