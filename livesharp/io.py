@@ -7,6 +7,8 @@ variable frame rate, duration and rotation all come out as they went in.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import struct
 import tempfile
@@ -88,6 +90,79 @@ class VideoInfo:
     duration: float | None  # seconds
     audio: list = field(default_factory=list)  # input audio streams, copied untouched
     colour: Colour | None = None  # None: what players assume for the output's size
+    subtitles: list = field(default_factory=list)  # input subtitle streams, copied untouched
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (stream index, why) of streams not carried
+    metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
+    chapters: list = field(default_factory=list)
+    video_stream: object = None  # the input's video stream: its language, title, disposition
+
+
+# Tags a muxer writes about itself or about the stream it stored: copied, they would describe
+# the input's encoding, not the output's.
+_OWN_TAGS = {"duration", "encoder", "major_brand", "minor_version", "compatible_brands", "bps",
+             "number_of_frames", "number_of_bytes", "creation_time_utc"}
+
+
+def copyable_tags(tags) -> dict:
+    """A stream's or container's tags less the ones its muxer made up about itself."""
+    return {k: v for k, v in dict(tags).items() if k.lower() not in _OWN_TAGS and not k.lower().startswith("_statistics")}
+
+
+def describe_stream(stream) -> str:
+    """``subtitle stream 3 (subrip, deu)``: how a warning names a stream."""
+    cc = stream.codec_context
+    what = [cc.name if cc is not None and cc.name else "unknown codec"]
+    if stream.type == "video" and cc is not None:
+        what.append(f"{cc.width}x{cc.height}")
+    language = stream.metadata.get("language")
+    if language and language != "und":
+        what.append(language)
+    return f"{stream.type} stream {stream.index} ({', '.join(what)})"
+
+
+def _cannot_hold(fmt: str, stream) -> str | None:
+    """Why an output of format ``fmt`` cannot store ``stream`` as it is, or None when it can.
+    Asked of the muxer itself, in memory, before any work is done: header, a packet, trailer."""
+    out = av.open(io.BytesIO(), "w", format=fmt)
+    try:
+        copy = out.add_stream_from_template(stream)
+        out.start_encoding()
+        if stream.codec_context.name.startswith("pcm_"):
+            # MP4 refuses some PCM only in its trailer, once it has samples: give it silence
+            # (96 bytes: whole samples of any layout). Other codecs' packets must be real ones.
+            packet = av.Packet(bytes(96))
+            packet.pts = packet.dts = 0
+            packet.duration, packet.time_base, packet.stream = 1, copy.time_base, copy
+            out.mux(packet)
+    except (av.error.FFmpegError, ValueError, TypeError) as e:
+        with contextlib.suppress(av.error.FFmpegError, ValueError):
+            out.close()
+        return getattr(e, "strerror", None) or str(e)
+    try:  # some refuse only in the trailer (MP4 and 24-bit PCM)
+        out.close()
+    except (av.error.FFmpegError, ValueError) as e:
+        return f"its muxer refuses {stream.codec_context.name}: {getattr(e, 'strerror', None) or e}"
+    return None
+
+
+def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
+    """Keep in ``info`` only the streams the output ``dst`` can hold; return one warning per
+    stream left out. Audio the output cannot hold is an error, before the work starts."""
+    suffix = dst.suffix.lower()
+    fmt = OUTPUT_FORMATS[suffix]
+    for a in info.audio:
+        why = _cannot_hold(fmt, a)
+        if why:
+            other = ".mkv" if suffix != ".mkv" else ".mov"
+            raise LivesharpError(f"audio codec {a.codec_context.name} cannot be copied into {suffix} ({why}); use a {other} output")
+    kept = []
+    for sub in info.subtitles:
+        if _cannot_hold(fmt, sub):
+            info.skipped.append((sub.index, f"{describe_stream(sub)}: {suffix} cannot hold {sub.codec_context.name} subtitles (use .mkv for text subtitles, .mp4 for mov_text)"))
+        else:
+            kept.append(sub)
+    info.subtitles = kept
+    return [f"not copied: {what}" for _, what in sorted(info.skipped)]
 
 
 def check_input(path: Path) -> None:
@@ -184,8 +259,8 @@ def display_matrix(frame: av.VideoFrame) -> list[int] | None:
 class VideoReader:
     """Decode the first video stream of a file to RGB frames, with threading on.
 
-    Audio packets are not decoded: they are handed to ``on_audio`` in file order so the writer
-    can copy them untouched.
+    Audio and subtitle packets are not decoded: they are handed to ``on_packet`` in file order
+    so the writer can copy them untouched.
     """
 
     def __init__(self, path: str | Path):
@@ -212,16 +287,26 @@ class VideoReader:
             duration=duration,
             audio=list(self.container.streams.audio),
             colour=self.colour,
+            subtitles=list(self.container.streams.subtitles),
+            metadata=copyable_tags(self.container.metadata),
+            chapters=self.container.chapters(),
+            video_stream=v,
         )
+        for other in self.container.streams:
+            # A stream the demuxer itself sets aside (MP4's chapter-title track) is not content.
+            if other is v or other.type in ("audio", "subtitle") or other.discard >= 48:
+                continue
+            why = "livesharp writes one video stream, the first" if other.type == "video" else "it cannot be copied"
+            self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))
         self.rotation = 0  # degrees counter-clockwise, known once the first frame is decoded
         self.matrix: list[int] | None = None
 
-    def frames(self, on_audio: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
+    def frames(self, on_packet: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
         v, tb = self.video, self.info.time_base
         step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
         # Audio is always demuxed (cheap, never decoded): where it ends tells a video that is
         # shorter than its file from a file that was cut short.
-        streams = [v, *self.info.audio]
+        streams = [v, *self.info.audio, *self.info.subtitles]
         n, first_pts, last_pts = 0, None, None
         video_end = audio_end = None  # seconds on the file's clock
 
@@ -234,13 +319,13 @@ class VideoReader:
 
         try:
             for packet in self.container.demux(streams):
-                if packet.stream.type == "audio":
+                if packet.stream is not v:
                     if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
-                        if packet.pts is not None:
+                        if packet.pts is not None and packet.stream.type == "audio":
                             end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                             audio_end = end if audio_end is None else max(audio_end, end)
-                        if on_audio:
-                            on_audio(packet)
+                        if on_packet:
+                            on_packet(packet)
                     continue
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
@@ -320,6 +405,18 @@ class VideoReader:
         self.container.close()
 
 
+def _copy_labels(src, dst) -> None:
+    """A stream's language, title and disposition (default, commentary, forced, ...) onto its copy."""
+    tags = copyable_tags(src.metadata)
+    if "name" in tags and "title" not in tags:  # MP4 reads a track's title back as "name"
+        tags["title"] = tags.pop("name")
+    dst.metadata.update(tags)
+    try:
+        dst.disposition = src.disposition
+    except (AttributeError, ValueError, TypeError):
+        pass
+
+
 class VideoWriter:
     """Encode RGB frames to H.264 (yuv420p) with the timestamps they came with; copy audio as is.
 
@@ -343,7 +440,7 @@ class VideoWriter:
         self.info, self.crf, self.preset, self.matrix = info, crf, preset, matrix
         self.container = None
         self.stream = None
-        self.audio_map: dict = {}
+        self.copy_map: dict = {}  # input stream index -> output stream, for copied packets
         self._durations: dict[int, int] = {}  # pts -> duration of frames not yet out of the encoder
         self._first: tuple[int, int] | None = None  # (pts, dts) of the first video packet
         self._end = 0  # latest pts + duration so far: where the video ends
@@ -372,19 +469,35 @@ class VideoWriter:
         if self.matrix is not None:
             s.set_display_matrix(self.matrix)
         self.stream = s
-        for a in self.info.audio:
+        for a in [*self.info.audio, *self.info.subtitles]:
             try:
-                self.audio_map[a.index] = self.container.add_stream_from_template(a)
+                self.copy_map[a.index] = out = self.container.add_stream_from_template(a)
             except (av.error.FFmpegError, ValueError) as e:
                 raise LivesharpError(
-                    f"audio codec {a.codec_context.name} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
+                    f"{a.type} codec {a.codec_context.name} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
                 ) from None
+            _copy_labels(a, out)
+        if self.info.video_stream is not None:
+            _copy_labels(self.info.video_stream, s)
+        self.container.metadata.update(self.info.metadata)
+        if self.info.chapters:
+            self.container.set_chapters(self._chapters())
+
+    def _chapters(self) -> list[dict]:
+        """The input's chapters on the output's timeline (see the class docstring)."""
+        t0 = Fraction(self._t0 or 0) * self.info.time_base
+        out = []
+        for c in self.info.chapters:
+            shift = round(t0 / c["time_base"])
+            if c["end"] - shift > 0:
+                out.append(dict(c, start=max(0, c["start"] - shift), end=c["end"] - shift))
+        return out
 
     def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
-        if self.container is None:
-            self._open(rgb.shape[1], rgb.shape[0])
         if self._t0 is None:
             self._t0 = pts
+        if self.container is None:
+            self._open(rgb.shape[1], rgb.shape[0])
         pts -= self._t0
         c = self.colour
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -427,8 +540,8 @@ class VideoWriter:
         self._held = None
         self._mux([p])
 
-    def write_audio(self, packet: av.Packet) -> None:
-        """Copy one audio packet, on the output's timeline; call it after the first ``write``."""
+    def write_packet(self, packet: av.Packet) -> None:
+        """Copy one audio or subtitle packet, on the output's timeline; call it after the first ``write``."""
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if packet.pts - shift + (packet.duration or 0) < 0:
@@ -436,7 +549,7 @@ class VideoWriter:
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
-        packet.stream = self.audio_map[packet.stream_index]
+        packet.stream = self.copy_map[packet.stream_index]
         self._mux([packet])
 
     def _mux(self, packets) -> None:

@@ -24,7 +24,7 @@ from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output
-from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, jpeg_is_complete
+from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
 
 log = logging.getLogger("livesharp")
 
@@ -162,6 +162,8 @@ def process_file(
     reader = VideoReader(src)  # a bad input is reported before the model loads
     own = sharpener is None
     try:
+        for line in fit_streams(reader.info, dst):  # and what the output cannot hold
+            log.warning(line)
         sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
     except BaseException:
         reader.close()
@@ -170,13 +172,13 @@ def process_file(
     stages = Stages()
     decoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
     encoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
-    audio: deque = deque()  # packets are small and the video queues bound how far audio runs ahead
+    audio: deque = deque()  # audio and subtitle packets: small, and the video queues bound how far they run ahead
     bar = tqdm(total=info.frames or None, unit="frame", desc=src.name, disable=None if progress is None else not progress, dynamic_ncols=True)
     written = 0
     size = [0, 0]
 
     def decode():
-        for frame in reader.frames(on_audio=audio.append):
+        for frame in reader.frames(on_packet=audio.append):
             stages.put(decoded, frame)
         stages.put(decoded, END)
 
@@ -216,9 +218,9 @@ def process_file(
             written += 1
             bar.update(1)
             while audio:
-                writer.write_audio(audio.popleft())
+                writer.write_packet(audio.popleft())
         while audio:
-            writer.write_audio(audio.popleft())
+            writer.write_packet(audio.popleft())
         writer.close()
 
     t0 = time.perf_counter()

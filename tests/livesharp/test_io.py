@@ -266,3 +266,121 @@ def test_untagged_input_is_read_and_tagged_as_players_assume(tmp_path, size, mat
     assert got == tags
     assert np.abs(after - before).max() <= 2, (before, after)
     assert np.abs(before - YELLOW).max() <= 2  # the input itself decodes to the colour it was made from
+
+
+# --- 6. subtitles, chapters, tags, languages and dispositions are copied ------------------
+
+CHAPTERS = [("One", 0, 1000), ("Two", 1000, 2000)]  # title, start, end in ms
+CUES = [(200, "Hello"), (1200, "World")]  # ms, text
+
+
+def write_rich(path: Path, subtitles: str, *, data: bool = False) -> Path:
+    """A 2 s clip with two audio tracks (eng; fra, a commentary), text subtitles (deu), two
+    chapters and title/artist/comment tags; ``data`` adds a second video stream as well."""
+    base = write_clip(path.with_name("rich_base.mp4"), frames=20)
+    with av.open(str(base)) as i, av.open(str(path), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        a1, a2 = o.add_stream_from_template(i.streams.audio[0]), o.add_stream_from_template(i.streams.audio[0])
+        a1.metadata["language"] = "eng"
+        a2.metadata.update(language="fra", title="commentary")
+        a2.disposition = av.stream.Disposition.comment
+        s = o.add_mux_stream(subtitles)
+        s.time_base = Fraction(1, 1000)
+        s.metadata["language"] = "deu"
+        v2 = o.add_stream_from_template(i.streams.video[0]) if data else None
+        o.metadata.update(title="Talk", artist="Someone", comment="recorded live")
+        o.set_chapters([{"id": n + 1, "start": t0, "end": t1, "time_base": Fraction(1, 1000), "metadata": {"title": t}}
+                        for n, (t, t0, t1) in enumerate(CHAPTERS)])
+        targets = {i.streams.video[0].index: [v, *([v2] if v2 else [])], i.streams.audio[0].index: [a1, a2]}
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            for stream in targets[packet.stream.index]:
+                q = av.Packet(bytes(packet))
+                q.pts, q.dts, q.duration, q.time_base, q.is_keyframe = packet.pts, packet.dts, packet.duration, packet.time_base, packet.is_keyframe
+                q.stream = stream
+                o.mux(q)
+        for t, text in CUES:
+            payload = text.encode()
+            if subtitles == "mov_text":
+                payload = len(payload).to_bytes(2, "big") + payload
+            q = av.Packet(payload)
+            q.pts = q.dts = t
+            q.duration, q.time_base, q.stream = 500, Fraction(1, 1000), s
+            o.mux(q)
+    base.unlink()
+    return path
+
+
+def contents(path: Path) -> dict:
+    """Tags, chapters, each stream's labels, and the subtitle cues of a file; times in seconds
+    from the first video frame, where the timeline starts."""
+    with av.open(str(path)) as c:
+        v0 = float(next(c.decode(video=0)).time)
+    with av.open(str(path)) as c:
+        def t(x, tb):
+            return round(max(0.0, float(x * tb) - v0), 2)
+
+        tags = {k.lower(): v for k, v in c.metadata.items()}
+        chapters = [(ch["metadata"].get("title"), t(ch["start"], ch["time_base"]), t(ch["end"], ch["time_base"])) for ch in c.chapters()]
+        audio = [(a.metadata.get("language"), a.metadata.get("title") or a.metadata.get("name"), bool(a.disposition & av.stream.Disposition.comment)) for a in c.streams.audio]
+        subs = [(s.codec_context.name, s.metadata.get("language")) for s in c.streams.subtitles]
+        cues = []
+        if c.streams.subtitles:
+            for p in c.demux(c.streams.subtitles[0]):
+                text = bytes(p)[2:] if p.stream.codec_context.name == "mov_text" else bytes(p)
+                if text:
+                    cues.append((t(p.pts, p.time_base), text.decode()))
+    return dict(tags={k: tags.get(k) for k in ("title", "artist", "comment")}, chapters=chapters, audio=audio, subtitles=subs, cues=cues)
+
+
+@pytest.mark.parametrize("subtitles, suffix", [("mov_text", ".mp4"), ("subrip", ".mkv")])
+def test_subtitles_chapters_tags_and_track_labels_are_copied(tmp_path, probe, subtitles, suffix):
+    src = write_rich(tmp_path / f"rich{suffix}", subtitles)
+    dst = tmp_path / f"out{suffix}"
+    run_file(src, dst)
+    a, b = contents(src), contents(dst)
+    assert a["tags"] == {"title": "Talk", "artist": "Someone", "comment": "recorded live"}  # the case is what it says
+    assert a["audio"] == [("eng", None, False), ("fra", "commentary", True)] and len(a["cues"]) == 2
+    assert b == a
+    assert probe(dst).audio == probe(src).audio
+
+
+def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path, caplog):
+    src = write_rich(tmp_path / "rich.mkv", "subrip", data=True)
+    dst = tmp_path / "out.mp4"
+    with caplog.at_level("WARNING", logger="livesharp"):
+        run_file(src, dst)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert "subtitle stream 3 (" in warnings[0] and "deu" in warnings[0] and ".mp4 cannot hold" in warnings[0]
+    assert "video stream 4 (" in warnings[1] and "one video stream" in warnings[1]
+    b = contents(dst)
+    assert b["subtitles"] == [] and b["chapters"] == contents(src)["chapters"]  # the rest still comes across
+    assert [x[0] for x in b["audio"]] == ["eng", "fra"]
+
+
+def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(tmp_path):
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as o:
+        v = o.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+        a = o.add_stream("pcm_s24le", rate=16000, layout="stereo")
+        for i in range(10):
+            o.mux(v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 3200), np.int32), format="s32", layout="stereo")
+            af.sample_rate, af.pts = 16000, i * 1600
+            o.mux(a.encode(af))
+        o.mux(v.encode(None))
+        o.mux(a.encode(None))
+
+    class NeverCalled:
+        name = "never"
+
+        def sharpen_batch(self, frames):
+            raise AssertionError("the work started before the output was known to hold the audio")
+
+    with pytest.raises(LivesharpError, match=r"audio codec pcm_s24le cannot be copied into \.mp4 .*; use a \.mkv output"):
+        process_file(src, tmp_path / "out.mp4", sharpener=NeverCalled(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv"]
+    run_file(src, tmp_path / "out.mkv")  # where it fits, it is copied
