@@ -245,6 +245,42 @@ def process_file(
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # 16 bits per channel
+ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")
+
+
+def _to_8bit(a: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8, rounded (65535 -> 255).
+
+    >>> _to_8bit(np.array([0, 128, 257, 65535], np.uint16)).tolist()
+    [0, 0, 1, 255]
+    """
+    return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+# The eight ways EXIF can turn a picture, as numpy sees them.
+_ORIENTATIONS = [lambda a: a, np.fliplr, np.flipud, lambda a: np.rot90(a, 2), np.transpose,
+                 lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 2).swapaxes(0, 1)]
+
+
+def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The picture upright (EXIF orientation applied) as RGB, uint8 or uint16 as stored, and its
+    alpha channel (same orientation) or None."""
+    raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, but not turned upright
+    colour = cv2.imread(str(src), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # turned upright, no alpha
+    if raw is None or colour is None:
+        raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
+    if colour.dtype not in (np.uint8, np.uint16):  # float or 32-bit samples: the network takes 8 bits
+        log.warning(f"{src.name} has {colour.dtype} samples: read and written as 8-bit")
+        colour, raw = cv2.imread(str(src), cv2.IMREAD_COLOR), None
+    alpha = None
+    if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
+        turn = next((t for t in _ORIENTATIONS if np.array_equal(t(raw[..., :3]), colour)), None)
+        if turn is None:  # cannot tell how it was turned: keep the picture, say what is lost
+            log.warning(f"{src.name}: its alpha channel could not be matched to the upright picture and is dropped")
+        else:
+            alpha = np.ascontiguousarray(turn(raw[..., 3]))
+    return cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), alpha
 
 
 def process_image(
@@ -267,10 +303,9 @@ def process_image(
     if src.suffix.lower() in (".jpg", ".jpeg") and not jpeg_is_complete(src.read_bytes()):
         # libjpeg would print a warning and fill the missing part with grey
         raise LivesharpError(f"{src}: truncated JPEG: the file ends before the picture does; copy or export it again")
-    bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)  # applies EXIF orientation, drops alpha
-    if bgr is None:
-        raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    full, alpha = _read_image(src)
+    deep = full.dtype == np.uint16
+    rgb = _to_8bit(full) if deep else full  # what the network sees
     own = sharpener is None
     sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
     try:
@@ -278,9 +313,25 @@ def process_image(
     finally:
         if own:
             sharpener.close()
+    kind = dst.suffix.lower()
+    if deep and (side_by_side or kind not in DEEP_SUFFIXES):
+        why = "a side-by-side comparison is written 8-bit" if side_by_side else f"{kind} stores 8 bits per channel; write .png or .tiff to keep 16"
+        log.warning(f"{src.name} has 16 bits per channel: {why}")
+        deep = False
+    if deep:  # the network's detail added to the 16-bit original: nothing else of it is lost
+        out = np.clip(full.astype(np.int32) + (out.astype(np.int32) - rgb) * 257, 0, 65535).astype(np.uint16)
     if side_by_side:
         out = ops.side_by_side(rgb, out, ("input", sharpener.name))
+        alpha = None if alpha is None else np.hstack([_to_8bit(alpha) if alpha.dtype == np.uint16 else alpha] * 2)
+    if alpha is not None:
+        if kind not in ALPHA_SUFFIXES:
+            log.warning(f"{src.name} has transparency (an alpha channel) and {kind} cannot store it: it is dropped; write .png to keep it")
+        else:  # sharpened colour, the alpha as it was
+            if alpha.dtype != out.dtype:
+                alpha = _to_8bit(alpha) if out.dtype == np.uint8 else alpha.astype(np.uint16) * 257
+            out = np.dstack([out, alpha])
+    bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     with _published(dst, overwrite) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(str(tmp), bgr):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
     return dst

@@ -1,0 +1,110 @@
+"""Tests for livesharp.pipeline.process_image on what photos and graphics carry besides 8-bit RGB:
+transparency and 16 bits per channel. Every image is made here."""
+
+import cv2
+import numpy as np
+import pytest
+
+from livesharp.pipeline import process_image
+
+
+def picture(h: int = 40, w: int = 48, depth=np.uint8) -> np.ndarray:
+    """Blocks of random colour (edges to sharpen), RGB; 16-bit ones use all 16 bits."""
+    top = 255 if depth == np.uint8 else 65535
+    small = np.random.default_rng(1).integers(0, top + 1, (h // 8 + 1, w // 8 + 1, 3)).astype(depth)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def with_hidden_colour(rgb: np.ndarray) -> np.ndarray:
+    """RGBA: the left half fully transparent (its colours hidden), a soft ramp on the right."""
+    h, w = rgb.shape[:2]
+    top = np.iinfo(rgb.dtype).max
+    alpha = np.zeros((h, w), rgb.dtype)
+    alpha[:, w // 2 :] = np.linspace(top // 4, top, w - w // 2).astype(rgb.dtype)
+    return np.dstack([rgb, alpha])
+
+
+def write(path, img: np.ndarray):
+    code = cv2.COLOR_RGBA2BGRA if img.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    assert cv2.imwrite(str(path), cv2.cvtColor(img, code))
+    return path
+
+
+def read(path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tiff", ".webp"])
+def test_alpha_is_kept_and_the_colour_under_it_untouched_by_an_identity_model(tmp_path, identity_student, suffix):
+    rgba = with_hidden_colour(picture())
+    src = write(tmp_path / "in.png", rgba)
+    dst = tmp_path / f"out{suffix}"
+    process_image(src, dst, model=identity_student(), device="cpu", backend="torch")
+    out = read(dst)
+    assert out.shape == rgba.shape  # four channels still
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    if suffix == ".webp":  # lossy, and libwebp does not keep what is fully transparent: compare what shows
+        shown = rgba[..., 3] > 0
+        assert np.abs(out[..., :3][shown].astype(int) - rgba[..., :3][shown]).mean() < 8
+    else:  # lossless: every colour, hidden or not, as it was
+        np.testing.assert_array_equal(out[..., :3], rgba[..., :3])
+
+
+def test_alpha_is_copied_while_the_colour_is_sharpened(tmp_path):
+    rgba = with_hidden_colour(picture())
+    src = write(tmp_path / "in.png", rgba)
+    process_image(src, tmp_path / "out.png", model="unsharp", device="cpu")
+    out = read(tmp_path / "out.png")
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert not np.array_equal(out[..., :3], rgba[..., :3])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tiff"])
+def test_16_bit_stays_16_bit_and_exact_through_an_identity_model(tmp_path, identity_student, suffix):
+    rgb = picture(depth=np.uint16)
+    src = write(tmp_path / f"in{suffix}", rgb)
+    process_image(src, tmp_path / f"out{suffix}", model=identity_student(), device="cpu", backend="torch")
+    out = read(tmp_path / f"out{suffix}")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_16_bit_sharpened_keeps_the_low_bits(tmp_path):
+    rgb = picture(depth=np.uint16)
+    src = write(tmp_path / "in.png", rgb)
+    process_image(src, tmp_path / "out.png", model="unsharp", device="cpu")
+    out = read(tmp_path / "out.png")
+    assert out.dtype == np.uint16 and not np.array_equal(out, rgb)
+    assert np.count_nonzero(out % 257) > out.size // 2  # not 8-bit values scaled up
+
+
+def test_16_bit_rgba_keeps_both(tmp_path, identity_student):
+    rgba = with_hidden_colour(picture(depth=np.uint16))
+    src = write(tmp_path / "in.png", rgba)
+    process_image(src, tmp_path / "out.png", model=identity_student(), device="cpu", backend="torch")
+    out = read(tmp_path / "out.png")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, rgba)
+
+
+@pytest.mark.parametrize("img, dst, warning", [
+    ("rgba", "out.jpg", "transparency (an alpha channel) and .jpg cannot store it"),
+    ("deep", "out.jpg", "16 bits per channel: .jpg stores 8 bits per channel"),
+], ids=["alpha-to-jpeg", "16-bit-to-jpeg"])
+def test_what_the_output_format_cannot_store_is_one_warning(tmp_path, caplog, img, dst, warning):
+    src = write(tmp_path / "in.png", with_hidden_colour(picture()) if img == "rgba" else picture(depth=np.uint16))
+    with caplog.at_level("WARNING", logger="livesharp"):
+        process_image(src, tmp_path / dst, model="unsharp", device="cpu")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warning in warnings[0], warnings
+    assert cv2.imread(str(tmp_path / dst)).shape == (40, 48, 3)
+
+
+def test_side_by_side_of_an_rgba_image_keeps_alpha_for_both_panels(tmp_path):
+    rgba = with_hidden_colour(picture())
+    src = write(tmp_path / "in.png", rgba)
+    process_image(src, tmp_path / "out.png", model="unsharp", device="cpu", side_by_side=True)
+    out = read(tmp_path / "out.png")
+    assert out.shape == (40, 96, 4)
+    np.testing.assert_array_equal(out[..., 3], np.hstack([rgba[..., 3]] * 2))
