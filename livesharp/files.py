@@ -19,6 +19,21 @@ from typing import Iterator, Sequence
 _serial = itertools.count()
 
 
+NAME_MAX = 255  # bytes in one file name, on every common file system
+
+
+def _sibling(path: Path, lead: str, middle: str) -> Path:
+    """``path``'s sibling named lead + stem + middle + suffix, the stem shortened (at a character
+    boundary) so the name fits in NAME_MAX bytes: a legal 240-character name must stay usable.
+
+    >>> len(_sibling(Path("x" * 250 + ".mp4"), ".", ".livesharp-partial-1-0").name)
+    255
+    """
+    room = NAME_MAX - len((lead + middle + path.suffix).encode())
+    stem = path.stem.encode()[: max(0, room)].decode(errors="ignore")
+    return path.with_name(f"{lead}{stem}{middle}{path.suffix}")
+
+
 def partial_path(path: str | Path) -> Path:
     """The hidden temp name ``atomic_output`` writes ``path`` under: same folder, same suffix
     (formats are chosen by suffix), and named for livesharp and this process.
@@ -28,8 +43,7 @@ def partial_path(path: str | Path) -> Path:
     >>> partial_path("out/talk.mp4").suffix
     '.mp4'
     """
-    path = Path(path)
-    return path.with_name(f".{path.stem}.livesharp-partial-{os.getpid()}-{next(_serial)}{path.suffix}")
+    return _sibling(Path(path), ".", f".livesharp-partial-{os.getpid()}-{next(_serial)}")
 
 
 class OutputAppeared(FileExistsError):
@@ -47,7 +61,7 @@ def kept_path(path: Path) -> Path:
     >>> kept_path(Path("out/talk.mp4")).name
     'talk.livesharp-not-replaced.mp4'
     """
-    return path.with_name(f"{path.stem}.livesharp-not-replaced{path.suffix}")
+    return _sibling(path, "", ".livesharp-not-replaced")
 
 
 def publish_new(tmp: Path, path: Path) -> None:
@@ -70,9 +84,8 @@ def publish_new(tmp: Path, path: Path) -> None:
 
 def _keep(tmp: Path, path: Path) -> Path:
     """Publish ``tmp`` under the first free one of kept_path(path), ...-2, ...-3: never over a file."""
-    base = kept_path(path)
     for n in itertools.count(1):
-        kept = base if n == 1 else base.with_name(f"{base.stem}-{n}{base.suffix}")
+        kept = _sibling(path, "", ".livesharp-not-replaced" + (f"-{n}" if n > 1 else ""))
         try:
             publish_new(tmp, kept)
             return kept

@@ -434,8 +434,10 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "medium",
         matrix: list[int] | None = None,
+        label: str | Path | None = None,
     ):
         self.path = Path(path)
+        self.label = label or self.path  # how messages name the output: the user's name, not a temp file's
         self.format = OUTPUT_FORMATS[self.path.suffix.lower()]
         self.info, self.crf, self.preset, self.matrix = info, crf, preset, matrix
         self.container = None
@@ -455,7 +457,7 @@ class VideoWriter:
             options = {"avoid_negative_ts": "disabled"} if self.format == "matroska" else {}
             self.container = av.open(str(self.path), "w", format=self.format, options=options)
         except (av.error.FFmpegError, OSError) as e:
-            raise LivesharpError(f"{self.path}: cannot create the output file ({e}); choose a writable folder") from None
+            raise LivesharpError(f"{self.label}: cannot create the output file ({e}); choose a writable folder") from None
         s = self.container.add_stream("libx264", rate=self.info.rate)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         # Converted back with the input's matrix and range, and tagged as the input was, so a
@@ -555,22 +557,38 @@ class VideoWriter:
     def _mux(self, packets) -> None:
         try:
             self.container.mux(packets)
-        except av.error.FFmpegError as e:
-            raise LivesharpError(f"{self.path}: writing failed ({e}); check free disk space, or try a .mkv output") from None
+        except (av.error.FFmpegError, OSError) as e:
+            raise self._failed(e) from None
+
+    def _failed(self, e: Exception) -> LivesharpError:
+        why = getattr(e, "strerror", None) or str(e)
+        if isinstance(e, OSError) or "space" in why.lower():
+            return LivesharpError(f"{self.label}: writing failed ({why}); check free disk space")
+        return LivesharpError(f"{self.label}: writing failed ({why}); check free disk space, or try a .mkv output")
 
     def abort(self) -> None:
         """Stop after a failure: give back the file without flushing the encoder. What was
         written is incomplete; the caller removes it (``files.atomic_output`` does)."""
         if self.container is not None:
-            self.container.close()
-            self.container = None
+            container, self.container = self.container, None
+            try:
+                container.close()  # may write a trailer: on a full disk that fails too, and the first error is the one to tell
+            except (av.error.FFmpegError, OSError):
+                pass
 
     def close(self) -> None:
         """Flush the encoder and write the container trailer."""
         if self.container is None:
             return
         if self.stream is not None:
-            self._mux_video(self.stream.encode(None))
+            try:
+                packets = self.stream.encode(None)
+            except (av.error.FFmpegError, OSError) as e:
+                raise self._failed(e) from None
+            self._mux_video(packets)
             self._mux_last()
-        self.container.close()
-        self.container = None
+        container, self.container = self.container, None
+        try:
+            container.close()  # the trailer: MP4 writes its whole index here
+        except (av.error.FFmpegError, OSError) as e:
+            raise self._failed(e) from None

@@ -209,7 +209,7 @@ def process_file(
             rgb = ops.pad_to_even(f.rgb)
             if written == 0:
                 # Opened here: the rotation is known once the reader has decoded a frame.
-                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix)
+                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst)
                 size[:] = rgb.shape[1], rgb.shape[0]
                 if rgb.shape != f.rgb.shape:
                     h, w = f.rgb.shape[:2]

@@ -67,3 +67,19 @@ def test_without_replace_a_target_that_appeared_is_kept_and_the_result_too(tmp_p
     with atomic_output(tmp_path / "new.mp4", replace=False) as tmp:
         tmp.write_bytes(b"fresh")
     assert (tmp_path / "new.mp4").read_bytes() == b"fresh" and not any(tmp_path.glob(".*partial*"))
+
+
+def test_a_legal_long_name_gets_temp_and_kept_names_that_fit(tmp_path):
+    target = tmp_path / ("a" * 236 + ".mp4")  # 240 characters: a legal name
+    assert len(partial_path(target).name.encode()) <= 255 and partial_path(target).suffix == ".mp4"
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    with pytest.raises(OutputAppeared) as e:
+        with atomic_output(target, replace=False) as tmp:
+            tmp.write_bytes(b"again")
+    assert e.value.kept.suffix == ".mp4" and e.value.kept.read_bytes() == b"again"
+    multibyte = tmp_path / ("é" * 120 + ".png")  # 240 characters, 244 bytes: cut at a character, never inside one
+    with atomic_output(multibyte) as tmp:
+        tmp.write_bytes(b"ok")
+    assert multibyte.read_bytes() == b"ok"

@@ -242,3 +242,63 @@ def test_an_image_output_that_appears_during_the_run_is_not_replaced(tmp_path):
     assert dst.read_bytes() == b"precious"
     assert cv2.imread(str(tmp_path / "out.livesharp-not-replaced.png")).shape == (40, 48, 3)
     assert leftovers(tmp_path) == []
+
+
+def test_a_240_character_output_name_is_written(video, tmp_path, probe):
+    dst = tmp_path / ("s" * 236 + ".mp4")
+    process_file(video, dst, model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    assert len(probe(dst).frames) == 20
+    assert leftovers(tmp_path) == []
+
+
+# --- a full disk ----------------------------------------------------------------------------
+
+
+class FullDisk:
+    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC), flushes included."""
+
+    def __init__(self, path: str, room: int):
+        self.f, self.room = open(path, "w+b"), room
+
+    def write(self, data) -> int:
+        if self.f.tell() + len(data) > self.room:
+            raise OSError(28, "No space left on device")
+        return self.f.write(data)
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def tell(self):
+        return self.f.tell()
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def flush(self):
+        self.f.flush()
+
+    def close(self):
+        self.f.close()
+
+
+@pytest.mark.parametrize("short", [0.9, 200], ids=["full-early", "full-for-the-trailer"])
+def test_a_full_disk_is_one_error_naming_the_output_and_leaves_nothing(video, tmp_path, monkeypatch, short):
+    real_open = av.open
+    reference = tmp_path / "sub" / "whole.mp4"
+    reference.parent.mkdir()
+    process_file(video, reference, model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    size = reference.stat().st_size
+    room = int(size * (1 - short)) if short < 1 else size - short  # 200 bytes short: the index at the end does not fit
+
+    def open_on_a_full_disk(target, mode="r", **kwargs):
+        if mode == "w" and isinstance(target, str) and Path(target).parent == tmp_path:
+            return real_open(FullDisk(target, room), mode, **kwargs)
+        return real_open(target, mode, **kwargs)
+
+    monkeypatch.setattr(av, "open", open_on_a_full_disk)
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(LivesharpError) as e:
+        process_file(video, dst, model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    message = str(e.value)
+    assert "free disk space" in message and str(dst) in message and "partial" not in message, message
+    assert not dst.exists() and leftovers(tmp_path) == []
