@@ -95,10 +95,11 @@ def file_cmd(input, output, side_by_side, model, strength, device, backend, prec
     The output is written to a hidden temporary file beside OUTPUT and renamed only when
     complete; the input is never modified.
     """
-    from .pipeline import process_file
+    from .pipeline import process_file, stop_on_term_and_hup
 
-    r = process_file(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side,
-                     batch=batch, overwrite=overwrite, crf=crf, preset=preset, progress=progress)
+    with stop_on_term_and_hup():
+        r = process_file(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side,
+                         batch=batch, overwrite=overwrite, crf=crf, preset=preset, progress=progress)
     click.echo(f"wrote {r.output} ({r.frames} frames, {r.width}x{r.height}) in {r.seconds:.1f} s, {r.fps:.1f} frames/s", err=True)
 
 
@@ -113,9 +114,10 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def image_cmd(input, output, side_by_side, model, strength, device, backend, precision, overwrite):
     """Sharpen a still image (PNG, JPEG, BMP, TIFF, WebP)."""
-    from .pipeline import process_image
+    from .pipeline import process_image, stop_on_term_and_hup
 
-    out = process_image(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
+    with stop_on_term_and_hup():
+        out = process_image(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
     click.echo(f"wrote {out}", err=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -44,6 +45,47 @@ def partial_path(path: str | Path) -> Path:
     '.mp4'
     """
     return _sibling(Path(path), ".", f".livesharp-partial-{os.getpid()}-{next(_serial)}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process, or a platform without signals: assume it lives
+        return True
+    return True
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the temp files of ``path`` that runs killed outright (SIGKILL, a power cut) left
+    behind: those whose process is gone. Returns what was removed.
+
+    Only exact ``partial_path`` names of this target are considered, so another target's temp
+    file, and one whose writer still runs, are never touched.
+    """
+    path = Path(path)
+    pattern = re.compile(r"\.livesharp-partial-(\d+)-(\d+)" + re.escape(path.suffix) + "$")
+    removed = []
+    try:
+        names = [p.name for p in path.parent.iterdir()]
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.search(name)
+        if not m or not name.startswith("."):
+            continue
+        pid = int(m.group(1))
+        if _sibling(path, ".", f".livesharp-partial-{pid}-{m.group(2)}").name != name or _alive(pid):
+            continue
+        try:
+            (path.parent / name).unlink()
+            removed.append(path.parent / name)
+        except OSError:
+            pass
+    return removed
 
 
 class OutputAppeared(FileExistsError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
-from .files import OutputAppeared, atomic_output
+from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
 
 log = logging.getLogger("livesharp")
@@ -103,9 +104,29 @@ class Stages:
 
 
 @contextmanager
+def stop_on_term_and_hup():
+    """Within the block, SIGTERM (kill, a service manager) and SIGHUP (the terminal closed)
+    stop the run the way Ctrl-C does (KeyboardInterrupt in the main thread), so the hidden
+    partial output is removed. Call it from the main thread; the old handlers come back after."""
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        wanted = []  # only the main thread may set handlers; there, signals are not ours to take
+    before = {sig: signal.signal(sig, signal.default_int_handler) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
 def _published(dst: Path, overwrite: bool):
     """``atomic_output`` for a user's output: without --overwrite, a file that appeared under
-    the name while we worked (another program, a second run) is never replaced."""
+    the name while we worked (another program, a second run) is never replaced. Temp files
+    that killed runs left for this output are removed first, and said so."""
+    stale = remove_stale_partials(dst)
+    if stale:
+        log.warning(f"removed {len(stale)} unfinished file(s) that an earlier, killed run left beside {dst.name}: {', '.join(p.name for p in stale)}")
     try:
         with atomic_output(dst, replace=overwrite) as tmp:
             yield tmp

@@ -1,6 +1,11 @@
 """Tests for livesharp/cli.py: argument mapping (library mocked), and what a user sees on bad input."""
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from unittest import mock
@@ -376,3 +381,27 @@ def test_image_whole_jpeg_with_bytes_after_its_end_is_accepted(tmp_path, progres
     result = run("image", tmp_path / "in.jpg", tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert read_image(tmp_path / "out.png").shape == rgb.shape
+
+
+# --- SIGTERM and SIGHUP during a run ------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_a_file_run_like_ctrl_c(tmp_path, make_video, sig):
+    src = make_video("long.mp4", size=(320, 240), frames=400, rate=25)
+    before = snapshot(tmp_path)
+    # A real process: the signal must reach the CLI as it reaches a user's livesharp.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "livesharp", "file", str(src), str(tmp_path / "out.mp4"), "--model", "unsharp", "--device", "cpu",
+         "--preset", "veryslow", "--batch", "1", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob(".*livesharp-partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()  # still writing when the signal comes
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.splitlines()[-1] == "interrupted: stopped, and no partial output was left behind", err
+    assert snapshot(tmp_path) == before

@@ -2,6 +2,7 @@
 
 import _thread
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -302,3 +303,21 @@ def test_a_full_disk_is_one_error_naming_the_output_and_leaves_nothing(video, tm
     message = str(e.value)
     assert "free disk space" in message and str(dst) in message and "partial" not in message, message
     assert not dst.exists() and leftovers(tmp_path) == []
+
+
+def test_temp_files_of_killed_runs_are_removed_and_said_so(video, tmp_path, probe, caplog):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".out.livesharp-partial-{gone}-0.mp4"  # what a SIGKILLed run leaves
+    running = tmp_path / f".out.livesharp-partial-{os.getppid()}-0.mp4"  # a run whose process is alive
+    other = tmp_path / f".other.livesharp-partial-{gone}-0.mp4"  # another target's
+    for p in (stale, running, other):
+        p.write_bytes(b"half")
+    with caplog.at_level("WARNING", logger="livesharp"):
+        process_file(video, tmp_path / "out.mp4", model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    assert not stale.exists() and running.exists() and other.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "killed run" in warnings[0] and stale.name in warnings[0], warnings
+    assert len(probe(tmp_path / "out.mp4").frames) == 20
