@@ -177,13 +177,13 @@ def check_input(path: Path) -> None:
 
 def check_output(src: Path, dst: Path, overwrite: bool, suffixes) -> None:
     """The output must not be the input, must not silently replace a file, and needs a writable folder."""
+    if dst.is_dir():  # first: a folder's name says nothing about a file type
+        raise LivesharpError(f"{dst}: is a directory; give an output file name such as {dst / ('sharp_' + src.name)}")
     if dst.suffix.lower() not in suffixes:
         raise LivesharpError(f"{dst.name}: unknown output type; end the name in {', '.join(suffixes)}")
     same = dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
     if same:
         raise LivesharpError(f"{dst}: output is the input file; choose another output name (the input is never modified)")
-    if dst.is_dir():
-        raise LivesharpError(f"{dst}: is a directory; give an output file name such as {dst / ('sharp_' + src.name)}")
     if dst.exists() and not overwrite:
         raise LivesharpError(f"{dst}: already exists; pass --overwrite to replace it, or choose another name")
     parent = dst.parent

@@ -92,6 +92,11 @@ def case_output_exists(tmp_path, video, make_video):
     return [video, tmp_path / "out.mp4"], ["already exists", "--overwrite"]
 
 
+def case_output_is_a_directory(tmp_path, video, make_video):
+    (tmp_path / "results").mkdir()
+    return [video, tmp_path / "results"], ["is a directory", "sharp_plain.mp4"]
+
+
 def case_output_folder_missing(tmp_path, video, make_video):
     return [video, tmp_path / "nowhere" / "out.mp4"], ["folder does not exist"]
 
@@ -153,7 +158,7 @@ def case_corrupt_but_concealed(tmp_path, video, make_video):
 
 CASES = [
     case_missing, case_directory, case_text_file, case_output_is_input, case_output_is_input_by_another_path,
-    case_output_exists, case_output_folder_missing, case_output_folder_unwritable, case_output_suffix_unknown,
+    case_output_exists, case_output_is_a_directory, case_output_folder_missing, case_output_folder_unwritable, case_output_suffix_unknown,
     case_model_unknown, case_model_garbage, case_truncated, case_corrupt_mp4, case_corrupt_mkv, case_corrupt_ffv1,
     case_corrupt_but_concealed,
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 inputs: transport-stream clocks, truncation, colour tags. Every file is made here with PyAV."""
 
 import os
+import re
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -384,3 +385,29 @@ def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(t
         process_file(src, tmp_path / "out.mp4", sharpener=NeverCalled(), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv"]
     run_file(src, tmp_path / "out.mkv")  # where it fits, it is copied
+
+
+# --- 11. messages: damage is placed on the video's own timeline ---------------------------
+
+
+def test_damage_is_reported_at_its_time_into_the_video_not_the_raw_timestamp(tmp_path):
+    src = remux(write_clip(tmp_path / "clip.mp4", frames=40, audio=False), tmp_path / "late.mp4", shift=10)
+    data = src.read_bytes()
+    rng = np.random.default_rng(16)
+    for fraction in (0.4, 0.6, 0.45, 0.55, 0.5, 0.35, 0.65):  # somewhere in the picture data; where depends on the encoder
+        bad = bytearray(data)
+        at = int(len(bad) * fraction)
+        bad[at : at + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+        (tmp_path / "bad.mp4").write_bytes(bytes(bad))
+        try:
+            run_file(tmp_path / "bad.mp4", tmp_path / "out.mp4")
+        except LivesharpError as e:
+            message = str(e)
+            break
+        (tmp_path / "out.mp4").unlink()
+    else:
+        pytest.fail("no damage the decoder noticed")
+    m = re.search(r"damaged video data after frame (\d+) \(at ([\d.]+) s\)", message)
+    assert m, message
+    frames, at = int(m.group(1)), float(m.group(2))
+    assert at == pytest.approx((frames - 1) / 10, abs=0.01), message  # 10 fps from 0, not from 10 s
