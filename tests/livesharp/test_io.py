@@ -1,6 +1,7 @@
 """Tests for the PyAV reader and writer in livesharp/io.py on unusual but valid (or subtly broken)
 inputs: transport-stream clocks, truncation, colour tags. Every file is made here with PyAV."""
 
+import logging
 import os
 import re
 import threading
@@ -13,6 +14,28 @@ import pytest
 
 from livesharp.errors import LivesharpError
 from livesharp.pipeline import process_file
+
+
+@pytest.fixture
+def livesharp_warnings():
+    """The warning lines livesharp logs during the test, read from its own logger (the CLI
+    stops that logger from propagating, so the root logger may never see them)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("livesharp"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, options: dict | None = None) -> Path:
@@ -347,12 +370,11 @@ def test_subtitles_chapters_tags_and_track_labels_are_copied(tmp_path, probe, su
     assert probe(dst).audio == probe(src).audio
 
 
-def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path, caplog):
+def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path, livesharp_warnings):
     src = write_rich(tmp_path / "rich.mkv", "subrip", data=True)
     dst = tmp_path / "out.mp4"
-    with caplog.at_level("WARNING", logger="livesharp"):
-        run_file(src, dst)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    run_file(src, dst)
+    warnings = livesharp_warnings
     assert len(warnings) == 2, warnings
     assert "subtitle stream 3 (" in warnings[0] and "deu" in warnings[0] and ".mp4 cannot hold" in warnings[0]
     assert "video stream 4 (" in warnings[1] and "one video stream" in warnings[1]

@@ -2,6 +2,7 @@
 
 import _thread
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,28 @@ from livesharp.model import VARIANTS, Student
 from livesharp.pipeline import process_file, process_image
 
 INPUTS = ["video", "video_with_audio", "odd_video", "rotated_video", "vfr_video", "video_10bit", "video_yuv444"]
+
+
+@pytest.fixture
+def livesharp_warnings():
+    """The warning lines livesharp logs during the test, read from its own logger (the CLI
+    stops that logger from propagating, so the root logger may never see them)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("livesharp"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -305,7 +328,7 @@ def test_a_full_disk_is_one_error_naming_the_output_and_leaves_nothing(video, tm
     assert not dst.exists() and leftovers(tmp_path) == []
 
 
-def test_temp_files_of_killed_runs_are_removed_and_said_so(video, tmp_path, probe, caplog):
+def test_temp_files_of_killed_runs_are_removed_and_said_so(video, tmp_path, probe, livesharp_warnings):
     import subprocess
     import sys
 
@@ -315,9 +338,8 @@ def test_temp_files_of_killed_runs_are_removed_and_said_so(video, tmp_path, prob
     other = tmp_path / f".other.livesharp-partial-{gone}-0.mp4"  # another target's
     for p in (stale, running, other):
         p.write_bytes(b"half")
-    with caplog.at_level("WARNING", logger="livesharp"):
-        process_file(video, tmp_path / "out.mp4", model="unsharp", device="cpu", preset="ultrafast", progress=False)
+    process_file(video, tmp_path / "out.mp4", model="unsharp", device="cpu", preset="ultrafast", progress=False)
     assert not stale.exists() and running.exists() and other.exists()
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = livesharp_warnings
     assert len(warnings) == 1 and "killed run" in warnings[0] and stale.name in warnings[0], warnings
     assert len(probe(tmp_path / "out.mp4").frames) == 20
