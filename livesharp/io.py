@@ -204,13 +204,18 @@ def jpeg_is_complete(data: bytes) -> bool:
     True
     >>> jpeg_is_complete(bytes.fromhex("ffd8 ffda0002 1234ff00 56"))
     False
+    >>> jpeg_is_complete(bytes.fromhex("ffd8 0000 ffda0002 12 ffd9"))  # stray bytes before a marker
+    True
     """
     if data[:2] != b"\xff\xd8":
         return True  # not a JPEG: not ours to judge
     i, n = 2, len(data)
     while i + 1 < n:
-        if data[i] != 0xFF:
-            return False  # lost: not a marker where one must be
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them, and so do we
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            continue
         marker = data[i + 1]
         if marker == 0xD9:
             return True
