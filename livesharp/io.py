@@ -313,6 +313,7 @@ class VideoReader:
         # shorter than its file from a file that was cut short.
         streams = [v, *self.info.audio, *self.info.subtitles]
         n, first_pts, last_pts = 0, None, None
+        stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
         video_end = audio_end = None  # seconds on the file's clock
 
         def damaged(why: str) -> LivesharpError:
@@ -332,6 +333,8 @@ class VideoReader:
                         if on_packet:
                             on_packet(packet)
                     continue
+                if packet.size:
+                    stored += 1
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
                     # the broken part in from other frames and only flags the frame. Writing
@@ -357,10 +360,10 @@ class VideoReader:
             raise damaged(e.strerror or str(e)) from None
         if n == 0:
             raise LivesharpError(f"{self.path}: the video stream has no decodable frames; check the file")
-        self._check_complete(n, first_pts, video_end, audio_end)
+        self._check_complete(stored, first_pts, video_end, audio_end)
         self.frames_read = n
 
-    def _check_complete(self, n: int, first_pts: int, video_end: float, audio_end: float | None) -> None:
+    def _check_complete(self, stored: int, first_pts: int, video_end: float, audio_end: float | None) -> None:
         """Refuse a file cut short (an interrupted copy or recording, or a demuxer that lost its
         way in damaged data and gave up): it decodes without an error, but ends early, while its
         header still promises the full length."""
@@ -371,8 +374,10 @@ class VideoReader:
 
         declared = v.frames  # MP4, MOV and AVI list every frame: compare exactly
         if declared > 0:
-            if n < declared:
-                raise truncated(f"the video ends after {n} of the {declared} frames its header lists")
+            # Packets, not decoded frames: a file cut with `-ss ... -c copy` starts at the
+            # keyframe before the cut, and its edit list hides the frames up to the cut.
+            if stored < declared:
+                raise truncated(f"the video ends after {stored} of the {declared} frames its header lists")
             return
         frame = 1 / float(self.info.rate or 30)
         start = float(first_pts * tb)

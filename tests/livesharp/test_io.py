@@ -180,6 +180,21 @@ def test_an_mkv_cut_at_90_percent_is_refused_by_its_duration(tmp_path, audio):
     assert not (tmp_path / "out.mkv").exists()
 
 
+def test_an_mp4_cut_with_an_edit_list_is_not_called_truncated(tmp_path, probe):
+    # What `ffmpeg -ss 0.35 -i in.mp4 -c copy cut.mp4` makes: it starts at the keyframe before
+    # the cut, and its edit list hides the frames before it. All 40 are stored; 36 are shown.
+    src = remux(write_clip(tmp_path / "clip.mp4", frames=40, gop=10), tmp_path / "cut.mp4", shift=-0.35)
+    a = probe(src)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 40 and len(a.frames) < 40
+    dst = tmp_path / "out.mp4"
+    run_file(src, dst)
+    b = probe(dst)
+    assert len(b.frames) == len(a.frames)
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.audio == a.audio
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_a_whole_file_is_not_called_truncated(tmp_path, probe, suffix):
     src = write_clip(tmp_path / f"clip{suffix}", frames=50)
