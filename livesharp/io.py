@@ -333,7 +333,7 @@ class VideoReader:
                         if on_packet:
                             on_packet(packet)
                     continue
-                if packet.size:
+                if packet.size or packet.dts is not None:  # not the demuxer's empty end-of-stream packet; AVI's empty "dropped frame" chunks count
                     stored += 1
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
