@@ -95,6 +95,13 @@ def file_cmd(input, output, side_by_side, model, strength, device, backend, prec
     The output is written to a hidden temporary file beside OUTPUT and renamed only when
     complete; the input is never modified.
     """
+    from pathlib import Path
+
+    from .io import OUTPUT_FORMATS, check_input, check_output
+
+    # A wrong path or name is told at once, before torch and the model load (seconds, ~700 MB).
+    check_input(Path(input))
+    check_output(Path(input), Path(output), overwrite, OUTPUT_FORMATS)
     from .pipeline import process_file, stop_on_term_and_hup
 
     with stop_on_term_and_hup():
@@ -114,6 +121,12 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def image_cmd(input, output, side_by_side, model, strength, device, backend, precision, overwrite):
     """Sharpen a still image (PNG, JPEG, BMP, TIFF, WebP)."""
+    from pathlib import Path
+
+    from .io import IMAGE_SUFFIXES, check_input, check_output
+
+    check_input(Path(input))  # before torch and the model load
+    check_output(Path(input), Path(output), overwrite, IMAGE_SUFFIXES)
     from .pipeline import process_image, stop_on_term_and_hup
 
     with stop_on_term_and_hup():

@@ -25,7 +25,7 @@ from . import ops
 from .engine import DEFAULT_MODEL, Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output, remove_stale_partials
-from .io import OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
+from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
 
 log = logging.getLogger("livesharp")
 
@@ -265,7 +265,6 @@ def process_file(
     return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1])
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # 16 bits per channel
 ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")
 

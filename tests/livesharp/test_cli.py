@@ -242,8 +242,17 @@ def test_installed_weights_are_used_by_default(tmp_path, video, probe, identity_
 # --- argument mapping, with the library mocked -------------------------------------------
 
 
+@pytest.fixture
+def inputs_here(tmp_path, monkeypatch):
+    """The mapping tests name a.mp4 and a.jpg: the CLI checks that they exist before it
+    hands them on, so they do, in a folder of the test's own."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.mp4", "a.jpg"):
+        (tmp_path / name).write_bytes(b"")
+
+
 @mock.patch("livesharp.pipeline.process_file", autospec=True)
-def test_file_flags_map_to_keyword_arguments(process_file):
+def test_file_flags_map_to_keyword_arguments(process_file, inputs_here):
     process_file.return_value = FileResult(Path("b.mp4"), 3, 1.0, 64, 48)
     result = run(
         "file", "a.mp4", "b.mp4", "--side-by-side", "--model", "small", "--strength", "1.5", "--device", "cpu",
@@ -258,7 +267,7 @@ def test_file_flags_map_to_keyword_arguments(process_file):
 
 
 @mock.patch("livesharp.pipeline.process_file", autospec=True)
-def test_file_defaults(process_file):
+def test_file_defaults(process_file, inputs_here):
     process_file.return_value = FileResult(Path("b.mp4"), 0, 0.0, 0, 0)
     result = run("file", "a.mp4", "b.mp4")
     assert result.exit_code == 0, result.output
@@ -269,7 +278,7 @@ def test_file_defaults(process_file):
 
 
 @mock.patch("livesharp.pipeline.process_image", autospec=True)
-def test_image_flags_map_to_keyword_arguments(process_image):
+def test_image_flags_map_to_keyword_arguments(process_image, inputs_here):
     process_image.return_value = Path("b.png")
     result = run("image", "a.jpg", "b.png", "--side-by-side", "--model", "unsharp", "--strength", "0", "--device", "cpu", "--backend", "torch", "--overwrite")
     assert result.exit_code == 0, result.output
@@ -410,3 +419,19 @@ def test_sigterm_and_sighup_stop_a_file_run_like_ctrl_c(tmp_path, make_video, si
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.splitlines()[-1] == "interrupted: stopped, and no partial output was left behind", err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command, args, words", [
+    ("file", ["missing.mp4", "out.mp4"], ["no such file"]),
+    ("file", ["in.mp4", "out.avi"], ["unknown output type"]),
+    ("image", ["in.png", "out.gif"], ["unknown output type"]),
+], ids=["missing-input", "bad-video-suffix", "bad-image-suffix"])
+def test_a_bad_path_is_refused_before_torch_is_imported(tmp_path, command, args, words):
+    (tmp_path / "in.mp4").write_bytes(b"x")
+    (tmp_path / "in.png").write_bytes(b"x")
+    code = ("import sys\nfrom livesharp.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules, 'cv2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["1", "False", "False"], (done.stdout, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words), done.stderr
