@@ -348,6 +348,14 @@ class VideoReader:
                     pts = frame.pts
                     if pts is None:  # raw streams carry no timestamps: space frames at the nominal rate
                         pts = 0 if last_pts is None else last_pts + step
+                    if last_pts is not None and pts <= last_pts:
+                        # H.264 and every muxer need times that go forward; writing on would
+                        # end in a muxer error that names neither the cause nor the frame.
+                        raise LivesharpError(
+                            f"{self.path}: damaged timing: frame {n + 1} is stamped {float((pts - first_pts) * tb):.3f} s, "
+                            f"not after frame {n} at {float((last_pts - first_pts) * tb):.3f} s; "
+                            f"re-mux or re-encode the file first (e.g. ffmpeg -i in fixed.mkv)"
+                        )
                     if first_pts is None:
                         first_pts = pts
                     last_pts = pts

@@ -448,3 +448,23 @@ def test_damage_is_reported_at_its_time_into_the_video_not_the_raw_timestamp(tmp
     assert m, message
     frames, at = int(m.group(1)), float(m.group(2))
     assert at == pytest.approx((frames - 1) / 10, abs=0.01), message  # 10 fps from 0, not from 10 s
+
+
+# --- 11. messages: timestamps that go backwards are named as the cause --------------------
+
+
+def test_timestamps_that_go_backwards_are_named_as_the_cause(tmp_path):
+    src = tmp_path / "swapped.mkv"
+    with av.open(str(src), "w") as o:
+        v = o.add_stream("mjpeg", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj420p"
+        for i, t in enumerate([0, 100, 200, 300, 250, 500, 600, 700]):  # the fifth frame is stamped before the fourth
+            for p in v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")):
+                p.pts, p.dts, p.time_base = t, 10 * i, Fraction(1, 1000)
+                o.mux(p)
+    with pytest.raises(LivesharpError) as e:
+        run_file(src, tmp_path / "out.mp4")
+    message = str(e.value)
+    assert "damaged timing: frame 5 is stamped 0.250 s, not after frame 4 at 0.300 s" in message, message
+    assert "writing failed" not in message and "partial" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swapped.mkv"]
