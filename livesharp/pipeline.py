@@ -15,7 +15,9 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -43,6 +45,7 @@ class FileResult:
     seconds: float
     width: int
     height: int
+    model_seconds: float = 0.0  # inside Sharpener.sharpen_batch only: what the network costs
 
     @property
     def fps(self) -> float:
@@ -88,13 +91,21 @@ class Stages:
         self.threads.append(t)
         t.start()
 
-    def wait(self) -> None:
-        """Join every stage; Ctrl-C stops them all before it propagates."""
+    def wait(self, tick: Callable[[], None] | None = None) -> None:
+        """Join every stage; Ctrl-C stops them all before it propagates.
+
+        ``tick`` is main-thread work done while waiting (and once more at the end), for what
+        must not run in a stage's thread, such as driving a preview window. If it raises, the
+        stages are stopped and its error propagates."""
         try:
             for t in self.threads:
                 while t.is_alive():
-                    t.join(0.1)
-        except KeyboardInterrupt:
+                    if tick is not None:
+                        tick()
+                    t.join(0.1 if tick is None else 0.005)
+            if tick is not None and not self.errors:
+                tick()
+        except BaseException:
             self.stop.set()
             for t in self.threads:
                 t.join(5)
@@ -161,6 +172,8 @@ def process_file(
     preset: str = "medium",
     progress: bool | None = None,
     sharpener: Sharpener | None = None,
+    max_frames: int | None = None,
+    on_frame: Callable[[Frame, np.ndarray, np.ndarray], None] | None = None,
 ) -> FileResult:
     """Sharpen every frame of a video file, keeping its timing, rotation and audio.
 
@@ -172,12 +185,20 @@ def process_file(
         progress: a progress bar; None shows it only on a terminal.
         backend, precision: the inference runtime and its arithmetic; see ``Sharpener``.
         sharpener: an already-open Sharpener (then model/device/backend/strength are ignored).
+        max_frames: stop after this many frames (None: all of them).
+        on_frame: called as ``on_frame(frame, sharpened, written)`` for every frame in order,
+            in the calling thread (so it may drive a window), with the decoded ``io.Frame``,
+            the sharpened (H, W, 3) uint8 RGB and the (H, W', 3) picture written (the
+            side-by-side pair when ``side_by_side``). It sees frames as the encoder takes
+            them; a slow one holds the pipeline back, never drops a frame.
 
     >>> process_file("talk.mp4", "talk_sharp.mp4", model="unsharp")  # doctest: +SKIP
     """
     src, dst = Path(src), Path(dst)
     if batch < 1:
         raise LivesharpError(f"--batch {batch}: must be 1 or more")
+    if max_frames is not None and max_frames < 1:
+        raise LivesharpError(f"max_frames={max_frames}: must be 1 or more, or None for every frame")
     check_input(src)
     check_output(src, dst, overwrite, OUTPUT_FORMATS)
     reader = VideoReader(src)  # a bad input is reported before the model loads
@@ -193,17 +214,21 @@ def process_file(
     stages = Stages()
     decoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
     encoded: queue.Queue = queue.Queue(maxsize=2 * batch + 2)
+    watched: queue.Queue = queue.Queue(maxsize=2 * batch + 2)  # to on_frame, in the calling thread
     audio: deque = deque()  # audio and subtitle packets: small, and the video queues bound how far they run ahead
-    bar = tqdm(total=info.frames or None, unit="frame", desc=src.name, disable=None if progress is None else not progress, dynamic_ncols=True)
+    total = min(info.frames, max_frames) if info.frames and max_frames else info.frames or max_frames
+    bar = tqdm(total=total or None, unit="frame", desc=src.name, disable=None if progress is None else not progress, dynamic_ncols=True)
     written = 0
+    model_seconds = 0.0
     size = [0, 0]
 
     def decode():
-        for frame in reader.frames(on_packet=audio.append):
+        for frame in islice(reader.frames(on_packet=audio.append), max_frames):
             stages.put(decoded, frame)
         stages.put(decoded, END)
 
     def infer():
+        nonlocal model_seconds
         done = False
         while not done:
             frames = [stages.get(decoded)]
@@ -218,15 +243,20 @@ def process_file(
                     done = True
                     break
                 frames.append(f)
+            t = time.perf_counter()
             results = sharpener.sharpen_batch([f.rgb for f in frames])
+            model_seconds += time.perf_counter() - t
             for f, out in zip(frames, results):
-                rgb = compose(f.rgb, out, side_by_side, reader.rotation, sharpener.name)
-                stages.put(encoded, Frame(rgb, f.pts, f.duration))
+                stages.put(encoded, (f, out, compose(f.rgb, out, side_by_side, reader.rotation, sharpener.name)))
         stages.put(encoded, END)
 
     def encode():
         nonlocal written, writer
-        while (f := stages.get(encoded)) is not END:
+        while (item := stages.get(encoded)) is not END:
+            source, out, composed = item
+            if on_frame is not None:
+                stages.put(watched, item)
+            f = Frame(composed, source.pts, source.duration)
             rgb = ops.pad_to_even(f.rgb)
             if written == 0:
                 # Opened here: the rotation is known once the reader has decoded a frame.
@@ -244,6 +274,14 @@ def process_file(
             writer.write_packet(audio.popleft())
         writer.close()
 
+    def watch():  # the calling thread's share: every frame the encoder has taken, in order
+        while True:
+            try:
+                item = watched.get_nowait()
+            except queue.Empty:
+                return
+            on_frame(*item)
+
     t0 = time.perf_counter()
     writer = None
     try:
@@ -252,7 +290,7 @@ def process_file(
             stages.start("infer", infer)
             stages.start("encode", encode)
             try:
-                stages.wait()
+                stages.wait(tick=None if on_frame is None else watch)
             except BaseException:
                 if writer is not None:
                     writer.abort()  # before atomic_output removes its file
@@ -262,7 +300,7 @@ def process_file(
         reader.close()
         if own:
             sharpener.close()
-    return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1])
+    return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1], model_seconds)
 
 
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # 16 bits per channel

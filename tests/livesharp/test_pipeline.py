@@ -343,3 +343,37 @@ def test_temp_files_of_killed_runs_are_removed_and_said_so(video, tmp_path, prob
     warnings = livesharp_warnings
     assert len(warnings) == 1 and "killed run" in warnings[0] and stale.name in warnings[0], warnings
     assert len(probe(tmp_path / "out.mp4").frames) == 20
+
+
+def test_max_frames_stops_early_and_on_frame_sees_every_frame_in_order_in_the_calling_thread(video, tmp_path, probe, identity_student):
+    import threading
+
+    seen = []
+
+    def on_frame(frame, sharpened, written):
+        seen.append((frame.pts, threading.current_thread() is threading.main_thread(), sharpened.shape, written.shape))
+
+    out = tmp_path / "out.mp4"
+    r = process_file(video, out, model=identity_student(), device="cpu", side_by_side=True, batch=2, max_frames=3, on_frame=on_frame, progress=False)
+    assert r.frames == 3 and r.model_seconds > 0
+    assert len(probe(out).frames) == 3
+    a = probe(video)
+    h, w = a.height, a.width
+    assert len(a.frames) > 3
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen) and len(seen) == 3
+    assert all(main and shape == (h, w, 3) and pair == (h, 2 * w, 3) for _, main, shape, pair in seen)
+
+
+def test_an_on_frame_that_fails_stops_the_run_and_leaves_nothing(video, tmp_path):
+    def on_frame(frame, sharpened, written):
+        raise RuntimeError("scoring broke")
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        process_file(video, out, model="unsharp", device="cpu", on_frame=on_frame)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_max_frames_below_one_is_an_error(video, tmp_path):
+    with pytest.raises(LivesharpError, match="max_frames=0"):
+        process_file(video, tmp_path / "out.mp4", model="unsharp", max_frames=0)
