@@ -58,14 +58,34 @@ def default_backends(device: str) -> list[str]:
 def make_clip(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> list[np.ndarray]:
     """The demo footage resized to ``size``, looped to ``frames`` frames, as H.264 at ``path``."""
     w, h = size
-    src = [f.rgb for f in VideoReader(DEMO_CLIP).frames()]
+    reader = VideoReader(DEMO_CLIP)
+    try:
+        src = [f.rgb for f in reader.frames()]
+    finally:
+        reader.close()
     rgb = [cv2.resize(src[i % len(src)], (w, h), interpolation=cv2.INTER_AREA) for i in range(frames)]
     info = VideoInfo(width=w, height=h, time_base=Fraction(1, fps), rate=Fraction(fps), frames=frames, duration=frames / fps)
-    writer = VideoWriter(path, info, crf=18, preset="veryfast")
+    encode_frames(path, info, rgb, preset="veryfast")
+    return rgb
+
+
+def encode_frames(path: Path, info: VideoInfo, rgb: Sequence[np.ndarray], preset: str, crf: int = 18) -> int:
+    """Write ``rgb`` as H.264 at ``path``, one frame per tick of ``info``'s time base; the count.
+    The clip is made with it and the encoder is timed with it, so the two encode alike."""
+    writer = VideoWriter(path, info, crf=crf, preset=preset)
     for i, f in enumerate(rgb):
         writer.write(f, pts=i, duration=1)
     writer.close()
-    return rgb
+    return len(rgb)
+
+
+def decode_frames(path: Path) -> int:
+    """Decode every frame of ``path`` (to RGB, as the pipeline's reader does); the count."""
+    reader = VideoReader(path)
+    try:
+        return sum(1 for _ in reader.frames())
+    finally:
+        reader.close()
 
 
 def _per_frame_ms(fn: Callable[[], int]) -> float:
@@ -121,17 +141,12 @@ def run_bench(
 def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> dict:
     med = statistics.median
     h, w = rgb[0].shape[:2]
-    info = VideoReader(clip).info
+    reader = VideoReader(clip)
+    info = reader.info
+    reader.close()
     decode, encode, floor = [], [], []
     e2e: dict[str, list[float]] = {b: [] for b in sharpeners}
     prof: dict[str, list[dict]] = {b: [] for b in sharpeners}
-
-    def encode_all() -> int:
-        writer = VideoWriter(tmp / "enc.mp4", info, preset=preset)
-        for i, f in enumerate(rgb):
-            writer.write(f, pts=i, duration=1)
-        writer.close()
-        return len(rgb)
 
     def file_fps(**kw) -> float:
         out = tmp / "out.mp4"
@@ -140,8 +155,8 @@ def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> di
 
     for run in range(runs):
         log(f"{key}: run {run + 1}/{runs}")
-        decode.append(_per_frame_ms(lambda: sum(1 for _ in VideoReader(clip).frames())))
-        encode.append(_per_frame_ms(encode_all))
+        decode.append(_per_frame_ms(lambda: decode_frames(clip)))
+        encode.append(_per_frame_ms(lambda: encode_frames(tmp / "enc.mp4", info, rgb, preset)))
         # strength 0 passes frames through: decode + copy + encode, the same threads and queues.
         floor.append(file_fps(model="unsharp", strength=0.0, device="cpu"))
         for b, s in sharpeners.items():

@@ -15,6 +15,7 @@ import numpy as np
 
 from .files import atomic_output
 from .io import Frame, VideoReader
+from .ops import psnr
 from .pipeline import process_file
 from .settings import DEFAULT_MODEL
 
@@ -29,11 +30,6 @@ class DemoResult:
     fps: float  # model only: frames per second inside the network, not decode or encode
     psnr_input: float
     psnr_output: float
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
 
 
 def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "auto", preview=None, frames: int | None = None,

@@ -25,7 +25,9 @@ from .errors import LivesharpError
 
 # Containers we can write H.264 into, by file suffix.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # what `image` writes
+# Still-image files by suffix (OpenCV reads and writes them all): what `image` writes, and what
+# training lists as stills.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass

@@ -177,9 +177,7 @@ class Student(nn.Module):
             # always reflect; exported graphs need sides of at least ``multiple`` pixels.
             x = F.pad(inp, (0, pw, 0, ph), mode="reflect")
         else:
-            # Reflect padding needs the pad to be smaller than the side; replicate covers tiny frames.
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(inp, (0, pw, 0, ph), mode=mode) if ph or pw else inp
+            x = pad_to_multiple(inp, m)
         x = self.intro(F.pixel_unshuffle(x, self.cfg.unshuffle))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
@@ -191,6 +189,21 @@ class Student(nn.Module):
             x = decoder(up(x) + skip)
         x = F.pixel_shuffle(self.ending(x), self.cfg.unshuffle)
         return x[..., :h, :w] + inp
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (..., H, W) bottom and right so both sides divide by ``multiple``: reflect, or
+    replicate where the frame is too small to reflect (the pad must be smaller than the side).
+    Unchanged (the same tensor) when they already divide. Crop back with ``[..., :H, :W]``.
+
+    >>> pad_to_multiple(torch.zeros(1, 3, 5, 8), 4).shape
+    torch.Size([1, 3, 8, 8])
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
 
 
 def count_macs(model: nn.Module, height: int = 1000, width: int = 1000) -> int:

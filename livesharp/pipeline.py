@@ -24,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from . import ops
-from .engine import DEFAULT_MODEL, Sharpener
+from .engine import Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
+from .model import Student
 
 log = logging.getLogger("livesharp")
 
@@ -148,6 +149,27 @@ def _published(dst: Path, overwrite: bool):
         ) from None
 
 
+def open_sharpener(sharpener: Sharpener | None, **options) -> tuple[Sharpener, bool]:
+    """The Sharpener a call runs on, and whether the call owns it (opened it, so closes it).
+
+    ``options`` are ``Sharpener``'s keyword arguments; None ones take its defaults. An open
+    ``sharpener`` already carries its own, so passing both is an error rather than a silent
+    choice between them.
+
+    >>> open_sharpener(object(), model="unsharp")
+    Traceback (most recent call last):
+    ...
+    livesharp.errors.LivesharpError: pass either sharpener= or model=, not both: an open Sharpener already has its model options
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if sharpener is not None:
+        if given:
+            names = ", ".join(f"{k}=" for k in given)
+            raise LivesharpError(f"pass either sharpener= or {names}, not both: an open Sharpener already has its model options")
+        return sharpener, False
+    return Sharpener(**given), True
+
+
 def compose(before: np.ndarray, after: np.ndarray, side_by_side: bool, rotation: int, label: str) -> np.ndarray:
     """The frame that gets written: the result, or input | result upright when side by side."""
     if side_by_side:
@@ -160,11 +182,11 @@ def process_file(
     src: str | Path,
     dst: str | Path,
     *,
-    model: str | Path = DEFAULT_MODEL,
-    device: str = "auto",
-    backend: str = "auto",
-    precision: str = "auto",
-    strength: float = 1.0,
+    model: str | Path | Student | None = None,
+    device: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    strength: float | None = None,
     side_by_side: bool = False,
     batch: int = 4,
     overwrite: bool = False,
@@ -183,8 +205,9 @@ def process_file(
         side_by_side: write input | sharpened, twice as wide.
         batch: most frames per inference call.
         progress: a progress bar; None shows it only on a terminal.
-        backend, precision: the inference runtime and its arithmetic; see ``Sharpener``.
-        sharpener: an already-open Sharpener (then model/device/backend/strength are ignored).
+        model, device, backend, precision, strength: what ``Sharpener`` takes; None is its
+            default (tiny, auto, auto, auto, 1.0).
+        sharpener: an already-open Sharpener, instead of the five above (passing both is an error).
         max_frames: stop after this many frames (None: all of them).
         on_frame: called as ``on_frame(frame, sharpened, written)`` for every frame in order,
             in the calling thread (so it may drive a window), with the decoded ``io.Frame``,
@@ -201,12 +224,14 @@ def process_file(
         raise LivesharpError(f"max_frames={max_frames}: must be 1 or more, or None for every frame")
     check_input(src)
     check_output(src, dst, overwrite, OUTPUT_FORMATS)
+    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision)
+    if sharpener is not None:
+        open_sharpener(sharpener, **options)  # both given: refused before any work
     reader = VideoReader(src)  # a bad input is reported before the model loads
-    own = sharpener is None
     try:
         for line in fit_streams(reader.info, dst):  # and what the output cannot hold
             log.warning(line)
-        sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
+        sharpener, own = open_sharpener(sharpener, **options)
     except BaseException:
         reader.close()
         raise
@@ -345,17 +370,22 @@ def process_image(
     src: str | Path,
     dst: str | Path,
     *,
-    model: str | Path = DEFAULT_MODEL,
-    device: str = "auto",
-    backend: str = "auto",
-    precision: str = "auto",
-    strength: float = 1.0,
+    model: str | Path | Student | None = None,
+    device: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    strength: float | None = None,
     side_by_side: bool = False,
     overwrite: bool = False,
     sharpener: Sharpener | None = None,
 ) -> Path:
-    """Sharpen one still image (PNG, JPEG, ...); the output type follows ``dst``'s suffix."""
+    """Sharpen one still image (PNG, JPEG, ...); the output type follows ``dst``'s suffix.
+
+    The model options and ``sharpener`` are as for ``process_file``."""
     src, dst = Path(src), Path(dst)
+    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision)
+    if sharpener is not None:
+        open_sharpener(sharpener, **options)  # both given: refused before any work
     check_input(src)
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
     if src.suffix.lower() in (".jpg", ".jpeg") and not jpeg_is_complete(src.read_bytes()):
@@ -364,8 +394,7 @@ def process_image(
     full, alpha = _read_image(src)
     deep = full.dtype == np.uint16
     rgb = _to_8bit(full) if deep else full  # what the network sees
-    own = sharpener is None
-    sharpener = sharpener or Sharpener(model=model, device=device, strength=strength, backend=backend, precision=precision)
+    sharpener, own = open_sharpener(sharpener, **options)
     try:
         out = sharpener.sharpen(rgb)
     finally:

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from livesharp.io import IMAGE_SUFFIXES
 
 
 class DataError(ValueError):

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from livesharp.files import atomic_output
+from livesharp.model import pad_to_multiple
 
 
 class TeacherError(ValueError):
@@ -148,16 +149,6 @@ class Resample(nn.Module):
         return self.body(x)
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad bottom and right to a multiple of ``multiple``: reflect, or replicate where the frame
-    is too small to reflect (the pad must be smaller than the side)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
 def _blocks(n: int, dim: int, heads: int, expansion: float, bias: bool) -> nn.Sequential:
     return nn.Sequential(*[TransformerBlock(dim, heads, expansion, bias) for _ in range(n)])
 
@@ -231,7 +222,7 @@ class Restormer(nn.Module):
 
     def forward(self, inp):
         h, w = inp.shape[-2:]
-        x = _pad_to(inp, self.multiple)
+        x = pad_to_multiple(inp, self.multiple)
         e1 = self.encoder_level1(self.patch_embed(x))
         e2 = self.encoder_level2(self.down1_2(e1))
         e3 = self.encoder_level3(self.down2_3(e2))
@@ -483,7 +474,7 @@ class OnnxTeacher:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         h, w = x.shape[-2:]
-        xp = _pad_to(x.detach().float().cpu(), spec.multiple)
+        xp = pad_to_multiple(x.detach().float().cpu(), spec.multiple)
         hp, wp = xp.shape[-2:]
         for axis, size in (("h", hp), ("w", wp)):
             if axis in self.fixed and self.fixed[axis] != size:

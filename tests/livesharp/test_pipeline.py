@@ -15,6 +15,7 @@ import torch
 
 from livesharp.errors import LivesharpError
 from livesharp.model import VARIANTS, Student
+from livesharp.ops import psnr
 from livesharp.pipeline import process_file, process_image
 
 INPUTS = ["video", "video_with_audio", "odd_video", "rotated_video", "vfr_video", "video_10bit", "video_yuv444"]
@@ -40,11 +41,6 @@ def livesharp_warnings():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def sha256(path: Path) -> str:
@@ -377,3 +373,18 @@ def test_an_on_frame_that_fails_stops_the_run_and_leaves_nothing(video, tmp_path
 def test_max_frames_below_one_is_an_error(video, tmp_path):
     with pytest.raises(LivesharpError, match="max_frames=0"):
         process_file(video, tmp_path / "out.mp4", model="unsharp", max_frames=0)
+
+
+@pytest.mark.parametrize("options", [{"model": "unsharp"}, {"strength": 0.5}, {"device": "cpu", "backend": "torch"}])
+def test_an_open_sharpener_and_model_options_together_are_an_error(video, tmp_path, options):
+    from livesharp.engine import Sharpener
+
+    picture = tmp_path / "in.png"
+    cv2.imwrite(str(picture), np.zeros((8, 8, 3), np.uint8))
+    with Sharpener(model="unsharp") as s:
+        for run, src, dst in ((process_file, video, tmp_path / "out.mp4"), (process_image, picture, tmp_path / "out.png")):
+            with pytest.raises(LivesharpError, match=f"pass either sharpener= or {next(iter(options))}="):
+                run(src, dst, sharpener=s, **options)
+            assert not dst.exists()
+        # the open one is still the caller's, and still works
+        assert process_image(picture, tmp_path / "out.png", sharpener=s) == tmp_path / "out.png"
