@@ -369,7 +369,7 @@ def test_cache_survives_a_killed_writer(tmp_path, monkeypatch):
     def killed(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("train.teachers.os.replace", killed)
+    monkeypatch.setattr("train.teacher_cache.os.replace", killed)
     with pytest.raises(KeyboardInterrupt):
         cache.put(key, torch.rand(3, 16, 16))
     monkeypatch.undo()
