@@ -38,7 +38,7 @@ class MotionPlan:
     path: Path
     index: int
     strength: str
-    n: int  # sub-frames per exposure (odd); 1 = sharp -> sharp
+    n: int  # sub-frames per exposure (odd); 1 = sharp -> sharp; the target is the exposure's mean position
     region: Box  # (y, x, h, w) of the padded still the clip is rendered from
     camera_moves: np.ndarray  # (T, n, 2, 3) affine matrices of the scene for every sub-frame
     object_box: Box | None  # where the moving object's texture comes from (same still)
@@ -51,11 +51,15 @@ class MotionPlan:
 
 
 def smooth_path(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 2) points of a smooth random walk (inertia plus Gaussian kicks), unit-free."""
+    """(n, 2) points of a smooth random walk (inertia plus Gaussian kicks), unit-free.
+
+    Strong inertia: within one exposure (1/50-1/25 s) a hand or a walking camera mostly moves
+    along a gentle curve, as the GoPro clips do; kicks bend it and change its speed.
+    """
     pos, vel = np.zeros(2), rng.normal(size=2)
     pts = []
     for _ in range(n):
-        vel = 0.85 * vel + rng.normal(scale=0.4, size=2)
+        vel = 0.95 * vel + rng.normal(scale=0.15, size=2)
         pos = pos + vel
         pts.append(pos.copy())
     return np.array(pts)
@@ -65,10 +69,14 @@ def exposure_moves(rng: np.random.Generator, clip_len: int, n: int, extent: floa
                    max_turn: float, max_zoom: float) -> np.ndarray:
     """(T, n, 2, 3) affine matrices along one continuous path through T back-to-back exposures.
 
-    Each exposure's middle sub-frame is an integer translation (no rotation, no zoom), so every
-    target is an exact crop of the still, never an interpolated (softened) one; its other
-    sub-frames move up to ``extent`` px (the path's longest chord in one exposure), turn by up
-    to ``max_turn`` rad and zoom by up to ``max_zoom`` about ``centre`` relative to it.
+    Each exposure is centred on the mean of its path, and the target is the scene at that mean
+    position: an integer translation (no rotation, no zoom), so every target is an exact crop of
+    the still, never an interpolated (softened) one. Centring on the mean, not on the middle
+    sub-frame, matters: on a curved or accelerating path the middle sub-frame lies pixels away
+    from the blur's centre, in a direction a single blurry frame cannot show, so the network
+    could only learn to smear (the same reason ``train.synthetic.rasterise`` centres kernels on
+    their centroid). The sub-frames move up to ``extent`` px (the path's longest chord in one
+    exposure), turn by up to ``max_turn`` rad and zoom by up to ``max_zoom`` about ``centre``.
     """
     total = clip_len * n
     pts = smooth_path(rng, total)
@@ -78,10 +86,10 @@ def exposure_moves(rng: np.random.Generator, clip_len: int, n: int, extent: floa
     for t in range(clip_len):
         seg = pts[t * n : (t + 1) * n]
         chord = max(np.linalg.norm(seg[:, None] - seg[None], axis=2).max(), 1e-9)
-        mid = seg[n // 2]
+        mid = seg.mean(axis=0)
         scale = extent / chord if n > 1 else 0.0
-        # The middle sub-frame sits at the path's point rounded to whole pixels.
-        base = np.round((mid - pts[n // 2]) * scale) if t else np.zeros(2)
+        # The exposure's centre sits where the path has moved it since the first, in whole pixels.
+        base = np.round((mid - pts[:n].mean(axis=0)) * scale) if t else np.zeros(2)
         for i in range(n):
             d = (seg[i] - mid) * scale + base
             a, z = turn * (i - n // 2), 1 + zoom * (i - n // 2)
@@ -193,10 +201,23 @@ class TrajectoryBlur(Dataset):
                 frame = alpha * warp(thing, mo, self.crop) + (1 - alpha) * frame
             return frame
 
+        def centre(t: int) -> np.ndarray:
+            """The scene at exposure t's mean position: the sub-frame transform with no offset."""
+            mats = plan.camera_moves[t]
+            at = np.array([[1.0, 0.0, np.round(mats[:, 0, 2].mean())], [0.0, 1.0, np.round(mats[:, 1, 2].mean())]])
+            mat = compose(shift, at)
+            frame = warp(scene, mat, self.crop)
+            if thing is not None:
+                om = plan.object_moves[t]
+                mo = compose(mat, np.array([[1.0, 0.0, np.round(om[:, 0, 2].mean())], [0.0, 1.0, np.round(om[:, 1, 2].mean())]]))
+                alpha = warp(plan.object_mask, mo, self.crop)[..., None]
+                frame = alpha * warp(thing, mo, self.crop) + (1 - alpha) * frame
+            return frame
+
         blurry, sharp = [], []
         for t in range(self.clip_len):
             blurry.append(sum(subframe(t, i) for i in range(plan.n)) / plan.n)
-            sharp.append(subframe(t, plan.n // 2))
+            sharp.append(centre(t))
         blurry, sharp = np.stack(blurry), np.stack(sharp)
         out = cam_.finish(blurry, plan.camera, np.random.default_rng(plan.noise_seed))
         source = (
