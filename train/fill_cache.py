@@ -20,6 +20,8 @@ import time
 import torch
 from tqdm import tqdm
 
+from livesharp.engine import resolve_device
+from livesharp.errors import LivesharpError
 from train.data import DataError
 from train.distill import build_data, parse_config
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
@@ -41,8 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     try:
         train_set, _ = build_data(cfg, samples=cfg.pool)
-        teacher = make_teacher(cfg.teacher, "cuda" if cfg.device == "cuda" else "cpu")
-    except (DataError, TeacherError) as e:
+        teacher = make_teacher(cfg.teacher, resolve_device(cfg.device))  # auto: CUDA when there is one
+    except (DataError, TeacherError, LivesharpError) as e:
         sys.exit(f"error: {e}")
     cache = TeacherCache(cfg.teacher_cache)
     made = had = 0
