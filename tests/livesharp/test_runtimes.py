@@ -125,7 +125,9 @@ def test_auto_precision_stays_within_two_grey_levels_of_fp32(threads):
             pytest.skip("this CPU has no native bf16: auto is fp32, the same as exact")
         assert exact.precision == "fp32" and exact.runner.config["INFERENCE_PRECISION_HINT"] == "f32"
         a, b = exact.sharpen(frame).astype(int), fast.sharpen(frame).astype(int)
-    assert np.abs(a - frame).mean() > 0.5  # the model changes the picture
+    # the model changes the picture (v2 leaves far more alone than v1: 0.21 grey levels on
+    # average on this frame, against v1's > 0.5), so the comparison below is not trivial
+    assert np.abs(a - frame).mean() > 0.1
     assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.2
 
 
