@@ -1,5 +1,7 @@
 """Students with known behaviour, for the engine, pipeline and CLI tests."""
 
+import logging
+
 import pytest
 import torch
 
@@ -36,3 +38,25 @@ def identity_student():
 def random_student():
     """``random_student(variant="tiny", seed=0)`` -> a Student with random weights everywhere."""
     return make_random_student
+
+
+@pytest.fixture
+def livesharp_warnings():
+    """The warning lines livesharp logs during the test, read from its own logger (the CLI
+    stops that logger from propagating, so the root logger may never see them)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("livesharp"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

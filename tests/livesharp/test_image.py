@@ -1,35 +1,12 @@
 """Tests for livesharp.pipeline.process_image on what photos and graphics carry besides 8-bit RGB:
 transparency and 16 bits per channel. Every image is made here."""
 
-import logging
 
 import cv2
 import numpy as np
 import pytest
 
 from livesharp.pipeline import process_image
-
-
-@pytest.fixture
-def livesharp_warnings():
-    """The warning lines livesharp logs during the test, read from its own logger (the CLI
-    stops that logger from propagating, so the root logger may never see them)."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            if record.levelno >= logging.WARNING:
-                lines.append(record.getMessage())
-
-    logger, handler = logging.getLogger("livesharp"), Collect()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def picture(h: int = 40, w: int = 48, depth=np.uint8) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Tests for the PyAV reader and writer in livesharp/io.py on unusual but valid (or subtly broken)
 inputs: transport-stream clocks, truncation, colour tags. Every file is made here with PyAV."""
 
-import logging
 import os
 import re
 import threading
@@ -14,28 +13,6 @@ import pytest
 
 from livesharp.errors import LivesharpError
 from livesharp.pipeline import process_file
-
-
-@pytest.fixture
-def livesharp_warnings():
-    """The warning lines livesharp logs during the test, read from its own logger (the CLI
-    stops that logger from propagating, so the root logger may never see them)."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            if record.levelno >= logging.WARNING:
-                lines.append(record.getMessage())
-
-    logger, handler = logging.getLogger("livesharp"), Collect()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, options: dict | None = None) -> Path:

@@ -2,7 +2,6 @@
 
 import _thread
 import hashlib
-import logging
 import os
 import time
 from pathlib import Path
@@ -19,28 +18,6 @@ from livesharp.ops import psnr
 from livesharp.pipeline import process_file, process_image
 
 INPUTS = ["video", "video_with_audio", "odd_video", "rotated_video", "vfr_video", "video_10bit", "video_yuv444"]
-
-
-@pytest.fixture
-def livesharp_warnings():
-    """The warning lines livesharp logs during the test, read from its own logger (the CLI
-    stops that logger from propagating, so the root logger may never see them)."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            if record.levelno >= logging.WARNING:
-                lines.append(record.getMessage())
-
-    logger, handler = logging.getLogger("livesharp"), Collect()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def sha256(path: Path) -> str:
