@@ -99,9 +99,11 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     names = [*methods, *(["teacher"] if teacher is not None else [])]
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
+    sources = []
     with torch.no_grad():
         for i in range(n):
             sample = dataset[i]
+            sources.append(sample["source"])
             blur, sharp = sample["blur"], sample["sharp"]
             target = teacher_targets(teacher, cache, blur[None], [sample["source"]])[0] if teacher is not None else None
             outputs = {name: fn(blur) for name, fn in methods.items()} | ({"teacher": target} if target is not None else {})
@@ -126,7 +128,6 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
             gains = [a - b for a, b in zip(m["psnr"], sums["input"]["psnr"])]
             results[name] |= {"gain": float(np.mean(gains)), "worst_gain": float(min(gains))}
     if per_item:
-        sources = [dataset[i]["source"] for i in range(n)]
         for name, m in sums.items():
             results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items()} for i, src in enumerate(sources)}
     return results

@@ -191,33 +191,29 @@ class TrajectoryBlur(Dataset):
         def warp(src: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
             return cv2.warpAffine(src, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
-        def subframe(t: int, i: int) -> np.ndarray:
-            # Only the crop is rendered: each warp writes crop x crop pixels, not the region.
-            mat = compose(shift, plan.camera_moves[t, i])
+        def look(camera: np.ndarray, obj: np.ndarray | None) -> np.ndarray:
+            """The crop seen through one camera transform, with the object moved by ``obj`` on top.
+            Only the crop is rendered: each warp writes crop x crop pixels, not the region."""
+            mat = compose(shift, camera)
             frame = warp(scene, mat, self.crop)
             if thing is not None:
-                mo = compose(mat, plan.object_moves[t, i])
+                mo = compose(mat, obj)
                 alpha = warp(plan.object_mask, mo, self.crop)[..., None]
                 frame = alpha * warp(thing, mo, self.crop) + (1 - alpha) * frame
             return frame
 
-        def centre(t: int) -> np.ndarray:
-            """The scene at exposure t's mean position: the sub-frame transform with no offset."""
-            mats = plan.camera_moves[t]
-            at = np.array([[1.0, 0.0, np.round(mats[:, 0, 2].mean())], [0.0, 1.0, np.round(mats[:, 1, 2].mean())]])
-            mat = compose(shift, at)
-            frame = warp(scene, mat, self.crop)
-            if thing is not None:
-                om = plan.object_moves[t]
-                mo = compose(mat, np.array([[1.0, 0.0, np.round(om[:, 0, 2].mean())], [0.0, 1.0, np.round(om[:, 1, 2].mean())]]))
-                alpha = warp(plan.object_mask, mo, self.crop)[..., None]
-                frame = alpha * warp(thing, mo, self.crop) + (1 - alpha) * frame
-            return frame
+        def mean_position(mats: np.ndarray) -> np.ndarray:
+            """The whole-pixel translation at the mean of an exposure's (n, 2, 3) transforms."""
+            return np.array([[1.0, 0.0, np.round(mats[:, 0, 2].mean())], [0.0, 1.0, np.round(mats[:, 1, 2].mean())]])
+
+        def objects(t: int):
+            return plan.object_moves[t] if thing is not None else [None] * plan.n
 
         blurry, sharp = [], []
         for t in range(self.clip_len):
-            blurry.append(sum(subframe(t, i) for i in range(plan.n)) / plan.n)
-            sharp.append(centre(t))
+            blurry.append(sum(look(c, o) for c, o in zip(plan.camera_moves[t], objects(t))) / plan.n)
+            # the target: the scene (and object) at the exposure's mean position
+            sharp.append(look(mean_position(plan.camera_moves[t]), mean_position(plan.object_moves[t]) if thing is not None else None))
         blurry, sharp = np.stack(blurry), np.stack(sharp)
         out = cam_.finish(blurry, plan.camera, np.random.default_rng(plan.noise_seed))
         source = (
