@@ -42,17 +42,17 @@ class Camera:
 CLEAN = Camera(gamma=2.2, highlight_gain=1.0, read_noise=0.0, shot_noise=0.0, codec=None, quality=0)
 
 
-def sample_camera(rng: np.random.Generator) -> Camera:
+def sample_camera(rng: np.random.Generator, linear_fraction: float = 0.4) -> Camera:
     """A random camera: the mix of tone curves, highlights, noise levels and codecs real video has.
 
-    60 % of samples average stored values (gamma 1: GOPRO_Large's blur/, whose blurry frames
-    keep the sharp frames' mean brightness) and 40 % average in linear light through a random
+    By default 60 % of samples average stored values (gamma 1: GOPRO_Large's blur/, whose blurry
+    frames keep the sharp frames' mean brightness) and ``linear_fraction`` (40 %) average in linear light through a random
     gamma 1.8-2.6, as a sensor does (brighter highlights' streaks; a network trained on that
     alone learns to darken every frame: the shipped v1 shifts sharp input by -1.4 grey levels); 30 % have highlights that saturate;
     noise in 60 % (GoPro-style averaged frames are nearly noise-free, webcams are not); a codec
     in 50 %: JPEG q 50-95 or H.264 CRF 18-32.
     """
-    gamma = 1.0 if rng.random() < 0.6 else float(rng.uniform(1.8, 2.6))
+    gamma = 1.0 if rng.random() < 1.0 - linear_fraction else float(rng.uniform(1.8, 2.6))
     gain = float(rng.uniform(1.5, 4.0)) if rng.random() < 0.3 else 1.0
     noisy = rng.random() < 0.6
     read = float(rng.uniform(0.002, 0.02)) if noisy else 0.0

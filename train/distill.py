@@ -43,7 +43,7 @@ from train import losses
 from train.data import DataError, RealClips, list_images, load_frames, split_files
 from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.evaluate import SETS, baseline_methods, evaluate, format_table, open_sets, selection_score, student_method, to_uint8
-from train.motion import TrajectoryBlur
+from train.motion import TrajectoryBlur, with_sharp_share
 from train.synthetic import SyntheticBlur
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
@@ -70,7 +70,8 @@ class DistillConfig:
     motion: tuple = _f((), "folders of still photos blurred by rendered camera and object motion through a camera model (train.motion); all files train")
     motion_fraction: float = _f(0.5, "share of training samples drawn from --motion stills when other sources are given")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
-    sharp_fraction: float = _f(0.1, "with --camera: share of --highfps samples that are sharp -> sharp (one frame, camera noise only)")
+    sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
+    linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
     real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
     real_fraction: float = _f(0.25, "share of training samples drawn from --real videos")
     pool: int = _f(0, "distinct training samples, reused every epoch (0 = a fresh sample every step); with a slow teacher, fill its cache for the pool first (python -m train.fill_cache)")
@@ -170,7 +171,8 @@ def build_data(cfg: DistillConfig, samples: int):
     if cfg.motion:
         others = cfg.gopro or cfg.highfps or cfg.stills
         n_motion = max(1, round(samples * (cfg.motion_fraction if others else 1.0)))
-        train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy))
+        train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy,
+                                        strengths=with_sharp_share(cfg.sharp_fraction), linear_fraction=cfg.linear_fraction))
         samples = max(0, samples - n_motion)
     still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
     video_samples = max(1, round(samples * (1 - still_share))) if samples else 0
@@ -185,7 +187,7 @@ def build_data(cfg: DistillConfig, samples: int):
             train_range, val_range = split_highfps(len(frames), max_window=cfg.highfps_window[1])
             common = dict(window=tuple(cfg.highfps_window), clip_len=cfg.clip_len, name=Path(src).name)
             train_sets.append(HighFpsBlur(frames, frame_range=train_range, crop=crop, seed=cfg.seed, length=n, min_edge_energy=cfg.min_edge_energy,
-                                          camera=cfg.camera, sharp_fraction=cfg.sharp_fraction, **common))
+                                          camera=cfg.camera, sharp_fraction=cfg.sharp_fraction, linear_fraction=cfg.linear_fraction, **common))
             val_sets.append(HighFpsBlur(frames, frame_range=val_range, crop=None, augment=False, every=4, **common))
     if cfg.stills and samples:
         train_files, val_files = split_files(list_images(cfg.stills))

@@ -215,6 +215,7 @@ class HighFpsBlur(Dataset):
         name: str | None = None,
         camera: bool = False,
         sharp_fraction: float = 0.0,
+        linear_fraction: float = 0.4,
     ):
         lo, hi = window
         if not (1 <= lo <= hi and lo % 2 == 1 and hi % 2 == 1):
@@ -235,7 +236,7 @@ class HighFpsBlur(Dataset):
         self.clip_len, self.start, self.stop, self.stride = clip_len, start, stop, stride
         self.crop, self.augment, self.seed = crop, augment, seed
         self.min_edge_energy, self.gamma = min_edge_energy, gamma
-        self.camera, self.sharp_fraction = camera, sharp_fraction
+        self.camera, self.sharp_fraction, self.linear_fraction = camera, sharp_fraction, linear_fraction
         # The longest N needs the most room, whatever the stride.
         room = stop - start - (clip_len - 1) * (stride or hi) - hi
         if room < 0:
@@ -264,7 +265,7 @@ class HighFpsBlur(Dataset):
         centres = tuple(first + t * step for t in range(self.clip_len))
         if not self.camera:
             return HighFpsPlan(centres, n, box, hflip, k)
-        return HighFpsPlan(centres, n, box, hflip, k, cam_.sample_camera(rng), int(rng.integers(2**63)))
+        return HighFpsPlan(centres, n, box, hflip, k, cam_.sample_camera(rng, self.linear_fraction), int(rng.integers(2**63)))
 
     def render(self, plan: HighFpsPlan) -> dict:
         """The sample a plan describes (pure given the frames)."""

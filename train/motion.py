@@ -31,6 +31,14 @@ SHARP, MILD, STRONG = "sharp", "mild", "strong"
 STRENGTHS = {SHARP: (0.10, (0.0, 0.0)), MILD: (0.25, (1.0, 5.0)), STRONG: (0.65, (4.0, 26.0))}
 
 
+def with_sharp_share(share: float, strengths: dict = STRENGTHS) -> dict:
+    """``strengths`` with the sharp -> sharp class at ``share``, the blurred classes keeping their ratio."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"sharp share must be in [0, 1), got {share}")
+    rest = sum(p for name, (p, _) in strengths.items() if name != SHARP)
+    return {name: (share if name == SHARP else p * (1 - share) / rest, ext) for name, (p, ext) in strengths.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class MotionPlan:
     """All the randomness of one TrajectoryBlur sample."""
@@ -127,7 +135,8 @@ class TrajectoryBlur(Dataset):
 
     def __init__(self, paths: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0,
                  length: int | None = None, augment: bool = True, min_edge_energy: float = 0.0,
-                 object_prob: float = 0.35, strengths: dict | None = None, camera: bool = True):
+                 object_prob: float = 0.35, strengths: dict | None = None, camera: bool = True,
+                 linear_fraction: float = 0.4):
         if not paths:
             raise DataError("TrajectoryBlur got no image paths; see list_images()")
         if clip_len < 1 or crop < 16 or crop % 2:
@@ -136,7 +145,7 @@ class TrajectoryBlur(Dataset):
         self.crop, self.clip_len, self.seed, self.augment = crop, clip_len, seed, augment
         self.length, self.min_edge_energy, self.object_prob = length or len(self.paths), min_edge_energy, object_prob
         self.strengths = strengths or STRENGTHS
-        self.camera = camera
+        self.camera, self.linear_fraction = camera, linear_fraction
         self._decoded: dict[Path, np.ndarray] = {}  # per process; big stills take ~100 ms to decode
         self.max_extent = max(hi for _, (_, hi) in self.strengths.values())
         # Room around the crop for everything a sub-frame can pull in: the path, the motion
@@ -169,7 +178,7 @@ class TrajectoryBlur(Dataset):
             obox = choose_box(rng, padded, (side, side), True)
             omoves = exposure_moves(rng, self.clip_len, n, float(rng.uniform(2.0, self.max_extent)), (side / 2, side / 2), np.deg2rad(3), 0.03)
             omask = object_mask(rng, side, side)
-        camera = cam_.sample_camera(rng) if self.camera else cam_.CLEAN
+        camera = cam_.sample_camera(rng, self.linear_fraction) if self.camera else cam_.CLEAN
         hflip, k = choose_aug(rng, self.augment, True)
         return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k)
 

@@ -73,3 +73,12 @@ def test_sample_camera_is_deterministic_and_covers_every_codec():
     assert {c.codec for c in a} == set(cam.CODECS)
     assert any(c.gamma == 1.0 for c in a) and any(c.gamma > 1.7 for c in a)
     assert any(c.highlight_gain > 1 for c in a) and any(c.read_noise == 0 for c in a)
+
+
+def test_linear_fraction_sets_the_share_blurred_in_linear_light():
+    def linear_share(fraction):
+        cams = [cam.sample_camera(np.random.default_rng([7, i]), fraction) for i in range(400)]
+        return np.mean([c.gamma != 1.0 for c in cams])
+
+    assert linear_share(0.0) == 0.0 and linear_share(1.0) == 1.0
+    assert 0.15 < linear_share(0.25) < 0.35 and 0.3 < linear_share(0.4) < 0.5

@@ -95,3 +95,15 @@ def test_exposure_moves_centre_every_exposure_on_a_whole_pixel():
         shifts = mats[t, :, :, 2] - mean
         chord = max(np.linalg.norm(a - b) for a in shifts for b in shifts)
         assert 6 < chord < 12  # the path spans about ``extent`` px (turn and zoom add a little)
+
+
+def test_sharp_share_keeps_the_blurred_classes_ratio():
+    from train.motion import MILD, STRENGTHS, with_sharp_share
+
+    same = with_sharp_share(STRENGTHS[SHARP][0])
+    assert all(same[k][0] == pytest.approx(STRENGTHS[k][0]) and same[k][1] == STRENGTHS[k][1] for k in STRENGTHS)
+    more = with_sharp_share(0.3)
+    assert more[SHARP][0] == 0.3 and sum(p for p, _ in more.values()) == pytest.approx(1.0)
+    assert more[STRONG][0] / more[MILD][0] == pytest.approx(STRENGTHS[STRONG][0] / STRENGTHS[MILD][0])
+    with pytest.raises(ValueError, match="sharp share"):
+        with_sharp_share(1.0)
