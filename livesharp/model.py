@@ -10,6 +10,7 @@ Checkpoints describe themselves: ``{"model": state_dict, "model_args": asdict(cf
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -235,6 +236,24 @@ def save_student(model: Student, path: str | Path, **extra) -> None:
         torch.save({"model": model.state_dict(), "model_args": asdict(model.cfg), **extra}, tmp)
 
 
+def _unreadable(path: Path, e: Exception) -> str:
+    """One line for a checkpoint torch would not read, without torch's advice to load unsafely.
+
+    torch's refusal of a pickled object is a paragraph that suggests ``weights_only=False``;
+    a user needs only what the file holds and what to do.
+    """
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+    if found:
+        return (f"{path}: not a readable livesharp checkpoint: it refers to Python code ({found.group(1)}) that "
+                f"loading would have to run, and livesharp never runs code from a checkpoint; save the weights as tensors (livesharp.model.save_student)")
+    if "Weights only load failed" in str(e):  # the rest of torch's paragraph is about unsafe loading
+        return f"{path}: not a readable livesharp checkpoint (not a file torch.save wrote, or damaged)"
+    text = " ".join(str(e).split())
+    if len(text) > 160:  # cut at a word, and say so
+        text = text[:160].rsplit(" ", 1)[0] + " ..."
+    return f"{path}: not a readable livesharp checkpoint ({type(e).__name__}: {text})"
+
+
 def load_student(name_or_path: str | Path, map_location="cpu") -> Student:
     """A student by variant name (random weights: for tests and training) or from a checkpoint.
 
@@ -248,7 +267,7 @@ def load_student(name_or_path: str | Path, map_location="cpu") -> Student:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean the same to a user
-        raise ModelError(f"{path}: not a readable livesharp checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise ModelError(_unreadable(path, e)) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise ModelError(f"{path}: not a livesharp checkpoint (expected the keys 'model' and 'model_args')")
     args = dict(ckpt["model_args"])

@@ -113,8 +113,16 @@ def test_a_state_dict_without_model_args_is_a_model_error(tmp_path):
 def test_a_garbage_file_is_a_model_error(tmp_path):
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"this is not a checkpoint\n" * 10)
-    with pytest.raises(ModelError, match="not a readable livesharp checkpoint"):
+    with pytest.raises(ModelError, match="not a readable livesharp checkpoint") as err:
         load_student(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_message_too_long_for_a_line_is_cut_at_a_word():
+    from livesharp.model import _unreadable
+
+    line = _unreadable(Path("x.pt"), RuntimeError("truncated " * 40))
+    assert line.endswith("truncated ...)") and len(line) < 240
 
 
 def test_an_unknown_name_is_a_model_error():
@@ -140,9 +148,12 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": net.state_dict(), "model_args": asdict(net.cfg), "x": _RunsCodeWhenUnpickled(marker)}, path)
 
-    with pytest.raises(ModelError, match="not a readable livesharp checkpoint"):
+    with pytest.raises(ModelError, match="not a readable livesharp checkpoint") as err:
         load_student(path)
     assert not marker.exists()
+    # One line naming what the file holds; none of torch's advice to load it unsafely.
+    assert "_touch" in str(err.value) and "weights_only" not in str(err.value)
+    assert "\n" not in str(err.value)
 
     # The file really is dangerous: a plain pickle load runs the payload.
     torch.load(path, weights_only=False)
