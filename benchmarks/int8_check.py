@@ -1,7 +1,7 @@
 """NNCF post-training int8 of a student's uint8 graph: 720p time and quality (set 1 gain, set 3 harm)
 against fp32 and bf16 under OpenVINO. Needs `pip install nncf` and ../shared/data.
 
-    python benchmarks/int8_check.py models/livesharp-tiny.pt [keep-ends]
+    python benchmarks/int8_check.py livesharp/weights/livesharp-tiny.pt [keep-ends]
 """
 import statistics
 import sys

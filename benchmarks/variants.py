@@ -1,5 +1,5 @@
 """Measured 720p time of student variants under OpenVINO (uint8 frames in and out): the frontier's
-speed column in models/README.md. Random weights: time does not depend on them.
+speed column in livesharp/weights/README.md. Random weights: time does not depend on them.
 
     python benchmarks/variants.py [NAME ...]
 """

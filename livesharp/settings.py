@@ -14,11 +14,13 @@ what the CLI does, first thing, before anything imports torch:
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 DEFAULT_MODEL = "tiny"
-# The weights shipped beside the package in a source checkout; $LIVESHARP_MODELS overrides.
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+# The weights shipped inside the package (package data, so a wheel, an editable install and a
+# checkout all find them); $LIVESHARP_MODELS overrides.
+SHIPPED_MODELS = Path(str(resources.files("livesharp") / "weights"))
 # OpenMP's idle spin, in iterations: short enough to leave cores to decode and capture, long
 # enough that the network's many small ops do not each pay a wake-up (see apply_thread_policy).
 SPINCOUNT = "20000"
@@ -60,7 +62,7 @@ def cpu_threads(live: bool = False, backend: str = "torch") -> int:
 
 
 def models_dir() -> Path:
-    """``$LIVESHARP_MODELS``, else the ``models/`` folder of the source tree; read on every call."""
+    """``$LIVESHARP_MODELS``, else the package's ``weights/`` folder; read on every call."""
     return Path(os.environ.get("LIVESHARP_MODELS") or SHIPPED_MODELS)
 
 
@@ -71,3 +73,12 @@ def shipped_weights(name: str) -> Path:
     'livesharp-tiny.pt'
     """
     return models_dir() / f"livesharp-{name}.pt"
+
+
+def shipped_graph(name: str) -> Path:
+    """The uint8-frame ONNX graph shipped beside a variant's weights (what runs without torch).
+
+    >>> shipped_graph("tiny").name
+    'livesharp-tiny.onnx'
+    """
+    return models_dir() / f"livesharp-{name}.onnx"
