@@ -1,0 +1,190 @@
+"""int8 inference under OpenVINO: whether to use it on this CPU, and the int8 graph a model ships.
+
+A model's int8 graph is made once, when the model ships (``python -m train.quantize``): NNCF
+post-training quantization of its uint8-frame graph, then a quality check on real validation
+pairs. It is written only if it costs at most 0.05 dB there, beside the float graph it was made
+from (``NAME.onnx`` -> ``NAME.int8.xml`` + ``NAME.int8.bin``), and its OpenVINO ``rt_info``
+says which graph that was and what it cost. A stale one (the model retrained, the int8 graph not
+remade) is recognised by its digest and never used.
+
+int8 pays where the CPU has int8 dot-product instructions (VNNI, AMX-INT8): on 2 Zen 5 cores
+the tiny student at 720p took 19.0 ms in int8 against 28.1 ms in bf16 and 43.9 ms in fp32
+(benchmarks/int8_check.py). OpenVINO reports ``INT8`` among the CPU's capabilities on every
+x86 CPU, with or without them, so the CPU's own flags decide.
+
+Nothing heavy is imported here: openvino only inside the functions that read graphs or ask the
+CPU, so that choosing ``fp32`` needs neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from .errors import LivesharpError
+
+PRECISIONS = ("auto", "fp32", "int8")
+# /proc/cpuinfo flags of int8 dot-product instructions: AVX-512 VNNI (Cascade Lake, Zen 4 on),
+# AVX-VNNI (Alder Lake on, 256-bit), AMX-INT8 (Sapphire Rapids on).
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# rt_info keys of an int8 graph (and, for the digest, a metadata_prop of the ONNX graph).
+DIGEST_KEY = "livesharp_digest"  # the float graph's digest, see graph_digest()
+PASSED_KEY = "livesharp_int8_passed"  # "true" once the quality check passed
+COST_KEY = "livesharp_int8_cost_db"  # set 1 gain lost to int8, in dB
+
+log = logging.getLogger("livesharp")
+
+
+def cpu_capabilities() -> set[str]:
+    """What this CPU offers: OpenVINO's ``OPTIMIZATION_CAPABILITIES`` (``INT8``, ``BF16``, ...)
+    and, on Linux, the CPU's flags from /proc/cpuinfo (``avx512_vnni``, ...). Lower case."""
+    import openvino as ov
+
+    found = {c.lower() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):  # x86, Arm
+                    found |= set(line.split(":", 1)[1].split())
+                    break
+    except OSError:  # not Linux: OpenVINO's list alone, which says nothing about VNNI
+        pass
+    return found
+
+
+def _normalised(capabilities: Iterable[str] | None) -> set[str]:
+    return cpu_capabilities() if capabilities is None else {c.lower() for c in capabilities}
+
+
+def int8_capable(capabilities: Iterable[str] | None = None) -> bool:
+    """Whether int8 inference pays on this CPU: OpenVINO runs int8 here (``INT8``) and the CPU
+    has int8 dot-product instructions (a flag in ``INT8_FLAGS``).
+
+    capabilities: a stand-in for ``cpu_capabilities()`` (any case); None asks this machine.
+    Where the flags cannot be read (not Linux) the answer is False: without VNNI int8 is
+    emulated and no faster, and an ``auto`` that guesses wrong costs quality for nothing.
+
+    >>> int8_capable(["INT8", "BF16", "FP32", "avx2", "avx512_vnni"])
+    True
+    >>> int8_capable(["INT8", "FP32", "avx2"])  # every x86 CPU says INT8
+    False
+    """
+    caps = _normalised(capabilities)
+    return "int8" in caps and any(flag in caps for flag in INT8_FLAGS)
+
+
+def bf16_native(capabilities: Iterable[str] | None = None) -> bool:
+    """Whether OpenVINO computes bf16 natively here (``BF16``: AVX512-BF16 or AMX); elsewhere
+    it would be emulated, slower than fp32."""
+    return "bf16" in _normalised(capabilities)
+
+
+def choose_precision(requested: str, capabilities: Iterable[str] | None = None, has_int8_graph: bool = False) -> str:
+    """What ``--precision`` means for this model on this CPU: ``"int8"``, ``"bf16"`` or ``"fp32"``.
+
+    requested: ``auto``, ``fp32`` or ``int8`` (``PRECISIONS``).
+    capabilities: a stand-in for ``cpu_capabilities()``; None asks this machine (only when
+        the answer depends on it).
+    has_int8_graph: whether the model ships an int8 graph that passed its quality check
+        (``int8_graph(graph) is not None``).
+
+    ``auto`` is int8 only where both hold (``int8_capable`` and ``has_int8_graph``); else bf16
+    where the CPU computes it natively, else fp32. ``int8`` is int8 or a ``LivesharpError``
+    saying why not; ``fp32`` is fp32 everywhere.
+
+    >>> zen5 = ["INT8", "BF16", "FP32", "avx512_vnni", "avx512_bf16"]
+    >>> choose_precision("auto", zen5, has_int8_graph=True)
+    'int8'
+    >>> choose_precision("auto", zen5, has_int8_graph=False)
+    'bf16'
+    >>> choose_precision("auto", ["INT8", "FP32", "avx2"], has_int8_graph=True)
+    'fp32'
+    """
+    if requested not in PRECISIONS:
+        raise LivesharpError(f"--precision {requested}: use {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return "fp32"
+    caps = _normalised(capabilities)
+    if requested == "int8":
+        if not int8_capable(caps):
+            raise LivesharpError("--precision int8: this CPU has no int8 dot-product instructions (VNNI or AMX-INT8); use --precision auto")
+        if not has_int8_graph:
+            raise LivesharpError("--precision int8: this model ships no int8 weights that passed the quality check; use --precision auto")
+        return "int8"
+    if has_int8_graph and int8_capable(caps):
+        return "int8"
+    return "bf16" if bf16_native(caps) else "fp32"
+
+
+def openvino_hint(precision: str, capabilities: Iterable[str] | None = None) -> str:
+    """OpenVINO's ``INFERENCE_PRECISION_HINT`` for a chosen precision: ``"f32"`` or ``"bf16"``.
+
+    An int8 graph keeps some operations in float (those NNCF does not quantize, and any its
+    quality check kept in float); they run in bf16 where that is native, as the check measured.
+
+    >>> openvino_hint("int8", ["BF16"]), openvino_hint("int8", []), openvino_hint("fp32", ["BF16"])
+    ('bf16', 'f32', 'f32')
+    """
+    if precision == "int8":
+        return "bf16" if bf16_native(capabilities) else "f32"
+    return {"fp32": "f32", "bf16": "bf16"}[precision]
+
+
+def int8_path(graph: str | Path) -> Path:
+    """Where the int8 graph of ``graph`` lies: beside it, ``NAME.onnx`` -> ``NAME.int8.xml``.
+
+    >>> int8_path("weights/livesharp-tiny.onnx").as_posix()
+    'weights/livesharp-tiny.int8.xml'
+    """
+    return Path(graph).with_suffix(".int8.xml")
+
+
+def graph_digest(graph: str | Path) -> str:
+    """The identity of a float ONNX graph: its ``livesharp_digest`` metadata_prop (the model's
+    digest, written by the export that ships it), else ``sha256:`` and the file's hash."""
+    import openvino as ov
+
+    graph = Path(graph)
+    model = ov.Core().read_model(str(graph))
+    if model.has_rt_info(["framework", DIGEST_KEY]):  # OpenVINO keeps ONNX metadata_props here
+        return model.get_rt_info(["framework", DIGEST_KEY]).astype(str)
+    h = hashlib.sha256()
+    with open(graph, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def read_metadata(xml: str | Path) -> dict[str, str]:
+    """The ``livesharp_*`` entries of an OpenVINO IR's rt_info, as strings."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    return {k: v.astype(str) for k, v in model.get_rt_info().items() if k.startswith("livesharp_")}
+
+
+def int8_graph(graph: str | Path) -> Path | None:
+    """The int8 graph shipped beside the float ``graph`` (``int8_path``), or None.
+
+    Returned only when its metadata says it was made from this graph (its ``livesharp_digest``
+    equals ``graph_digest(graph)``) and passed the quality check (``livesharp_int8_passed``).
+    One that does not is left alone with a warning: it belongs to another model.
+    Reads nothing but a directory entry when there is no int8 graph.
+    """
+    xml = int8_path(graph)
+    if not (xml.is_file() and xml.with_suffix(".bin").is_file()):
+        return None
+    meta = read_metadata(xml)
+    if meta.get(DIGEST_KEY) != graph_digest(graph):
+        log.warning(f"ignoring {xml}: made from another model than {Path(graph).name}; remake it with python -m train.quantize")
+        return None
+    if meta.get(PASSED_KEY) != "true":
+        log.warning(f"ignoring {xml}: it did not pass the int8 quality check")
+        return None
+    return xml
+
+
+__all__ = ["PRECISIONS", "INT8_FLAGS", "DIGEST_KEY", "PASSED_KEY", "COST_KEY", "cpu_capabilities", "int8_capable", "bf16_native",
+           "choose_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]
