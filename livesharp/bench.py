@@ -24,14 +24,13 @@ from typing import Callable, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from . import __version__
-from .engine import DEFAULT_MODEL, Sharpener, resolve_device
+from .engine import DEFAULT_MODEL, Sharpener, pick_device
 from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
 from .pipeline import process_file
-from .runtimes import BACKENDS, choose_backend, installed
+from .runtimes import BACKENDS, choose_backend, device_type, installed
 from .settings import cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
@@ -48,11 +47,11 @@ def cpu_name() -> str:
 
 
 def default_backends(device: str) -> list[str]:
-    """torch (the reference every ratio is taken against) and every other runtime installed."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
+    """torch (the reference every ratio is taken against) and every other runtime installed.
+    The shipped model needs no exporter (its graph ships), so a runtime alone counts."""
+    if device_type(pick_device(device)) == "cuda":
         return ["torch"]
-    return [b for b in BACKENDS if installed(b)]
+    return [b for b in BACKENDS if installed(b, export=False)]
 
 
 def make_clip(path: Path, size: tuple[int, int], frames: int, fps: int = 30) -> list[np.ndarray]:
@@ -110,15 +109,21 @@ def run_bench(
     log = log or (lambda _msg: None)
     if runs < 1 or frames < 2 or batch < 1:
         raise LivesharpError("--runs, --batch must be at least 1 and --frames at least 2")
-    dev = resolve_device(device)
+    dev = pick_device(device)
     backends = list(backends or default_backends(device))
     for b in backends:
-        choose_backend(b, dev)  # a missing or impossible backend fails before any measuring
-    if "torch" not in backends:
-        backends.insert(0, "torch")  # the reference for the speed-up ratios
+        # a missing or impossible backend fails before any measuring (a checkpoint that needs
+        # an exporter the runtime lacks fails when its Sharpener opens, below)
+        choose_backend(b, dev, export=False)
+    torch = None
+    if installed("torch"):
+        import torch
+
+        if "torch" not in backends:
+            backends.insert(0, "torch")  # the reference for the speed-up ratios; without torch there is none
     result: dict = {
-        "livesharp": __version__, "torch": torch.__version__, "device": str(dev),
-        "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "livesharp": __version__, "torch": torch.__version__ if torch else None, "device": dev,
+        "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if device_type(dev) == "cuda" else None,
         "model": str(model), "precision": precision, "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="livesharp-bench-") as tmp:
@@ -191,7 +196,7 @@ def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> di
 
 def format_table(result: dict) -> str:
     """The results as one aligned table per size."""
-    lines = [f"livesharp {result['livesharp']}, torch {result['torch']}, {result['device']}"
+    lines = [f"livesharp {result['livesharp']}, torch {result['torch'] or 'not installed'}, {result['device']}"
              f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']},"
              f" median of {result['runs']} runs, libx264 {result['preset']}"]
     cols = ("backend", "precision", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
@@ -202,7 +207,7 @@ def format_table(result: dict) -> str:
         for b, v in r["backends"].items():
             rows.append((b, v["precision"], f"{v['upload_ms']:.1f} ms", f"{v['inference_ms']:.1f} ms", f"{v['download_ms']:.1f} ms",
                          f"{v['model_fps']:.1f}", f"{v['gflops']:.1f}", f"{v['end_to_end_fps']:.1f}",
-                         f"{v['end_to_end_vs_io_floor']:.2f}", f"{v['inference_vs_torch']:.2f}x"))
+                         f"{v['end_to_end_vs_io_floor']:.2f}", "—" if v["inference_vs_torch"] is None else f"{v['inference_vs_torch']:.2f}x"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
         lines += ["  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))) for row in rows]
     return "\n".join(lines)

@@ -10,9 +10,10 @@ from . import __version__
 from .errors import LivesharpError
 from .settings import DEFAULT_MODEL, apply_thread_policy
 
-BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO if installed (livesharp[openvino]), "
-                "else ONNX Runtime (livesharp[onnx]), else torch.")
-MODEL_HELP = "tiny | small (shipped weights), unsharp (classical baseline, no network), or a checkpoint path"
+BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
+                "else ONNX Runtime (livesharp[onnx]), else torch (livesharp[torch]).")
+MODEL_HELP = ("tiny | small (shipped weights), unsharp (classical baseline, no network), a graph PATH.onnx "
+              "(livesharp export ... --io uint8), or a checkpoint PATH.pt (needs livesharp[torch])")
 
 
 class _Group(click.Group):
@@ -191,7 +192,8 @@ Examples:
               help="float: (N,3,H,W) RGB in [0,1] like the torch model; uint8: (N,H,W,3) RGB frames in and out.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def export_cmd(model, output, fmt, io, overwrite):
-    """Export MODEL (tiny, small or a checkpoint) to ONNX or OpenVINO IR for use elsewhere.
+    """Export MODEL (tiny, small or a checkpoint) to ONNX or OpenVINO IR for use elsewhere
+    (needs livesharp[torch]).
 
     Height, width and batch are dynamic; sides must be at least 32 pixels. The exported output
     matches the torch model's within 1e-3.
@@ -218,7 +220,7 @@ Examples:
 @click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True, help="Frame size WIDTHxHEIGHT; repeat for several.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
-              help="Repeat for several (default: every one installed for the device). torch is always measured: it is the reference.")
+              help="Repeat for several (default: every one installed for the device). torch, where installed, is always measured: it is the reference.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where torch runs.")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per inference call (1 = live).")
 @click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")

@@ -1,83 +1,134 @@
-"""The engine: the only module that touches tensors at run time.
+"""The engine: uint8 RGB frames (H, W, 3) in, uint8 RGB frames of the same shape out.
 
-uint8 RGB frames (H, W, 3) go in, uint8 RGB frames of the same shape come out. ``Sharpener``
-checks them and holds the strength; a runner computes them, one per way of doing it: the
-unsharp baseline, torch on the CPU, torch on CUDA, and the runtimes of ``runtimes.py`` (ONNX
-Runtime, OpenVINO), all chosen in ``make_runner``. On CUDA the conversion to and from float
-happens on the GPU (uint8 is a quarter of the bytes to copy), the network runs in fp16 with
-channels_last, host buffers are pinned, and there is one copy back and one synchronisation per
-batch, never per frame.
+``Sharpener`` checks frames and holds the strength; a runner computes them, one per way of
+doing it: the unsharp baseline, the runtimes of ``runtimes.py`` (OpenVINO, ONNX Runtime) on an
+exported graph, and torch on the CPU or CUDA (``torch_runners.py``), all chosen in
+``make_runner``. torch is imported only where it is needed: a checkpoint to load, a torch or
+CUDA backend, an export. The shipped model runs on the CPU from its graph, so a base install,
+which has no torch, sharpens with it.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from . import ops
-from .errors import LivesharpError
-from .model import VARIANTS, ModelError, Student, count_macs, load_student
-from .runtimes import RUNNERS, Runner, cached_graph, check_precision, choose_backend
-from .settings import DEFAULT_MODEL, cpu_threads, shipped_weights
+from .errors import LivesharpError, ModelError
+from .runtimes import RUNNERS, GraphInfo, Runner, check_precision, choose_backend, device_type, installed, read_graph, require_torch
+from .settings import DEFAULT_MODEL, cpu_threads, shipped_graph, shipped_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import Student
 
 BASELINES = ("unsharp",)
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when torch can see a GPU, else the CPU."""
+    """``auto`` picks CUDA when torch can see a GPU, else the CPU. Needs torch (see ``pick_device``)."""
+    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+        raise LivesharpError(f"--device {device}: unknown device; use auto, cpu or cuda")
+    require_torch(f"--device {device}")
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LivesharpError(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise LivesharpError(f"--device {device}: unknown device; use auto, cpu or cuda")
     return torch.device(device)
 
 
+def pick_device(device: str, cpu_only: bool = False) -> str:
+    """Where frames are computed, as a name (``cpu``, ``cuda``, ``cuda:1``).
+
+    ``cpu_only``: nothing to run on a GPU (a graph for the CPU runtimes, or a baseline), so
+    ``auto`` is the CPU. Without torch there is no GPU to find either; only an explicit
+    ``cuda`` then asks for torch (``resolve_device``), and gets the line naming the extra.
+
+    >>> pick_device("cpu"), pick_device("auto", cpu_only=True)
+    ('cpu', 'cpu')
+    """
+    if device == "cpu" or (device == "auto" and (cpu_only or not installed("torch"))):
+        return "cpu"
+    return str(resolve_device(device))
+
+
 def open_model(model: str | Path | Student) -> tuple[Student | None, str]:
-    """Turn what a user passed as ``--model`` into a network (None for a classical baseline) and a label."""
-    if isinstance(model, Student):
-        return model, "student"
+    """Turn what a user passed as ``--model`` into a network (None for a classical baseline) and a label.
+
+    Needs torch; ``find_model`` is what ``Sharpener`` uses, which can do without it.
+    """
+    require_torch(f"--model {model}: a network")
+    net, graph, name = find_model(model)
+    if net is None and graph is not None:
+        raise ModelError(f"--model {model}: {graph.path} is an exported graph; pass the checkpoint (.pt) it was exported from")
+    return net, name
+
+
+def _checkpoint(path: Path) -> tuple[Student, str]:
+    require_torch(f"--model {path}: a checkpoint (.pt)")
+    from .model import load_student
+
+    return load_student(path), path.stem
+
+
+def find_model(model: str | Path | Student) -> tuple[Student | None, GraphInfo | None, str]:
+    """What ``--model`` names: a network (torch), a graph (no torch), both, or neither (a baseline), and a label.
+
+    A shipped variant is a checkpoint and its graph (``livesharp/weights/livesharp-NAME.pt`` and
+    ``.onnx``). With torch installed both are loaded, the graph kept only if its metadata says it
+    holds these very weights (else the runtimes export the checkpoint again, as for any other);
+    without torch the graph alone serves the CPU runtimes. ``PATH.onnx`` is a graph of one's own
+    (``livesharp export MODEL PATH.onnx --io uint8``); any other path is a checkpoint.
+
+    >>> find_model("unsharp")
+    (None, None, 'unsharp')
+    """
+    if not isinstance(model, (str, Path)):
+        return model, None, "student"
     name = str(model)
     if name in BASELINES:
-        return None, name
-    if name in VARIANTS:
-        path = shipped_weights(name)
-        if not path.is_file():
+        return None, None, name
+    path = Path(name)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        return None, read_graph(path), path.stem
+    if not path.exists() and path.name == name:  # a plain name: shipped weights?
+        pt, onnx = shipped_weights(name), shipped_graph(name)
+        graph = read_graph(onnx) if onnx.is_file() else None
+        if pt.is_file() and installed("torch"):
+            from .export import model_digest
+            from .model import load_student
+
+            net = load_student(pt)
+            if graph is not None and graph.digest != model_digest(net):
+                graph = None  # a graph left from other weights: never run it in their name
+            return net, graph, name
+        if graph is not None:
+            return None, graph, name
+        if pt.is_file():
+            require_torch(f"--model {name}: its checkpoint {pt}, shipped without a graph,")
+        if name == DEFAULT_MODEL or (installed("torch") and name in _variants()):
             raise ModelError(
-                f"no trained weights for model {name!r} are installed (looked for {path}); "
+                f"no trained weights for model {name!r} are installed (looked for {pt}); "
                 f"pass --model unsharp for the classical baseline, --model PATH for a checkpoint, "
                 f"or train one with python -m train.distill"
             )
-        return load_student(path), name
-    if not Path(name).exists():
-        raise ModelError(f"unknown model {name!r}: use one of {', '.join([*VARIANTS, *BASELINES])} or a path to a .pt checkpoint")
-    return load_student(name), Path(name).stem
+    if not path.exists():
+        names = ", ".join([*(_variants() if installed("torch") else [DEFAULT_MODEL]), *BASELINES])
+        raise ModelError(f"unknown model {name!r}: use one of {names}, a path to a .onnx graph or to a .pt checkpoint")
+    net, stem = _checkpoint(path)
+    return net, None, stem
 
 
-@contextmanager
-def torch_threads(n: int | None):
-    """torch on ``n`` CPU threads inside the block, and as it was after it (None: as it is).
+def _variants() -> list[str]:
+    from .model import VARIANTS
 
-    torch's thread count is process-wide; a runner that set it for as long as it lived would
-    leave it changed for everything else in the process. The CLI's processes run torch on
-    nothing else, so there the count is set once and left (the switch back is skipped when
-    nothing changes); a program that runs its own torch work between frames keeps its setting.
-    """
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return list(VARIANTS)
 
 
 class UnsharpRunner(Runner):
@@ -89,115 +140,41 @@ class UnsharpRunner(Runner):
         return [ops.unsharp_mask(f, amount=strength) for f in frames]
 
 
-class TorchCpuRunner(Runner):
-    """torch eager on the CPU, fp32, channels_last, on ``threads`` threads while it computes."""
-
-    name = "torch"
-    precision = "fp32"
-
-    def __init__(self, net: Student, threads: int):
-        self.net = net.to(memory_format=torch.channels_last)
-        self.threads = threads
-
-    @contextmanager
-    def computing(self):
-        with torch_threads(self.threads), torch.inference_mode():
-            yield
-
-    def upload(self, frames) -> torch.Tensor:
-        batch = torch.from_numpy(np.asarray(frames))  # N,H,W,C uint8; a list is stacked here
-        return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
-
-    def infer(self, x: torch.Tensor, strength: float) -> torch.Tensor:
-        y = self.net(x)
-        return y if strength == 1.0 else torch.lerp(x, y, strength)
-
-    def download(self, y: torch.Tensor, frames) -> np.ndarray:
-        return to_uint8_nhwc(y).contiguous().numpy()
-
-
-class TorchCudaRunner(Runner):
-    """torch on a CUDA GPU: fp16 (``precision="auto"``) or fp32, channels_last.
-
-    uint8 crosses the bus (a quarter of float's bytes) through one page-locked host buffer per
-    direction, becomes float on the GPU, and comes back with one copy and one synchronisation
-    per batch, never per frame.
-    """
-
-    name = "torch"
-
-    def __init__(self, net: Student, device: torch.device, precision: str = "auto"):
-        self.device = device
-        self.precision = "fp16" if precision == "auto" else "fp32"
-        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        self.net = net.to(device, dtype=self.dtype, memory_format=torch.channels_last)
-        self._done = torch.cuda.Event()
-        self._host_in: torch.Tensor | None = None
-        self._host_out: torch.Tensor | None = None
-
-    def computing(self):
-        return torch.inference_mode()
-
-    def upload(self, frames) -> torch.Tensor:
-        n, (h, w, c) = len(frames), frames[0].shape
-        self._host_in = _pinned(self._host_in, (n, h, w, c))
-        np.stack(frames, out=self._host_in.numpy())  # straight into pinned memory, no extra copy
-        dev = self._host_in.to(self.device, non_blocking=True)
-        return dev.permute(0, 3, 1, 2).to(self.dtype).div_(255).contiguous(memory_format=torch.channels_last)
-
-    def infer(self, x: torch.Tensor, strength: float) -> torch.Tensor:
-        y = self.net(x)
-        return y if strength == 1.0 else torch.lerp(x, y, strength)
-
-    def download(self, y: torch.Tensor, frames) -> np.ndarray:
-        y = to_uint8_nhwc(y)
-        self._host_out = _pinned(self._host_out, tuple(y.shape))
-        self._host_out.copy_(y, non_blocking=True)
-        self._done.record()
-        # The one wait per batch: the host buffers are reused, and the caller needs the pixels.
-        self._done.synchronize()
-        return self._host_out.numpy().copy()
-
-    def sync(self) -> None:
-        torch.cuda.synchronize(self.device)
-
-    def close(self) -> None:
-        self._host_in = self._host_out = None
-
-
-def to_uint8_nhwc(y: torch.Tensor) -> torch.Tensor:
-    """The network's float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3), where it is."""
-    return y.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def _pinned(buf: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-    """Reuse one page-locked buffer while the shape holds; async copies need pinned memory."""
-    if buf is None or tuple(buf.shape) != shape:
-        buf = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
-    return buf
-
-
 def _check_strength(strength: float) -> float:
     if not 0.0 <= strength <= 2.0:
         raise LivesharpError(f"--strength {strength}: must be between 0 (off) and 2 (extrapolated detail)")
     return float(strength)
 
 
-def make_runner(net: Student | None, device: torch.device, backend: str = "auto", precision: str = "auto",
-                threads: int | None = None, live: bool = False) -> Runner:
+def make_runner(net: Student | None, device: str | torch.device = "cpu", backend: str = "auto", precision: str = "auto",
+                threads: int | None = None, live: bool = False, graph: GraphInfo | None = None) -> Runner:
     """The one place that decides how frames are computed; arguments as for ``Sharpener``.
 
-    >>> make_runner(None, torch.device("cpu")).name
+    ``graph``: the model's uint8-frame graph where one exists (``find_model``); the CPU
+    runtimes run it as it is, and export ``net`` into the cache only without one.
+
+    >>> make_runner(None, "cpu").name
     'unsharp'
     """
     check_precision(precision)
-    if net is None:
+    if net is None and graph is None:
         return UnsharpRunner()
-    net = net.eval().requires_grad_(False)
-    backend = choose_backend(backend, device)
+    backend = choose_backend(backend, device, export=graph is None)
     if backend in RUNNERS:
-        return RUNNERS[backend](cached_graph(net), threads or cpu_threads(live, backend), precision, min_side=net.cfg.multiple)
-    if device.type == "cuda":
+        if graph is not None:
+            path, multiple = graph.path, graph.multiple
+        else:
+            from .export import cached_graph
+
+            path, multiple = cached_graph(net.eval()), net.cfg.multiple
+        return RUNNERS[backend](path, threads or cpu_threads(live, backend), precision, min_side=multiple)
+    if net is None:  # torch was asked for (or is all there is), but there is only a graph
+        raise LivesharpError(f"{graph.path}: an ONNX graph runs under --backend openvino or onnx, not {backend}; "
+                             f"for torch pass the checkpoint (.pt) it was exported from")
+    from .torch_runners import TorchCpuRunner, TorchCudaRunner
+
+    net = net.eval().requires_grad_(False)
+    if device_type(device) == "cuda":
         return TorchCudaRunner(net, device, precision)
     return TorchCpuRunner(net, threads or cpu_threads(live, backend))
 
@@ -231,18 +208,23 @@ class Sharpener:
                  threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
         self.strength = _check_strength(strength)
         check_precision(precision)
-        # The CPU runtimes imply the CPU; "auto" must not pick a GPU they cannot use.
-        self.device = resolve_device("cpu" if device == "auto" and backend in RUNNERS else device)
-        self.net, self.name = open_model(model)
+        self.net, self.graph, self.name = find_model(model)
+        # The CPU runtimes imply the CPU, and so does a model that is only a graph (or none):
+        # "auto" must not pick a GPU they cannot use, nor import torch to look for one.
+        self.device = pick_device(device, cpu_only=backend in RUNNERS or self.net is None)
         self.cfg = None if self.net is None else self.net.cfg
-        self.runner = make_runner(self.net, self.device, backend, precision, threads, live)
-        self.backend = "none" if self.net is None else self.runner.name
+        self.runner = make_runner(self.net, self.device, backend, precision, threads, live, graph=self.graph)
+        self.backend = "none" if self.net is None and self.graph is None else self.runner.name
         self.precision = self.runner.precision
 
     @property
     def macs_per_pixel(self) -> float:
         """Multiply-accumulates per output pixel (0 for the classical baseline)."""
-        return 0.0 if self.cfg is None else count_macs(Student(self.cfg), 64, 64) / (64 * 64)
+        if self.cfg is None:
+            return 0.0 if self.graph is None else self.graph.macs_per_pixel
+        from .model import Student, count_macs
+
+        return count_macs(Student(self.cfg), 64, 64) / (64 * 64)
 
     def sharpen(self, rgb: np.ndarray, strength: float | None = None) -> np.ndarray:
         """One frame: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB."""
@@ -329,14 +311,17 @@ def export_model(model: str | Path | Student, out: str | Path, fmt: str = "onnx"
     uint8 RGB frames, with the conversions inside the graph.
     """
     from .io import check_output
-    from .runtimes import FORMATS, export_onnx, export_openvino
+    from .runtimes import FORMATS
 
     if fmt not in FORMATS:
         raise LivesharpError(f"--format {fmt}: use {' or '.join(FORMATS)}")
+    if str(model) in BASELINES:
+        raise ModelError(f"--model {model}: a classical baseline has no network to export; pass tiny, small or a checkpoint")
+    require_torch("livesharp export")
+    from .export import export_onnx, export_openvino
+
     out = Path(out)
     net, _ = open_model(model)
-    if net is None:
-        raise ModelError(f"--model {model}: a classical baseline has no network to export; pass tiny, small or a checkpoint")
     src = Path(model) if isinstance(model, (str, Path)) and Path(model).exists() else out.with_suffix(".src")
     check_output(src, out, overwrite, (".onnx",) if fmt == "onnx" else (".xml",))
     if fmt == "onnx":

@@ -5,3 +5,7 @@ class LivesharpError(Exception):
     """Bad input or environment. The CLI prints ``error: <message>`` and exits non-zero, no traceback."""
 
     exit_code = 1
+
+
+class ModelError(LivesharpError, ValueError):
+    """A model name, checkpoint or graph that cannot be used."""

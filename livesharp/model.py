@@ -18,12 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import LivesharpError
+from .errors import ModelError  # defined in errors, so the engine can name it without importing torch
 from .files import atomic_output
-
-
-class ModelError(LivesharpError, ValueError):
-    """A model name or checkpoint that cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -28,7 +28,9 @@ from .engine import Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
-from .model import Student
+
+if TYPE_CHECKING:
+    from .model import Student  # only named in annotations: importing it would import torch
 
 log = logging.getLogger("livesharp")
 

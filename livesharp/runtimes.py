@@ -1,16 +1,19 @@
 """Inference runtimes beyond torch: ONNX Runtime and OpenVINO, and the exported graphs they run.
 
 On a laptop CPU the runtime matters as much as the network: the same student runs faster under
-OpenVINO or ONNX Runtime than under torch eager (numbers in benchmarks/README.md). Both are
-optional extras; ``auto`` uses the best one installed and falls back to torch.
+OpenVINO or ONNX Runtime than under torch eager (numbers in benchmarks/README.md). OpenVINO is
+in the base install; ``auto`` uses the best runtime installed and falls back to torch.
 
-The graphs the runtimes load are exported once per model and cached, keyed by a hash of the
-weights and architecture, so only the first run with a new checkpoint pays for the export. Two
-first runs at once export it once (the second waits for the first, then finds it), and a cache
-folder that cannot be written (a read-only home) is replaced, with one warning, by a temporary
-one for the process.
-The cached graphs take uint8 RGB frames (N, H, W, 3) and return the same: the conversion to
-float and back runs inside the runtime, fused with the network, instead of in numpy.
+Nothing here imports torch: the graphs take uint8 RGB frames (N, H, W, 3) and return the same
+(the conversion to float and back runs inside the runtime, fused with the network), and each
+describes itself in its metadata (``read_graph``), so a base install runs the graph shipped
+in ``livesharp/weights/`` with no torch at all. A checkpoint of one's own is exported once
+(``livesharp.export``, which needs torch) and cached, keyed by a hash of the weights and
+architecture, so only the first run with a new checkpoint pays for the export. Two first runs
+at once export it once (the second waits for the first, then finds it), and a cache folder
+that cannot be written (a read-only home) is replaced, with one warning, by a temporary one for
+the process. ``model_digest``, ``export_onnx``, ``export_openvino`` and ``cached_graph`` are
+reached from here too, importing ``livesharp.export`` (and torch) on first use.
 """
 
 from __future__ import annotations
@@ -18,37 +21,36 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
-import hashlib
+import importlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
 import tempfile
-import warnings
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from .errors import LivesharpError
-from .files import atomic_output
-from .model import Student
 
 BACKENDS = ("torch", "onnx", "openvino")
 # auto: the fastest arithmetic the device does well (fp16 on CUDA, bf16 under OpenVINO on CPUs
 # with native bf16 such as Xeons with AMX); fp32: full precision everywhere.
 PRECISIONS = ("auto", "fp32")
 # The extra that installs each optional runtime, and the modules it needs: the runtime, and
-# onnx, which torch's exporter needs to write the graph the runtime loads.
+# onnx, which torch's exporter needs to write the graph the runtime loads (running a graph that
+# is already written, such as the shipped one, needs the runtime alone).
 EXTRAS = {"onnx": (("onnxruntime", "onnx"), "livesharp[onnx]"), "openvino": (("openvino", "onnx"), "livesharp[openvino]")}
+EXPORTER = "onnx"
+TORCH_EXTRA = 'pip install "livesharp[torch]"'
 FORMATS = ("onnx", "openvino")
 OPSET = 17
 # Part of the cache key: bump it when the exported graph's interface or contents change, so
 # graphs exported by an older livesharp are not loaded by a newer one.
 GRAPH_VERSION = 2
+# The ONNX metadata_props an exported graph describes itself with (livesharp.export.graph_metadata).
+META = {k: f"livesharp_{k}" for k in ("digest", "graph_version", "multiple", "macs_per_pixel", "io", "variant", "name")}
 
 log = logging.getLogger("livesharp")
 
@@ -58,42 +60,138 @@ except ImportError:  # pragma: no cover - Windows: see _exclusive
     fcntl = None
 
 
-def installed(backend: str) -> bool:
-    """Whether a backend's runtime can be imported here (torch always can)."""
+def _needed(backend: str, export: bool) -> tuple[str, ...]:
+    runtime, exporter = EXTRAS[backend][0]
+    return (runtime, exporter) if export else (runtime,)
+
+
+def installed(backend: str, export: bool = True) -> bool:
+    """Whether ``backend`` can run here: torch importable, or a runtime and (``export``: the
+    model is a checkpoint, not yet a graph) the ``onnx`` package torch exports with."""
     if backend == "torch":
-        return True
-    return all(importlib.util.find_spec(m) is not None for m in EXTRAS[backend][0])
+        return importlib.util.find_spec("torch") is not None
+    return all(importlib.util.find_spec(m) is not None for m in _needed(backend, export))
 
 
-def choose_backend(requested: str, device: torch.device) -> str:
+def require_torch(what: str) -> None:
+    """Raise the one line that says ``what`` needs the ``torch`` extra, unless torch is here."""
+    if not installed("torch"):
+        raise LivesharpError(f"{what} needs torch: {TORCH_EXTRA}")
+
+
+def device_type(device) -> str:
+    """``cpu`` or ``cuda`` for a torch.device or a name such as ``cuda:1``.
+
+    >>> device_type("cuda:1")
+    'cuda'
+    """
+    return device.split(":")[0] if isinstance(device, str) else device.type
+
+
+def choose_backend(requested: str, device, export: bool = True) -> str:
     """``auto``: torch on CUDA; on the CPU OpenVINO, else ONNX Runtime, else torch.
 
+    ``device``: a torch.device or a name (``cpu``, ``cuda:0``). ``export``: the model is a
+    checkpoint that has to be exported before a runtime can run it (False for a graph, such
+    as the shipped one, which needs no ``onnx`` package and no torch).
     An explicitly requested runtime that is missing is an error naming the extra to install,
     never a silent fallback: a user who asked for OpenVINO should know they are not getting it.
     """
+    kind = device_type(device)
     if requested == "auto":
-        if device.type == "cuda":
+        if kind == "cuda":
             return "torch"
-        return next(b for b in ("openvino", "onnx", "torch") if installed(b))
+        found = next((b for b in ("openvino", "onnx", "torch") if installed(b, export)), None)
+        if found is None:
+            raise LivesharpError('no CPU runtime is installed: pip install openvino (or "livesharp[onnx]", or "livesharp[torch]")')
+        return found
     if requested not in BACKENDS:
         raise LivesharpError(f"--backend {requested}: unknown backend; use auto, {', '.join(BACKENDS)}")
-    if requested != "torch":
-        if device.type != "cpu":
-            raise LivesharpError(f"--backend {requested} runs on the CPU; use --device cpu, or --backend torch for {device.type}")
-        if not installed(requested):
-            modules, extra = EXTRAS[requested]
-            missing = " and ".join(m for m in modules if importlib.util.find_spec(m) is None)
+    if requested == "torch":
+        require_torch("--backend torch")
+    else:
+        if kind != "cpu":
+            raise LivesharpError(f"--backend {requested} runs on the CPU; use --device cpu, or --backend torch for {kind}")
+        if not installed(requested, export):
+            _, extra = EXTRAS[requested]
+            missing = " and ".join(m for m in _needed(requested, export) if importlib.util.find_spec(m) is None)
             raise LivesharpError(f"--backend {requested}: {missing} not installed; pip install \"{extra}\", or use --backend auto")
     return requested
 
 
-def model_digest(net: Student) -> str:
-    """A short hash of a student's architecture and weights: the key of its exported graphs."""
-    h = hashlib.sha256(json.dumps(asdict(net.cfg), sort_keys=True).encode())
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+@dataclass(frozen=True)
+class GraphInfo:
+    """A uint8-frame graph and what its metadata says: enough to run it without torch."""
+
+    path: Path
+    digest: str  # livesharp.export.model_digest of the weights it was exported from
+    multiple: int  # sides are reflect-padded to this multiple: smaller frames are edge-padded to it first
+    macs_per_pixel: float
+    variant: str  # the architecture (VARIANTS); the shipped tiny is a conv32
+    name: str
+
+
+def _varint(buf, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf):
+    """(field number, value) of one protobuf message's top level: ints for varints, else bytes."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            value, i = buf[i:i + n], i + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            value, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        yield key >> 3, value
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, read from the protobuf itself (ModelProto field 14).
+
+    The base install has a runtime but not the ``onnx`` package; a dozen lines of wire format
+    read the few strings the graph describes itself with, skipping the weights unparsed.
+    """
+    data = memoryview(Path(path).read_bytes())
+    props = {}
+    try:
+        for field, value in _fields(data):
+            if field == 14:  # StringStringEntryProto: key = 1, value = 2
+                entry = {k: bytes(v).decode() for k, v in _fields(value) if k in (1, 2)}
+                props[entry.get(1, "")] = entry.get(2, "")
+    except (IndexError, ValueError, UnicodeDecodeError, TypeError):
+        raise LivesharpError(f"{path}: not an ONNX file") from None
+    return props
+
+
+def read_graph(path: str | Path) -> GraphInfo:
+    """A livesharp uint8-frame graph (``livesharp export MODEL X.onnx --io uint8``) and its metadata."""
+    path = Path(path)
+    meta = onnx_metadata(path)
+    fix = f"export one with: livesharp export MODEL {path.name} --io uint8"
+    if META["digest"] not in meta:
+        raise LivesharpError(f"{path}: not a graph livesharp exported (no {META['digest']} in its metadata); {fix}")
+    if meta.get(META["io"]) != "uint8":
+        raise LivesharpError(f"{path}: a {meta.get(META['io'], 'float')} graph; livesharp runs uint8-frame graphs: {fix}")
+    if meta.get(META["graph_version"]) != str(GRAPH_VERSION):
+        raise LivesharpError(f"{path}: graph version {meta.get(META['graph_version'])}, this livesharp runs {GRAPH_VERSION}; {fix}")
+    return GraphInfo(path, meta[META["digest"]], int(meta[META["multiple"]]), float(meta.get(META["macs_per_pixel"], 0)),
+                     meta.get(META["variant"], "custom"), meta.get(META["name"], path.stem))
 
 
 def _configured_cache() -> Path:
@@ -161,90 +259,6 @@ def _exclusive(folder: Path):
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-class Uint8Frames(nn.Module):
-    """The student with frame I/O: uint8 RGB (N, H, W, 3) in, uint8 RGB (N, H, W, 3) out.
-
-    ``strength`` (a float32 of shape (1,)) blends input and output before rounding, exactly as
-    the torch path does: 0 is the input, 1 the model, 2 doubles the detail it adds.
-    """
-
-    def __init__(self, net: Student):
-        super().__init__()
-        self.net = net
-
-    def forward(self, frames, strength):
-        x = frames.permute(0, 3, 1, 2).float() / 255
-        y = torch.lerp(x, self.net(x), strength).clamp(0, 1) * 255
-        return y.round().to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def export_onnx(net: Student, path: str | Path, io: str = "float") -> Path:
-    """Write ``net`` as an ONNX graph with dynamic batch, height and width (atomically).
-
-    ``io="float"``: input and output (N, 3, H, W) float32 RGB in [0, 1], like the torch model.
-    ``io="uint8"``: (N, H, W, 3) uint8 RGB frames in and out, conversions inside the graph, and
-    a second input ``strength`` (float32, shape (1,): 1 is the model, see ``Uint8Frames``).
-    Sides must be at least ``net.cfg.multiple`` pixels (the graph reflect-pads to that multiple).
-    """
-    if io not in ("float", "uint8"):
-        raise LivesharpError(f"--io {io}: use float or uint8")
-    path = Path(path)
-    net = net.eval().cpu()
-    # Trace at a size that needs padding on both sides, so the padding ops are in the graph.
-    m = net.cfg.multiple
-    h, w = 2 * m + 3, 3 * m + 5
-    if io == "float":
-        module, axes, names = net, {0: "batch", 2: "height", 3: "width"}, ["input"]
-        example = (torch.rand(1, 3, h, w),)
-    else:
-        module, axes, names = Uint8Frames(net), {0: "batch", 1: "height", 2: "width"}, ["input", "strength"]
-        example = (torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8), torch.ones(1))
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and deprecation chatter; the parity tests are the check
-        torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["output"],
-                          dynamic_axes={"input": axes, "output": axes}, opset_version=OPSET, dynamo=False)
-    return path
-
-
-def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
-    """Write ``net`` as OpenVINO IR: ``path`` (.xml) and the weights beside it (.bin)."""
-    if not installed("openvino"):
-        raise LivesharpError('--format openvino: openvino is not installed; pip install "livesharp[openvino]"')
-    import openvino as ov
-
-    path = Path(path)
-    if path.suffix != ".xml":
-        raise LivesharpError(f"{path}: OpenVINO IR is written as NAME.xml (+ NAME.bin); give a path ending in .xml")
-    with tempfile.TemporaryDirectory() as d:
-        onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
-        model = ov.convert_model(str(onnx_path))
-        # OpenVINO writes the weights beside the .xml under its stem: the .bin moves with it.
-        with atomic_output(path, companions=(".bin",)) as tmp:
-            # Full precision: the IR's weights are the checkpoint's, not rounded to fp16.
-            ov.save_model(model, str(tmp), compress_to_fp16=False)
-    return path
-
-
-def cached_graph(net: Student) -> Path:
-    """The uint8-frame ONNX graph of ``net`` in the cache, exported on first use.
-
-    A graph already in the cache is used even where the folder is read-only; only an export
-    needs it writable (else a temporary cache, see ``writable_cache_dir``).
-    """
-    name = f"student-{model_digest(net)}-uint8-g{GRAPH_VERSION}.onnx"
-    if (cache_dir() / name).is_file():
-        return cache_dir() / name
-    folder = writable_cache_dir()
-    path = folder / name
-    try:
-        with _exclusive(folder):
-            if not path.is_file():  # another process may have exported it while this one waited
-                export_onnx(net, path, io="uint8")
-    except OSError as e:
-        raise LivesharpError(f"cannot write the exported model to {folder} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
-    return path
 
 
 class Runner(abc.ABC):
@@ -398,6 +412,16 @@ class OpenVinoRunner(GraphRunner):
 
 
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
+# Reached from here as before, but they need torch: livesharp.export is imported on first use.
+_EXPORT = ("model_digest", "export_onnx", "export_openvino", "cached_graph", "Uint8Frames")
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "choose_backend", "model_digest", "cache_dir", "writable_cache_dir", "export_onnx", "export_openvino", "cached_graph", "Runner", "GraphRunner", "OnnxRunner", "OpenVinoRunner"]
+def __getattr__(name: str):
+    if name in _EXPORT:
+        return getattr(importlib.import_module(".export", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "require_torch", "device_type",
+           "choose_backend", "GraphInfo", "onnx_metadata", "read_graph", "cache_dir", "writable_cache_dir", "Runner", "GraphRunner",
+           "OnnxRunner", "OpenVinoRunner"]

@@ -281,16 +281,16 @@ import hashlib, pathlib, sys, time
 import livesharp.settings
 livesharp.settings.apply_thread_policy()
 import numpy as np
-from livesharp import runtimes
+from livesharp import export, runtimes
 from livesharp.engine import Sharpener
 from livesharp.model import load_student
 ckpt, ready, go, backend, exports = sys.argv[1:]
-real_export = runtimes.export_onnx
+real_export = export.export_onnx
 def export_onnx(*args, **kwargs):  # a spy: the real export, and a line saying it ran
     with open(exports, "a") as f:
         f.write("exported\\n")
     return real_export(*args, **kwargs)
-runtimes.export_onnx = export_onnx
+export.export_onnx = export_onnx
 net = load_student(ckpt)
 pathlib.Path(ready).touch()
 while not pathlib.Path(go).exists():

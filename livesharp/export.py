@@ -1,0 +1,147 @@
+"""From a torch student to the graphs the CPU runtimes load: export, its metadata, and the cache.
+
+This is the one module of the graph side that needs torch (and the ``onnx`` package, which
+torch's exporter writes with): running a graph does not (``runtimes.py``), so a base install,
+which has no torch, runs the graph shipped in ``livesharp/weights/`` and never comes here.
+
+Every exported graph describes itself in its ONNX ``metadata_props`` (``graph_metadata``): the
+digest of the weights it holds, the graph version, the side multiple it pads to, its cost and
+its variant. That is all a runtime needs to run it without the checkpoint, and what tells a
+stale shipped graph from a current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import LivesharpError
+from .files import atomic_output
+from .model import VARIANTS, Student, count_macs
+from .runtimes import GRAPH_VERSION, META, OPSET, _exclusive, cache_dir, installed, writable_cache_dir
+
+
+def model_digest(net: Student) -> str:
+    """A short hash of a student's architecture and weights: the key of its exported graphs."""
+    h = hashlib.sha256(json.dumps(asdict(net.cfg), sort_keys=True).encode())
+    for name, t in net.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def variant_of(net: Student) -> str:
+    """The name in ``VARIANTS`` of ``net``'s architecture, or ``custom``."""
+    return next((k for k, cfg in VARIANTS.items() if cfg == net.cfg), "custom")
+
+
+def graph_metadata(net: Student, io: str, name: str = "") -> dict[str, str]:
+    """The ``metadata_props`` of ``net``'s exported graph (keys in ``runtimes.META``).
+
+    ``name`` is the model's name as users pass it (``tiny``); ``variant`` its architecture
+    (the shipped ``tiny`` is a ``conv32``).
+    """
+    macs = count_macs(Student(net.cfg), 64, 64) / (64 * 64)
+    values = {"digest": model_digest(net), "graph_version": GRAPH_VERSION, "multiple": net.cfg.multiple,
+              "macs_per_pixel": f"{macs:.1f}", "io": io, "variant": variant_of(net), "name": name or variant_of(net)}
+    return {META[k]: str(v) for k, v in values.items()}
+
+
+class Uint8Frames(nn.Module):
+    """The student with frame I/O: uint8 RGB (N, H, W, 3) in, uint8 RGB (N, H, W, 3) out.
+
+    ``strength`` (a float32 of shape (1,)) blends input and output before rounding, exactly as
+    the torch path does: 0 is the input, 1 the model, 2 doubles the detail it adds.
+    """
+
+    def __init__(self, net: Student):
+        super().__init__()
+        self.net = net
+
+    def forward(self, frames, strength):
+        x = frames.permute(0, 3, 1, 2).float() / 255
+        y = torch.lerp(x, self.net(x), strength).clamp(0, 1) * 255
+        return y.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def export_onnx(net: Student, path: str | Path, io: str = "float", name: str = "") -> Path:
+    """Write ``net`` as an ONNX graph with dynamic batch, height and width (atomically).
+
+    ``io="float"``: input and output (N, 3, H, W) float32 RGB in [0, 1], like the torch model.
+    ``io="uint8"``: (N, H, W, 3) uint8 RGB frames in and out, conversions inside the graph, and
+    a second input ``strength`` (float32, shape (1,): 1 is the model, see ``Uint8Frames``).
+    Sides must be at least ``net.cfg.multiple`` pixels (the graph reflect-pads to that multiple).
+    The graph carries ``graph_metadata(net, io, name)``, so ``--model PATH.onnx`` can run it.
+    """
+    import onnx
+
+    if io not in ("float", "uint8"):
+        raise LivesharpError(f"--io {io}: use float or uint8")
+    path = Path(path)
+    net = net.eval().cpu()
+    # Trace at a size that needs padding on both sides, so the padding ops are in the graph.
+    m = net.cfg.multiple
+    h, w = 2 * m + 3, 3 * m + 5
+    if io == "float":
+        module, axes, names = net, {0: "batch", 2: "height", 3: "width"}, ["input"]
+        example = (torch.rand(1, 3, h, w),)
+    else:
+        module, axes, names = Uint8Frames(net), {0: "batch", 1: "height", 2: "width"}, ["input", "strength"]
+        example = (torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8), torch.ones(1))
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter; the parity tests are the check
+        torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["output"],
+                          dynamic_axes={"input": axes, "output": axes}, opset_version=OPSET, dynamo=False)
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, graph_metadata(net, io, name))
+        onnx.save(graph, str(tmp))
+    return path
+
+
+def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
+    """Write ``net`` as OpenVINO IR: ``path`` (.xml) and the weights beside it (.bin)."""
+    if not installed("openvino", export=False):
+        raise LivesharpError('--format openvino: openvino is not installed; pip install "livesharp[openvino]"')
+    import openvino as ov
+
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise LivesharpError(f"{path}: OpenVINO IR is written as NAME.xml (+ NAME.bin); give a path ending in .xml")
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
+        model = ov.convert_model(str(onnx_path))
+        # OpenVINO writes the weights beside the .xml under its stem: the .bin moves with it.
+        with atomic_output(path, companions=(".bin",)) as tmp:
+            # Full precision: the IR's weights are the checkpoint's, not rounded to fp16.
+            ov.save_model(model, str(tmp), compress_to_fp16=False)
+    return path
+
+
+def cached_graph(net: Student) -> Path:
+    """The uint8-frame ONNX graph of ``net`` in the cache, exported on first use.
+
+    A graph already in the cache is used even where the folder is read-only; only an export
+    needs it writable (else a temporary cache, see ``writable_cache_dir``).
+    """
+    name = f"student-{model_digest(net)}-uint8-g{GRAPH_VERSION}.onnx"
+    if (cache_dir() / name).is_file():
+        return cache_dir() / name
+    folder = writable_cache_dir()
+    path = folder / name
+    try:
+        with _exclusive(folder):
+            if not path.is_file():  # another process may have exported it while this one waited
+                export_onnx(net, path, io="uint8")
+    except OSError as e:
+        raise LivesharpError(f"cannot write the exported model to {folder} ({e.strerror}); set LIVESHARP_CACHE to a writable folder") from None
+    return path
+
+
+__all__ = ["model_digest", "variant_of", "graph_metadata", "Uint8Frames", "export_onnx", "export_openvino", "cached_graph"]
