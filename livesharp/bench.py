@@ -126,6 +126,17 @@ def run_bench(
         "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if device_type(dev) == "cuda" else None,
         "model": str(model), "precision": precision, "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
     }
+    # int8 exists only as OpenVINO graphs: ONNX Runtime is left out (and said so); torch stays
+    # as the speed-up ratios' reference at its own precision.
+    runnable = [b for b in backends if precision != "int8" or b != "onnx"]
+    if len(runnable) < len(backends):
+        log("--precision int8 runs under OpenVINO only: leaving out onnx")
+    if "openvino" not in runnable and precision == "int8":
+        raise LivesharpError("--precision int8 runs under OpenVINO only; add --backend openvino")
+
+    def precision_of(b: str) -> str:
+        return "auto" if precision == "int8" and b == "torch" else precision
+
     with tempfile.TemporaryDirectory(prefix="livesharp-bench-") as tmp:
         tmp = Path(tmp)
         for w, h in sizes:
@@ -133,7 +144,7 @@ def run_bench(
             log(f"{key}: making a {frames}-frame clip")
             clip = tmp / f"{key}.mp4"
             rgb = make_clip(clip, (w, h), frames)
-            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision) for b in backends}
+            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision_of(b)) for b in runnable}
             try:
                 size_res = _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key)
             finally:

@@ -35,12 +35,14 @@ class _WarningLine(logging.Handler):
         click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
 
 
-PRECISION_HELP = ("auto: fp16 on CUDA, bf16 under OpenVINO on CPUs that compute it natively (e.g. Xeons with AMX), else fp32. "
-                  "fp32: full precision everywhere, a little slower.")
+PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU under OpenVINO int8 where the CPU has int8 dot products (VNNI, AMX) "
+                  "and the model ships int8 weights that passed its quality check (the default tiny does), else bf16 "
+                  "where the CPU computes it natively, else fp32. fp32: full precision everywhere, slower. "
+                  "int8: OpenVINO's int8, or an error saying why not.")
 
 
 def precision_option(f):
-    return click.option("--precision", type=click.Choice(["auto", "fp32"]), default="auto", show_default=True, help=PRECISION_HELP)(f)
+    return click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True, help=PRECISION_HELP)(f)
 
 
 def backend_option(f):

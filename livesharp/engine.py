@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ops
 from .errors import LivesharpError, ModelError
-from .runtimes import RUNNERS, GraphInfo, Runner, check_precision, choose_backend, device_type, installed, read_graph, require_torch
+from .runtimes import RUNNERS, GraphInfo, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, read_graph, require_torch
 from .settings import DEFAULT_MODEL, cpu_threads, shipped_graph, shipped_weights
 
 if TYPE_CHECKING:
@@ -160,6 +160,8 @@ def make_runner(net: Student | None, device: str | torch.device = "cpu", backend
     if net is None and graph is None:
         return UnsharpRunner()
     backend = choose_backend(backend, device, export=graph is None)
+    if precision == "int8" and backend != "openvino":
+        raise int8_unavailable("CUDA" if device_type(device) == "cuda" else backend)
     if backend in RUNNERS:
         if graph is not None:
             path, multiple = graph.path, graph.multiple
@@ -195,9 +197,11 @@ class Sharpener:
             apply while a batch is computed (``torch_threads``), not for the Sharpener's life.
         live: a live source (batch 1 beside a capture thread that must not stall): picks the
             default thread count for that, see ``cpu_threads``.
-        precision: ``"auto"``: fp16 on CUDA, bf16 under OpenVINO on CPUs with native bf16, else
-            fp32; ``"fp32"``: full precision everywhere (the same pictures as torch fp32 on the
-            CPU to within one grey level). ``self.precision`` says what was chosen.
+        precision: ``"auto"``: fp16 on CUDA; under OpenVINO int8 where the CPU has int8 dot
+            products and the model ships a checked int8 graph (``livesharp.int8``), else bf16
+            on CPUs with native bf16, else fp32; ``"fp32"``: full precision everywhere (the same
+            pictures as torch fp32 on the CPU to within one grey level); ``"int8"``: OpenVINO's
+            int8 or a ``LivesharpError``. ``self.precision`` says what was chosen.
 
     >>> s = Sharpener(model="unsharp", device="cpu")
     >>> s.sharpen(np.zeros((5, 7, 3), np.uint8)).shape

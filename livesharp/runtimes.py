@@ -32,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import int8
 from .errors import LivesharpError
 
 BACKENDS = ("torch", "onnx", "openvino")
-# auto: the fastest arithmetic the device does well (fp16 on CUDA, bf16 under OpenVINO on CPUs
-# with native bf16 such as Xeons with AMX); fp32: full precision everywhere.
-PRECISIONS = ("auto", "fp32")
+# auto: the fastest arithmetic the device does well and the model was checked in (fp16 on CUDA;
+# under OpenVINO int8 where the CPU has VNNI/AMX-INT8 and the model ships a checked int8 graph,
+# else bf16 where native); fp32: full precision everywhere; int8: OpenVINO's int8 or an error.
+PRECISIONS = ("auto", "fp32", "int8")
 # The extra that installs each optional runtime, and the modules it needs: the runtime, and
 # onnx, which torch's exporter needs to write the graph the runtime loads (running a graph that
 # is already written, such as the shipped one, needs the runtime alone).
@@ -352,20 +354,12 @@ class OnnxRunner(GraphRunner):
 
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise LivesharpError(f"--precision {precision}: use {' or '.join(PRECISIONS)}")
+        raise LivesharpError(f"--precision {precision}: use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
 
 
-def openvino_precision(core, precision: str) -> str:
-    """What ``precision`` (``auto`` or ``fp32``) means under OpenVINO on this CPU: bf16 or fp32.
-
-    ``auto`` takes bf16 where the CPU computes it natively: on a 2-core Xeon with AMX that ran
-    the tiny student at 720p 1.23x faster than f32 (benchmarks/README.md), within two grey
-    levels of it. Elsewhere bf16 would be emulated, so fp32.
-    """
-    check_precision(precision)
-    if precision == "auto" and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        return "bf16"
-    return "fp32"
+def int8_unavailable(backend: str) -> LivesharpError:
+    """The one line for ``--precision int8`` where only OpenVINO's int8 graphs exist."""
+    return LivesharpError(f"--precision int8 runs under OpenVINO on the CPU, not {backend}; use --backend openvino, or --precision auto")
 
 
 class OpenVinoRunner(GraphRunner):
@@ -374,7 +368,7 @@ class OpenVinoRunner(GraphRunner):
     A graph compiled for one static shape ran twice as fast as the dynamic one (1280x720 on 2
     cores: 22.5 vs 11.3 FPS), and a video has one frame size, so each (batch, height, width)
     is compiled on first sight (about a second; OpenVINO's cache makes later starts quicker).
-    Precision is set explicitly (see ``openvino_precision``) rather than left to OpenVINO, so
+    Precision is set explicitly (see ``int8.choose_precision``) rather than left to OpenVINO, so
     ``fp32`` really is f32 on every CPU.
     """
 
@@ -387,9 +381,14 @@ class OpenVinoRunner(GraphRunner):
         self.core = ov.Core()
         # Compiled blobs go beside the graphs; a read-only cache gets the temporary stand-in.
         self.core.set_property({"CACHE_DIR": str(writable_cache_dir() / "openvino")})
-        self.graph = str(graph)
-        self.precision = openvino_precision(self.core, precision)
-        hint = {"fp32": "f32", "bf16": "bf16"}[self.precision]  # OpenVINO's names for them
+        # The shipped model may come with an int8 graph beside its float one; it is taken only
+        # when it passed its quality check and the CPU has int8 dot products (livesharp.int8).
+        check_precision(precision)
+        caps = None if precision == "fp32" else int8.cpu_capabilities()
+        quantized = None if precision == "fp32" else int8.int8_graph(graph)
+        self.precision = int8.choose_precision(precision, caps, has_int8_graph=quantized is not None)
+        self.graph = str(quantized if self.precision == "int8" else graph)
+        hint = int8.openvino_hint(self.precision, caps)
         self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         self.requests: dict[tuple[int, ...], object] = {}
         self.min_side = min_side
@@ -422,6 +421,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "openvino_precision", "installed", "require_torch", "device_type",
+__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "int8_unavailable", "installed", "require_torch", "device_type",
            "choose_backend", "GraphInfo", "onnx_metadata", "read_graph", "cache_dir", "writable_cache_dir", "Runner", "GraphRunner",
            "OnnxRunner", "OpenVinoRunner"]

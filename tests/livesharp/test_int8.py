@@ -165,3 +165,56 @@ def test_int8_output_is_within_tolerance_of_fp32_on_a_real_frame(graphs):
     diff = np.abs(exact - fast)
     assert fast.shape == x.shape
     assert diff.mean() <= INT8_MEAN_TOLERANCE and np.percentile(diff, 99) <= INT8_P99_TOLERANCE, (diff.mean(), np.percentile(diff, 99))
+
+
+# --- the OpenVINO runner: what it runs for each --precision --------------------------------
+
+
+@pytest.fixture
+def shipped_pair(graphs, tmp_path):
+    """A float graph with a checked int8 graph beside it, as livesharp/weights/ ships them."""
+    _, tagged = graphs
+    graph = tmp_path / "livesharp-x.onnx"
+    graph.write_bytes(tagged.read_bytes())
+    return graph, fake_int8(graph, "0123456789abcdef")
+
+
+@pytest.mark.parametrize("caps, requested, expected", [(ZEN5, "auto", "int8"), (ZEN5, "int8", "int8"), (ZEN5, "fp32", "fp32"),
+                                                       (HASWELL, "auto", "fp32"), (SAPPHIRE_RAPIDS, "auto", "int8")])
+def test_the_openvino_runner_runs_the_int8_graph_only_where_chosen(shipped_pair, monkeypatch, caps, requested, expected):
+    graph, xml = shipped_pair
+    monkeypatch.setattr(int8, "cpu_capabilities", lambda: {c.lower() for c in caps})
+    r = runtimes.OpenVinoRunner(graph, threads=1, precision=requested)
+    assert r.precision == expected
+    assert Path(r.graph) == (xml if expected == "int8" else graph)
+    want = "bf16" if expected == "int8" and "BF16" in caps else "f32"
+    assert r.config["INFERENCE_PRECISION_HINT"] == want
+    out = r.run(np.zeros((1, 32, 48, 3), np.uint8))
+    assert out.shape == (1, 32, 48, 3) and out.dtype == np.uint8
+
+
+def test_explicit_int8_where_the_runner_cannot_is_one_line(graphs, tmp_path, monkeypatch):
+    _, tagged = graphs
+    graph = tmp_path / "alone.onnx"
+    graph.write_bytes(tagged.read_bytes())
+    monkeypatch.setattr(int8, "cpu_capabilities", lambda: {c.lower() for c in ZEN5})
+    with pytest.raises(LivesharpError, match="this model ships no int8 weights that passed the quality check"):
+        runtimes.OpenVinoRunner(graph, threads=1, precision="int8")
+    from livesharp.engine import make_runner
+
+    info = runtimes.GraphInfo(graph, "0123456789abcdef", 4, 0.0, "tiny", "alone")
+    with pytest.raises(LivesharpError, match=r"^--precision int8 runs under OpenVINO on the CPU, not onnx; use --backend openvino"):
+        make_runner(None, "cpu", backend="onnx", precision="int8", graph=info)
+
+
+def test_cli_int8_under_onnx_runtime_is_one_error_line(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from livesharp.cli import cli
+
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.full((32, 48, 3), 128, np.uint8))
+    r = CliRunner().invoke(cli, ["image", str(src), str(tmp_path / "out.png"), "--backend", "onnx", "--precision", "int8"])
+    assert r.exit_code != 0 and not (tmp_path / "out.png").exists()
+    assert r.output.strip() == "error: --precision int8 runs under OpenVINO on the CPU, not onnx; use --backend openvino, or --precision auto"

@@ -97,44 +97,31 @@ def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_stude
     assert np.abs(one.astype(int) - got[1]).max() <= 1  # batch size changes kernels, not results
 
 
-class FakeCore:
-    def __init__(self, caps):
-        self.caps = caps
-
-    def get_property(self, device, name):
-        assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
-        return self.caps
-
-
-def test_openvino_auto_precision_is_bf16_only_where_the_cpu_has_it():
-    assert runtimes.openvino_precision(FakeCore(["BF16", "FP32", "INT8"]), "auto") == "bf16"
-    assert runtimes.openvino_precision(FakeCore(["FP32", "INT8"]), "auto") == "fp32"  # no native bf16: never emulate it
-    assert runtimes.openvino_precision(FakeCore(["BF16", "FP32"]), "fp32") == "fp32"
-    with pytest.raises(LivesharpError, match=r"--precision fp8: use auto or fp32"):
-        runtimes.openvino_precision(FakeCore([]), "fp8")
-
-
-def test_auto_precision_stays_within_two_grey_levels_of_fp32(threads):
+def test_auto_precision_stays_close_to_fp32_on_the_shipped_model(threads):
     # The shipped model on a real frame of the packaged demo clip: what a user's picture gets.
     from livesharp.bench import DEMO_CLIP
     from livesharp.io import VideoReader
 
     frame = next(iter(VideoReader(DEMO_CLIP).frames())).rgb
     with Sharpener("tiny", device="cpu", backend="openvino", precision="fp32") as exact, Sharpener("tiny", device="cpu", backend="openvino") as fast:
-        if fast.precision != "bf16":
-            pytest.skip("this CPU has no native bf16: auto is fp32, the same as exact")
+        if fast.precision == "fp32":
+            pytest.skip("this CPU has neither native bf16 nor int8 dot products: auto is fp32, the same as exact")
         assert exact.precision == "fp32" and exact.runner.config["INFERENCE_PRECISION_HINT"] == "f32"
         a, b = exact.sharpen(frame).astype(int), fast.sharpen(frame).astype(int)
     # the model changes the picture (v2 leaves far more alone than v1: 0.21 grey levels on
     # average on this frame, against v1's > 0.5), so the comparison below is not trivial
     assert np.abs(a - frame).mean() > 0.1
-    assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.2
+    diff = np.abs(a - b)
+    if fast.precision == "bf16":
+        assert diff.max() <= 2 and diff.mean() < 0.2
+    else:  # int8: the tolerance of tests/livesharp/test_int8.py (its quality cost is on the model card)
+        assert fast.precision == "int8" and diff.mean() <= 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
 
 
 def test_torch_precision_is_fp32_on_the_cpu_and_bad_values_are_refused(random_student, threads):
     with Sharpener(random_student(), device="cpu", backend="torch") as s:
         assert s.precision == "fp32"
-    with pytest.raises(LivesharpError, match=r"--precision half: use auto or fp32"):
+    with pytest.raises(LivesharpError, match=r"--precision half: use auto, fp32 or int8"):
         Sharpener(random_student(), device="cpu", backend="torch", precision="half")
 
 
