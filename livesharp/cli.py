@@ -139,6 +139,18 @@ def image_cmd(input, output, side_by_side, model, strength, device, backend, pre
 
 
 
+def _check_stats(path: str) -> None:
+    """--stats must name a file that can be created: said at once, before the camera opens and
+    the model loads, not after."""
+    import tempfile
+    from pathlib import Path
+
+    try:  # os.access says yes to root everywhere; creating a file is the real test
+        tempfile.TemporaryFile(dir=Path(path).parent).close()
+    except OSError as e:
+        raise LivesharpError(f"--stats {path}: cannot write it ({e.strerror}); check the folder") from None
+
+
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = value.lower().split("x")
@@ -170,6 +182,8 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     """
     import signal
 
+    if stats is not None:
+        _check_stats(stats)  # before the heavy imports below
     from .live import run_live
 
     # SIGTERM (a service manager, `kill`) ends the session like Ctrl-C: threads stop, camera closes.

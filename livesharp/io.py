@@ -156,8 +156,10 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
     for a in info.audio:
         why = _cannot_hold(fmt, a)
         if why:
-            other = ".mkv" if suffix != ".mkv" else ".mov"
-            raise LivesharpError(f"audio codec {a.codec_context.name} cannot be copied into {suffix} ({why}); use a {other} output")
+            # Name a container that holds it: not the one refused, and not one that refuses it too.
+            fits = [other for other in (".mkv", ".mov", ".mp4") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], a)]
+            hint = f"use a {fits[0]} output" if fits else "convert the audio first (e.g. ffmpeg -i in -c:v copy -c:a aac fixed.mkv)"
+            raise LivesharpError(f"audio codec {a.codec_context.name} cannot be copied into {suffix} ({why}); {hint}")
     kept = []
     for sub in info.subtitles:
         if _cannot_hold(fmt, sub):
@@ -303,6 +305,10 @@ class VideoReader:
         for other in self.container.streams:
             # A stream the demuxer itself sets aside (MP4's chapter-title track) is not content.
             if other is v or other.type in ("audio", "subtitle") or other.discard >= 48:
+                continue
+            # MP4/MOV's timecode track: its start is the video's timecode tag, copied with the
+            # video's labels, from which the output's muxer writes it back (.mkv: as the tag).
+            if other.type == "data" and other.metadata.get("timecode") and other.metadata.get("timecode") == v.metadata.get("timecode"):
                 continue
             why = "livesharp writes one video stream, the first" if other.type == "video" else "it cannot be copied"
             self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))

@@ -421,17 +421,38 @@ def test_sigterm_and_sighup_stop_a_file_run_like_ctrl_c(tmp_path, make_video, si
     assert snapshot(tmp_path) == before
 
 
+WHAT_WAS_IMPORTED = ("import sys\nfrom livesharp.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
+                     "    print(e.code, 'torch' in sys.modules, 'cv2' in sys.modules)")
+
+
 @pytest.mark.parametrize("command, args, words", [
     ("file", ["missing.mp4", "out.mp4"], ["no such file"]),
     ("file", ["in.mp4", "out.avi"], ["unknown output type"]),
     ("image", ["in.png", "out.gif"], ["unknown output type"]),
-], ids=["missing-input", "bad-video-suffix", "bad-image-suffix"])
+    ("image", ["in.png", "results"], ["is a directory", "sharp_in.png"]),
+    ("cam", ["--camera", "in.mp4", "--stats", "nowhere/s.jsonl"], ["--stats nowhere/s.jsonl: cannot write it", "check the folder"]),
+    ("cam", ["--camera", "in.mp4", "--stats", "/proc/livesharp_s.jsonl"], ["--stats /proc/livesharp_s.jsonl: cannot write it"]),
+], ids=["missing-input", "bad-video-suffix", "bad-image-suffix", "image-output-is-a-directory", "cam-stats-missing-folder", "cam-stats-unwritable-folder"])
 def test_a_bad_path_is_refused_before_torch_is_imported(tmp_path, command, args, words):
     (tmp_path / "in.mp4").write_bytes(b"x")
     (tmp_path / "in.png").write_bytes(b"x")
-    code = ("import sys\nfrom livesharp.cli import cli\ntry:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n"
-            "    print(e.code, 'torch' in sys.modules, 'cv2' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code, command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    (tmp_path / "results").mkdir()
+    done = subprocess.run([sys.executable, "-c", WHAT_WAS_IMPORTED, command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["1", "False", "False"], (done.stdout, done.stderr)
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words), done.stderr
+    assert not Path("/proc/livesharp_s.jsonl").exists()
+
+
+@pytest.mark.parametrize("command, args, mentions", [
+    ("file", ["in.mp4", "out.mp4", "--strength", "3"], "--strength"),
+    ("file", ["in.mp4", "out.mp4", "--batch", "0"], "--batch"),
+    ("image", ["in.png", "out.png", "--device", "tpu"], "--device"),
+    ("cam", ["--fps", "0"], "--fps"),
+], ids=["file-strength", "file-batch", "image-device", "cam-fps"])
+def test_a_bad_argument_is_refused_before_torch_is_imported(tmp_path, command, args, mentions):
+    (tmp_path / "in.mp4").write_bytes(b"x")
+    (tmp_path / "in.png").write_bytes(b"x")
+    done = subprocess.run([sys.executable, "-c", WHAT_WAS_IMPORTED, command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False", "False"], (done.stdout, done.stderr)
+    assert mentions in done.stderr and "Traceback" not in done.stderr

@@ -375,6 +375,57 @@ def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path,
     assert [x[0] for x in b["audio"]] == ["eng", "fra"]
 
 
+def with_extra_track(src: Path, dst: Path, *, timecode: str | None = None, data: bool = False) -> Path:
+    """A copy of ``src`` with a timecode track (MP4/MOV's tmcd, made by the muxer from the video's
+    ``timecode`` tag) and/or a generic data track (bin_data packets)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        if timecode:
+            streams[i.streams.video[0].index].metadata["timecode"] = timecode
+        if data:
+            d = o.add_data_stream("bin_data")
+            d.time_base = Fraction(1, 1000)
+            for n in range(4):
+                q = av.Packet(bytes([n]) * 16)
+                q.pts = q.dts = n * 500
+                q.time_base, q.stream = Fraction(1, 1000), d
+                o.mux(q)
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            o.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_a_timecode_track_is_carried_not_reported_as_dropped(tmp_path, probe, livesharp_warnings, suffix):
+    src = with_extra_track(write_clip(tmp_path / "clip.mp4", frames=20), tmp_path / "tc.mov", timecode="01:00:00:00")
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "data"]  # the case is what it says: a tmcd track
+        start = c.streams.video[0].metadata["timecode"]
+    dst = tmp_path / f"out{suffix}"
+    run_file(src, dst)
+    assert livesharp_warnings == []  # nothing was lost, so nothing is said to be
+    with av.open(str(dst)) as c:
+        assert {k.lower(): v for k, v in c.streams.video[0].metadata.items()}.get("timecode") == start
+        if suffix != ".mkv":  # MP4 and MOV write it back as a timecode track; Matroska keeps it as the tag
+            assert [s.type for s in c.streams] == ["video", "audio", "data"]
+    assert len(probe(dst).frames) == 20
+
+
+def test_a_data_track_that_cannot_be_copied_is_named_in_one_warning_line(tmp_path, probe, livesharp_warnings):
+    src = with_extra_track(write_clip(tmp_path / "clip.mp4", frames=20), tmp_path / "data.mp4", data=True)
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "data"]
+    dst = tmp_path / "out.mp4"
+    run_file(src, dst)
+    assert len(livesharp_warnings) == 1, livesharp_warnings
+    assert livesharp_warnings[0].startswith("not copied: data stream 2 ("), livesharp_warnings
+    a, b = probe(src), probe(dst)
+    assert len(b.frames) == 20 and b.audio == a.audio  # the rest still comes across
+
+
 def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(tmp_path):
     src = tmp_path / "pcm.mkv"
     with av.open(str(src), "w") as o:
@@ -399,6 +450,36 @@ def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(t
         process_file(src, tmp_path / "out.mp4", sharpener=NeverCalled(), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm.mkv"]
     run_file(src, tmp_path / "out.mkv")  # where it fits, it is copied
+
+
+def write_ima_qt(path: Path) -> Path:
+    """A .mov with QuickTime IMA ADPCM audio: .mov holds it; neither .mkv nor .mp4 does."""
+    with av.open(str(path), "w") as o:
+        v = o.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+        a = o.add_stream("adpcm_ima_qt", rate=16000, layout="stereo")
+        for i in range(10):
+            o.mux(v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
+        for i in range(25):
+            af = av.AudioFrame.from_ndarray(np.zeros((2, 64), np.int16), format="s16p", layout="stereo")
+            af.sample_rate, af.pts = 16000, i * 64
+            o.mux(a.encode(af))
+        o.mux(v.encode(None))
+        o.mux(a.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_audio_the_output_cannot_hold_names_a_container_that_can(tmp_path, probe, suffix):
+    # Not "cannot be copied into .mkv (...); use a .mkv output", nor .mkv for audio .mkv cannot hold either.
+    src = write_ima_qt(tmp_path / "ima.mov")
+    with pytest.raises(LivesharpError) as e:
+        run_file(src, tmp_path / f"out{suffix}")
+    message = str(e.value)
+    assert f"audio codec adpcm_ima_qt cannot be copied into {suffix} (" in message and message.endswith("; use a .mov output"), message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ima.mov"]
+    run_file(src, tmp_path / "out.mov")  # the advice works
+    assert probe(tmp_path / "out.mov").audio == probe(src).audio
 
 
 # --- 11. messages: damage is placed on the video's own timeline ---------------------------
