@@ -51,7 +51,7 @@ def build_wheel(out: Path, tmp: Path) -> Path:
 
 
 @pytest.mark.wheel
-def test_the_wheel_installs_without_torch_and_sharpens_from_anywhere(tmp_path, video):
+def test_the_wheel_installs_without_torch_and_sharpens_from_anywhere(tmp_path, video_with_audio, probe):
     if importlib.util.find_spec("ensurepip") is None:
         pytest.skip("this Python cannot make a venv with pip (no ensurepip; on Debian: apt install python3-venv)")
     wheel = build_wheel(tmp_path / "dist", tmp_path)
@@ -83,8 +83,12 @@ def test_the_wheel_installs_without_torch_and_sharpens_from_anywhere(tmp_path, v
     cv2.imwrite(str(elsewhere / "in.png"), cv2.cvtColor(demo_frame()[:72, :96], cv2.COLOR_RGB2BGR))
     run(cli, "image", "in.png", "out.png", **kw)
     run(py, "-c", CLI_WITHOUT_TORCH, "image", "in.png", "out2.png", **kw)
-    run(py, "-c", CLI_WITHOUT_TORCH, "file", video, "out.mp4", **kw)
-    assert (elsewhere / "out.png").is_file() and (elsewhere / "out2.png").is_file() and (elsewhere / "out.mp4").stat().st_size > 0
+    run(py, "-c", CLI_WITHOUT_TORCH, "file", video_with_audio, "out.mp4", **kw)
+    assert (elsewhere / "out.png").is_file() and (elsewhere / "out2.png").is_file()
+    # The clip comes out whole: every frame, the same size, and its audio track copied.
+    before, after = probe(video_with_audio), probe(elsewhere / "out.mp4")
+    assert (len(after.frames), after.width, after.height) == (len(before.frames), before.width, before.height)
+    assert before.audio and after.audio == before.audio
     assert not list((tmp_path / "cache").glob("*.onnx"))  # the shipped graph ran: nothing exported
 
     r = subprocess.run([cli, "image", "in.png", "out3.png", "--backend", "torch"], capture_output=True, text=True, **kw)
