@@ -12,7 +12,7 @@ from .settings import DEFAULT_MODEL, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
                 "else ONNX Runtime (livesharp[onnx]), else torch (livesharp[torch]).")
-MODEL_HELP = ("tiny | small (shipped weights), unsharp (classical baseline, no network), a graph PATH.onnx "
+MODEL_HELP = ("tiny (the shipped weights), unsharp (classical baseline, no network), a graph PATH.onnx "
               "(livesharp export ... --io uint8), or a checkpoint PATH.pt (needs livesharp[torch])")
 
 
