@@ -12,7 +12,10 @@ demo clip: every clip is made from it at the size measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -27,7 +30,7 @@ from livesharp.bench import default_backends, format_table, make_clip, run_bench
 from livesharp.engine import Sharpener  # noqa: E402
 from livesharp.model import VARIANTS, Student, save_student  # noqa: E402
 from livesharp.live import run_camera  # noqa: E402
-from livesharp.settings import cpu_cores  # noqa: E402
+from livesharp.settings import cpu_cores, shipped_graph, shipped_weights  # noqa: E402
 from livesharp.sources import FileSource  # noqa: E402
 
 
@@ -38,6 +41,25 @@ def live(model: str, backend: str, clip: Path, frames: int = 240, threads: int |
         r = run_camera(FileSource(clip, loop=True), sharpener=s, max_frames=frames)
     lat = np.array(r.latency_ms[15:])  # skip warm-up (OpenVINO compiles on the first frame)
     return {"fps": r.fps, "latency_mean_ms": float(lat.mean()), "latency_p95_ms": float(np.percentile(lat, 95)), "dropped": r.dropped}
+
+
+@contextlib.contextmanager
+def float_graph_only(name: str, tmp: Path):
+    """The shipped model ``name`` without its int8 graph: what ``--precision auto`` runs on a CPU
+    without int8 instructions (bf16 where native, else fp32), for the int8-vs-bf16 rows."""
+    folder = tmp / "float-only"
+    folder.mkdir()
+    for src in (shipped_weights(name), shipped_graph(name)):
+        shutil.copy(src, folder / src.name)
+    old = os.environ.get("LIVESHARP_MODELS")
+    os.environ["LIVESHARP_MODELS"] = str(folder)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["LIVESHARP_MODELS"]
+        else:
+            os.environ["LIVESHARP_MODELS"] = old
 
 
 def main() -> None:
@@ -55,15 +77,23 @@ def main() -> None:
         small = tmp / "small.pt"
         save_student(Student(VARIANTS["small"]), small)
 
-        res["tiny_batch1"] = run_bench([(1280, 720), (640, 480)], model=a.model, backends=backends, batch=1, runs=a.runs, device="cpu")
+        res["tiny_batch1"] = run_bench([(1280, 720), (640, 480)], model=a.model, backends=backends, batch=1, runs=a.runs, device="cpu", preset="veryfast")
         print(format_table(res["tiny_batch1"]), flush=True)
-        res["tiny_file_batch4"] = run_bench([(1280, 720)], model=a.model, backends=backends, batch=4, runs=a.runs, device="cpu")
+        # `livesharp file` as it runs by default (batch 4, libx264 medium); the rows above use
+        # veryfast, the cheapest encode a user would pick, where the network weighs most.
+        res["tiny_file_batch4"] = run_bench([(1280, 720)], model=a.model, backends=backends, batch=4, runs=a.runs, device="cpu", preset="medium")
         print(format_table(res["tiny_file_batch4"]), flush=True)
-        res["small_batch1"] = run_bench([(640, 480)], model=str(small), backends=backends, batch=1, runs=a.runs, device="cpu")
+        res["small_batch1"] = run_bench([(640, 480)], model=str(small), backends=backends, batch=1, runs=a.runs, device="cpu", preset="veryfast")
         print(format_table(res["small_batch1"]), flush=True)
         # What --precision auto buys: the same 720p rows in full precision.
-        res["tiny_batch1_fp32"] = run_bench([(1280, 720)], model=a.model, backends=backends, batch=1, runs=a.runs, device="cpu", precision="fp32")
+        res["tiny_batch1_fp32"] = run_bench([(1280, 720)], model=a.model, backends=backends, batch=1, runs=a.runs, device="cpu", preset="veryfast", precision="fp32")
         print(format_table(res["tiny_batch1_fp32"]), flush=True)
+        # What int8 buys: where the model ships an int8 graph and the CPU has VNNI/AMX-INT8,
+        # auto above ran int8; the same rows with the float graph alone (bf16 where native).
+        if a.model == "tiny" and "openvino" in backends:
+            with float_graph_only(a.model, tmp):
+                res["tiny_batch1_float_graph"] = run_bench([(1280, 720)], model=a.model, backends=["openvino"], batch=1, runs=a.runs, device="cpu", preset="veryfast")
+            print(format_table(res["tiny_batch1_float_graph"]), flush=True)
 
         res["live"] = {}
         for w, h in ((1280, 720), (640, 480)):

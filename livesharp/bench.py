@@ -101,7 +101,7 @@ def run_bench(
     frames: int = 60,
     runs: int = 3,
     device: str = "auto",
-    preset: str = "veryfast",
+    preset: str = "medium",  # livesharp file's default: the end-to-end figure users get
     precision: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> dict:

@@ -241,7 +241,7 @@ Examples:
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per inference call (1 = live).")
 @click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Report the median of this many runs.")
-@click.option("--preset", default="veryfast", show_default=True, help="libx264 preset for the encode and end-to-end figures.")
+@click.option("--preset", default="medium", show_default=True, help="libx264 preset for the encode and end-to-end figures (medium: what livesharp file uses by default).")
 @precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
 def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, precision, as_json):
