@@ -19,6 +19,7 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import livesharp.settings
 
@@ -51,15 +52,8 @@ def float_graph_only(name: str, tmp: Path):
     folder.mkdir()
     for src in (shipped_weights(name), shipped_graph(name)):
         shutil.copy(src, folder / src.name)
-    old = os.environ.get("LIVESHARP_MODELS")
-    os.environ["LIVESHARP_MODELS"] = str(folder)
-    try:
+    with mock.patch.dict(os.environ, {"LIVESHARP_MODELS": str(folder)}):
         yield
-    finally:
-        if old is None:
-            del os.environ["LIVESHARP_MODELS"]
-        else:
-            os.environ["LIVESHARP_MODELS"] = old
 
 
 def main() -> None:

@@ -427,18 +427,7 @@ def test_a_data_track_that_cannot_be_copied_is_named_in_one_warning_line(tmp_pat
 
 
 def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(tmp_path):
-    src = tmp_path / "pcm.mkv"
-    with av.open(str(src), "w") as o:
-        v = o.add_stream("libx264", rate=10)
-        v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
-        a = o.add_stream("pcm_s24le", rate=16000, layout="stereo")
-        for i in range(10):
-            o.mux(v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 3200), np.int32), format="s32", layout="stereo")
-            af.sample_rate, af.pts = 16000, i * 1600
-            o.mux(a.encode(af))
-        o.mux(v.encode(None))
-        o.mux(a.encode(None))
+    src = write_with_audio(tmp_path / "pcm.mkv", "pcm_s24le", "s32", samples=1600, count=10)
 
     class NeverCalled:
         name = "never"
@@ -452,18 +441,22 @@ def test_audio_the_output_cannot_hold_is_refused_before_any_frame_is_processed(t
     run_file(src, tmp_path / "out.mkv")  # where it fits, it is copied
 
 
-def write_ima_qt(path: Path) -> Path:
-    """A .mov with QuickTime IMA ADPCM audio: .mov holds it; neither .mkv nor .mp4 does."""
+def write_with_audio(path: Path, codec: str, fmt: str, samples: int, count: int) -> Path:
+    """10 small H.264 frames at 10 fps and ``count`` silent stereo 16 kHz frames of ``samples``
+    samples in ``codec``, given as ``fmt`` (planar formats end in p), interleaved."""
     with av.open(str(path), "w") as o:
         v = o.add_stream("libx264", rate=10)
         v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
-        a = o.add_stream("adpcm_ima_qt", rate=16000, layout="stereo")
-        for i in range(10):
-            o.mux(v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
-        for i in range(25):
-            af = av.AudioFrame.from_ndarray(np.zeros((2, 64), np.int16), format="s16p", layout="stereo")
-            af.sample_rate, af.pts = 16000, i * 64
-            o.mux(a.encode(af))
+        a = o.add_stream(codec, rate=16000, layout="stereo")
+        shape = (2, samples) if fmt.endswith("p") else (1, 2 * samples)
+        dtype = {"s16": np.int16, "s32": np.int32}[fmt.rstrip("p")]
+        for i in range(max(10, count)):
+            if i < 10:
+                o.mux(v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")))
+            if i < count:
+                af = av.AudioFrame.from_ndarray(np.zeros(shape, dtype), format=fmt, layout="stereo")
+                af.sample_rate, af.pts = 16000, i * samples
+                o.mux(a.encode(af))
         o.mux(v.encode(None))
         o.mux(a.encode(None))
     return path
@@ -472,7 +465,7 @@ def write_ima_qt(path: Path) -> Path:
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_audio_the_output_cannot_hold_names_a_container_that_can(tmp_path, probe, suffix):
     # Not "cannot be copied into .mkv (...); use a .mkv output", nor .mkv for audio .mkv cannot hold either.
-    src = write_ima_qt(tmp_path / "ima.mov")
+    src = write_with_audio(tmp_path / "ima.mov", "adpcm_ima_qt", "s16p", samples=64, count=25)  # .mov holds it; .mkv and .mp4 do not
     with pytest.raises(LivesharpError) as e:
         run_file(src, tmp_path / f"out{suffix}")
     message = str(e.value)
