@@ -59,6 +59,7 @@ class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
+    zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
     # data
     gopro: str = _f("", "GOPRO_Large root ({train,test}/GOPRxxxx_xx_xx/{blur,sharp}); empty = not used")
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
         student = (load_student(cfg.init) if cfg.init else Student(VARIANTS[cfg.variant])).to(device)
     except ModelError as e:
         sys.exit(f"error: --init: {e}")
+    if cfg.zero_mean and not student.cfg.zero_mean:  # no weights change, only what forward does
+        student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None) if ddp else student
     try:
@@ -381,10 +384,13 @@ def main(argv: list[str] | None = None) -> dict:
                 parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
                 parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
                 tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
+                # Every scored checkpoint is kept: the best score is one trade-off between gain
+                # and harm, and the run's later ones may be the better pick under another bar.
+                scored_ckpt = dict(config=dataclasses.asdict(cfg), step=done, score=score, validation=dict(scored), command=command)
+                save_student(copy.deepcopy(ema).cpu(), out / f"step{done:06d}.pt", **scored_ckpt)
                 if score > best["score"]:
                     best = {"score": score, "step": done}
-                    save_student(copy.deepcopy(ema).cpu(), out / "best.pt", config=dataclasses.asdict(cfg), step=done, score=score,
-                                 validation={k: r for k, r in scored.items()}, command=command)
+                    save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
         log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
         log_file.flush()  # so `tail log.csv` shows a background run's progress
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):

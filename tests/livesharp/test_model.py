@@ -1,6 +1,6 @@
 """Tests for livesharp/model.py: the student network and its checkpoints."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,20 @@ def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student):
         batched = net(x)
         one_by_one = torch.cat([net(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
+
+
+def test_a_zero_mean_student_keeps_each_frames_brightness(random_student):
+    """conv32 removes its residual's mean, per frame and colour: it can sharpen, not darken."""
+    x = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(4))
+    net = random_student("conv32")
+    plain = Student(replace(net.cfg, zero_mean=False)).eval()
+    plain.load_state_dict(net.state_dict())  # the same weights without the constraint
+    with torch.no_grad():
+        y, y_plain = net(x), plain(x)
+    assert net.cfg.zero_mean
+    torch.testing.assert_close(y.mean((-2, -1)), x.mean((-2, -1)), atol=1e-5, rtol=0)
+    assert (y_plain.mean((-2, -1)) - x.mean((-2, -1))).abs().max() > 1e-3  # these weights would shift it
+    torch.testing.assert_close(y - y.mean((-2, -1), keepdim=True), y_plain - y_plain.mean((-2, -1), keepdim=True), atol=1e-5, rtol=0)
 
 
 def test_mismatched_levels_are_a_model_error():

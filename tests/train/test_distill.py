@@ -131,6 +131,19 @@ def test_last_checkpoint_is_a_student_every_command_loads(tmp_path, stills):
     assert {"model", "model_args", "student", "optimizer", "step", "command"} <= set(ckpt)
     result = distill.main(["--stills", str(stills), "--dry-run", "--init", str(last), "--out", str(tmp_path / "ft"), "--workers", "0"])
     assert result["validation"]
+    assert not load_student(tmp_path / "ft" / "dry-run" / "student.pt").cfg.zero_mean  # as --init's architecture was
+
+
+def test_zero_mean_turns_on_for_an_init_checkpoint_and_is_recorded(tmp_path, stills):
+    run(tmp_path, "--dry-run", "--stills", str(stills))
+    last = tmp_path / "run" / "dry-run" / "last.pt"
+    assert not load_student(last).cfg.zero_mean  # tiny: off
+    distill.main(["--stills", str(stills), "--dry-run", "--init", str(last), "--zero-mean", "--out", str(tmp_path / "ft"), "--workers", "0"])
+    tuned = load_student(tmp_path / "ft" / "dry-run" / "student.pt")
+    assert tuned.cfg.zero_mean  # the checkpoint describes the network that was trained
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x).mean((-2, -1)), x.mean((-2, -1)), atol=1e-5, rtol=0)
 
 
 def test_motion_and_camera_sources_train(tmp_path, stills, highfps):
@@ -152,6 +165,9 @@ def test_checkpoint_is_chosen_on_unseen_scenes_and_harm(tmp_path, stills, val_se
     shipped = torch.load(tmp_path / "run" / "student.pt", weights_only=True)
     assert best["step"] == best_step and shipped["step"] == best_step  # student.pt is the best checkpoint
     assert shipped["score"] == pytest.approx(history[best_step]["score"])
+    for step, h in history.items():  # every scored checkpoint is kept, not only the best
+        kept = torch.load(tmp_path / "run" / f"step{step:06d}.pt", weights_only=True)
+        assert kept["step"] == step and kept["score"] == pytest.approx(h["score"])
 
 
 def test_selection_score_is_set1_gain_less_set3_harm_never_set2():
