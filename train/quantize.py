@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -174,10 +175,12 @@ def time_720p(methods: dict[str, Compiled], repeats: int = 7, runs: int = 8) -> 
 
 
 def command_line(onnx_path: Path, out_xml: Path | None, calib, val_real, val_sharp, max_cost, keep_ends, crops, crop, seed) -> str:
-    """The command that makes this graph again, as recorded in its metadata."""
-    args = ["python", "-m", "train.quantize", str(onnx_path), *(["--out", str(out_xml)] if out_xml else []),
-            "--calib", *map(str, calib), "--crops", str(crops), "--crop", str(crop), "--seed", str(seed),
-            "--val-real", str(val_real), "--val-sharp", *map(str, val_sharp), "--max-cost", str(max_cost)]
+    """The command that makes this graph again, as recorded in its metadata: paths relative to
+    the folder it ran in (the repository root), so the shipped IR names no one's home folder."""
+    rel = lambda p: os.path.relpath(p)  # noqa: E731
+    args = ["python", "-m", "train.quantize", rel(onnx_path), *(["--out", rel(out_xml)] if out_xml else []),
+            "--calib", *map(rel, calib), "--crops", str(crops), "--crop", str(crop), "--seed", str(seed),
+            "--val-real", rel(val_real), "--val-sharp", *map(rel, val_sharp), "--max-cost", str(max_cost)]
     return shlex.join(args + (["--keep-ends"] if keep_ends else []))
 
 
@@ -233,7 +236,7 @@ def quantize_checked(onnx_path: str | Path, calib: Sequence[str | Path] = CALIB,
             chosen = (name, quantized)
             break
     report["passed"], report["chosen"] = chosen is not None, chosen[0] if chosen else None
-    report["calibration"] = {"dirs": [str(d) for d in calib], "crops": crops, "crop": crop, "seed": seed,
+    report["calibration"] = {"dirs": [os.path.relpath(d) for d in calib], "crops": crops, "crop": crop, "seed": seed,
                              "command": command_line(onnx_path, Path(out_xml) if out_xml else None, calib, val_real, val_sharp, max_cost, keep_ends, crops, crop, seed)}
     report["nncf"], report["openvino"] = nncf.__version__, ov.get_version()
     if bench:

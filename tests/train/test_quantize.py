@@ -4,6 +4,8 @@ passes the bar; calibration never reads a validation folder; bad input is one cl
 Everything runs on a small student and folders of small images made here (never ../shared).
 """
 
+import shlex
+
 import cv2
 import numpy as np
 import pytest
@@ -72,6 +74,8 @@ def test_a_passing_int8_graph_is_written_with_what_livesharp_checks(graph, folde
     assert meta[int8.PASSED_KEY] == "true"
     assert float(meta[int8.COST_KEY]) == pytest.approx(report["attempts"][0]["cost_db"], abs=1e-4) and report["attempts"][0]["cost_db"] <= 1.0
     assert meta["livesharp_int8_calibration"].startswith("python -m train.quantize ") and "--crops 4" in meta["livesharp_int8_calibration"]
+    # ...with paths relative to where it ran: a shipped IR must not name the author's home folder
+    assert not [a for a in shlex.split(meta["livesharp_int8_calibration"]) if a.startswith("/")]
     assert meta["livesharp_nncf_version"] == nncf.__version__
     assert report["fp32"]["set3_psnr_db"] > 35 and report["attempts"][0]["set3_psnr_db"] > 35
     assert int8.int8_graph(src) == out  # what the runtime will find
