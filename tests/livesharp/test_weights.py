@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from livesharp import runtimes, settings
+from livesharp import int8, runtimes, settings
 from livesharp.engine import Sharpener
 from livesharp.export import model_digest
 from livesharp.model import load_student
@@ -42,9 +42,18 @@ def test_the_shipped_graph_gives_torch_pictures_on_a_real_frame():
 def test_the_default_model_on_the_cpu_runs_the_shipped_graph_without_exporting(tmp_path, monkeypatch):
     monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
     with Sharpener("tiny", device="cpu", backend="openvino") as s:
-        assert s.graph.path == ONNX and s.runner.graph == str(ONNX) and s.net is not None
+        # auto runs the shipped int8 IR where the CPU has VNNI/AMX-INT8, else the shipped graph
+        want = int8.int8_path(ONNX) if s.precision == "int8" else ONNX
+        assert s.graph.path == ONNX and s.runner.graph == str(want) and s.net is not None
         s.sharpen(demo_frame()[:64, :96])
     assert not list((tmp_path / "cache").glob("*.onnx"))
+
+
+def test_the_shipped_int8_graph_was_made_from_the_shipped_graph_and_passed():
+    """train.ship wrote it beside the graph; a stale or failed one would never be picked."""
+    assert int8.int8_graph(ONNX) == int8.int8_path(ONNX)
+    meta = int8.read_metadata(int8.int8_path(ONNX))
+    assert float(meta[int8.COST_KEY]) <= 0.05  # issue 16's bar on the real validation pairs
 
 
 def test_a_graph_left_from_other_weights_is_not_used(tmp_path, monkeypatch, random_student):
