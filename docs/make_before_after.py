@@ -1,4 +1,4 @@
-"""Regenerate docs/before_after.jpg: `python docs/make_before_after.py` (needs ../shared/data).
+"""Regenerate docs/before_after.jpg: `python -m docs.make_before_after` from the repository root (needs ../shared/data).
 
 A real blurry/sharp pair from a GoPro scene no shipped model was trained on
 (``gopro_real_pairs_val``, the validation set the model card quotes first), run through the
