@@ -177,7 +177,7 @@ def time_720p(methods: dict[str, Compiled], repeats: int = 7, runs: int = 8) -> 
 def command_line(onnx_path: Path, out_xml: Path | None, calib, val_real, val_sharp, max_cost, keep_ends, crops, crop, seed) -> str:
     """The command that makes this graph again, as recorded in its metadata: paths relative to
     the folder it ran in (the repository root), so the shipped IR names no one's home folder."""
-    rel = lambda p: os.path.relpath(p)  # noqa: E731
+    rel = os.path.relpath
     args = ["python", "-m", "train.quantize", rel(onnx_path), *(["--out", rel(out_xml)] if out_xml else []),
             "--calib", *map(rel, calib), "--crops", str(crops), "--crop", str(crop), "--seed", str(seed),
             "--val-real", rel(val_real), "--val-sharp", *map(rel, val_sharp), "--max-cost", str(max_cost)]
