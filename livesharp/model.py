@@ -35,7 +35,9 @@ class StudentConfig:
     # a frame's brightness. Training taught students to darken (linear-light blur is brighter
     # than its target, and one frame does not say which kind it is), which harms every sharp
     # video; a conv32 fine-tune went from -0.37 to -0.03 grey levels on sharp input with it,
-    # at the same gain on real blur. Costs one mean over the folded residual per frame.
+    # at the same gain on real blur. Costs one mean over the folded residual per frame: about
+    # 10 % of conv32's 720p time under OpenVINO bf16, nothing measurable in int8
+    # (benchmarks/README.md).
     zero_mean: bool = False
 
     def __post_init__(self):
