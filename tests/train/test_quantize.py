@@ -97,7 +97,7 @@ def test_an_impossible_bar_writes_nothing_after_trying_the_ends_in_float(graph, 
     out = tmp_path / "student.int8.xml"
     assert q.quantize_shipped(graph, out, **folders, max_cost=-10.0, **FAST) is None
     assert list(tmp_path.iterdir()) == []
-    assert tried == [[], ["/net/intro/Conv/WithoutBiases", "/net/ending/Conv/WithoutBiases"]]  # plain, then first and last conv kept
+    assert tried == [[], ["/intro/Conv/WithoutBiases", "/ending/Conv/WithoutBiases"]]  # plain, then first and last conv kept
 
 
 def test_calibration_never_reads_a_validation_folder(graph, folders, tmp_path):
