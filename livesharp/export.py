@@ -76,7 +76,7 @@ class Uint8Frames(nn.Module):
         h, w = frames.shape[1], frames.shape[2]
         nchw = frames.permute(0, 3, 1, 2)
         folded = self.net.fold(nchw).float()  # 0..255
-        residual = self.net.folded_residual(folded / 255, self.net.folded_frame(nchw) if self.net.cfg.zero_mean else None)
+        residual = self.net.folded_residual(folded / 255, self.net.folded_frame(nchw))
         # lerp(x, x + r, s) = x + s·r, in grey levels
         y = (folded + (strength * 255) * residual).clamp(0, 255).round().to(torch.uint8)
         return F.pixel_shuffle(y, self.net.cfg.unshuffle)[:, :, :h, :w].permute(0, 2, 3, 1)

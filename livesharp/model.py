@@ -192,11 +192,12 @@ class Student(nn.Module):
 
     def folded_frame(self, frames: torch.Tensor) -> torch.Tensor | None:
         """Where ``fold(frames)`` holds the frame's own pixels, not padding: 1 or 0, (1, 1,
-        unshuffle², H', W'). None where nothing is padded (eager mode only; a graph cannot know).
-        Built from a row and a column vector, so a graph holds no full-size mask."""
+        unshuffle², H', W'), for the zero-mean residual. None where it is not needed: no zero
+        mean, or nothing padded (eager mode only; a graph cannot know). Built from a row and a
+        column vector, so a graph holds no full-size mask."""
         h, w = frames.shape[-2:]
         m, r = self.cfg.multiple, self.cfg.unshuffle
-        if not torch.onnx.is_in_onnx_export() and not (h % m or w % m):
+        if not self.cfg.zero_mean or (not torch.onnx.is_in_onnx_export() and not (h % m or w % m)):
             return None
         offset = torch.arange(r, device=frames.device)[:, None]  # the pixel's place in its patch
         rows = torch.arange((h + -h % m) // r, device=frames.device) * r + offset < h  # (r, H')
@@ -234,7 +235,7 @@ class Student(nn.Module):
 
     def forward(self, inp):
         h, w = inp.shape[-2:]
-        folded = self.folded_residual(self.fold(inp), self.folded_frame(inp) if self.cfg.zero_mean else None)
+        folded = self.folded_residual(self.fold(inp), self.folded_frame(inp))
         return inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
 
 
