@@ -44,7 +44,7 @@ class TorchCpuRunner(Runner):
     precision = "fp32"
 
     def __init__(self, net: Student, threads: int):
-        self.net = net.to(memory_format=torch.channels_last)
+        self.net = net.fused().to(memory_format=torch.channels_last)  # the same function, fewer operations
         self.threads = threads
 
     @contextmanager
@@ -78,7 +78,7 @@ class TorchCudaRunner(Runner):
         self.device = torch.device(device)
         self.precision = "fp16" if precision == "auto" else "fp32"
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        self.net = net.to(device, dtype=self.dtype, memory_format=torch.channels_last)
+        self.net = net.fused().to(device, dtype=self.dtype, memory_format=torch.channels_last)
         self._done = torch.cuda.Event()
         self._host_in: torch.Tensor | None = None
         self._host_out: torch.Tensor | None = None

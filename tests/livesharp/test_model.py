@@ -52,6 +52,25 @@ def test_a_zero_mean_student_keeps_each_frames_brightness(random_student):
     torch.testing.assert_close(y - y.mean((-2, -1), keepdim=True), y_plain - y_plain.mean((-2, -1), keepdim=True), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("variant", ["tiny", "small", "conv32"])
+def test_the_fused_student_computes_the_same_and_leaves_the_original_alone(variant, random_student):
+    """Student.fused (what graphs are exported from and torch runs) folds the norms' scale and
+    shift and the block scales into convolutions, and splits each gate into two: the same
+    function, within float rounding, for random weights in every parameter."""
+    net = random_student(variant)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fused = net.fused()
+    x = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y, y_fused = net(x), fused(x)
+    assert (y - x).abs().mean() > 0.05  # these weights change the picture
+    torch.testing.assert_close(y_fused, y, atol=2e-5, rtol=1e-5)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    if net.cfg.block == "naf":
+        names = [n for n, _ in fused.named_parameters()]
+        assert not any("norm" in n or n.endswith((".beta", ".gamma")) for n in names)
+
+
 def test_mismatched_levels_are_a_model_error():
     with pytest.raises(ModelError, match="same number of levels"):
         StudentConfig(enc_blocks=(1, 1), dec_blocks=(1, 1, 1))
