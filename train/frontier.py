@@ -36,6 +36,12 @@ FRONTIER: dict[str, tuple[StudentConfig, str]] = {
                             zero_mean=True), "tiny v1's NAFBlocks (LayerNorm, gates, depthwise), 1x1 intro"),
     "conv32-m2": (StudentConfig(width=32, enc_blocks=(1,), middle_blocks=2, dec_blocks=(1,), **_conv),
                   "cheaper: two blocks at 1/8"),
+    "naf16-m4": (StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1,
+                               zero_mean=True), "naf16 with four blocks at 1/32 (128 ch), as NAFNet deepens its middle"),
+    "naf16-e3": (StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=3,
+                               zero_mean=True), "naf16 with 3x3 first and last convolutions (fine detail at 1/4)"),
+    "naf24": (StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1,
+                            zero_mean=True), "naf16 widened to 24 channels"),
 }
 
 # One recipe for every row: v3's data and loss, from scratch, with a short fixed schedule.
