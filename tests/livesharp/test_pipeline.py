@@ -123,6 +123,9 @@ class FailsMidway(Student):
         super().__init__(VARIANTS["tiny"])
         self.folder, self.fail, self.calls = folder, fail, 0
 
+    def fused(self):
+        return self  # the runner runs this network itself, so its calls are counted here
+
     def forward(self, x):
         self.calls += 1
         if self.calls > 3:
