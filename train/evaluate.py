@@ -14,8 +14,9 @@ there are three sets, reported in this order, each optional:
    levels; a sharpener that changes a sharp frame much, or darkens it, harms every video.
 
 Prints PSNR, SSIM and MS-SSIM for the blurry input, the unsharp-mask baseline and each model,
-and for clips a flow-based warping error (how much the output flickers beyond real motion),
-and writes the same as JSON. With ``--teacher`` it also reports PSNR against the teacher's
+and for clips a flow-based warping error (how much the output flickers beyond real motion;
+a "ground truth" row gives the sharp frames' own, what a perfect deblurrer would score), and
+writes the same as JSON. With ``--teacher`` it also reports PSNR against the teacher's
 output (how much of the teacher a student holds); a slow teacher wants ``--crop``.
 """
 
@@ -91,6 +92,8 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     ``gain`` is each method's PSNR minus the input's, and ``worst_gain`` its smallest value over
     the items (off for sharp-input sets, where the input is the target).
     ``per_item`` True adds ``items_detail``: {source: {metric: value}} for each method.
+    Clips (T >= 2) add ``warp_error`` to each method and a ``ground truth`` row holding only
+    the sharp frames' own warping error.
 
     With a ``teacher`` (and the ``cache`` its outputs go through), also ``psnr_teacher``: PSNR
     of each method's output against the teacher's, on the same frames; and the teacher itself
@@ -98,6 +101,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     """
     names = [*methods, *(["teacher"] if teacher is not None else [])]
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    truth_warp: list[float] = []  # the sharp frames' own warping error: the floor of flicker
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     sources = []
     with torch.no_grad():
@@ -105,6 +109,9 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
             sample = dataset[i]
             sources.append(sample["source"])
             blur, sharp = sample["blur"], sample["sharp"]
+            if len(sharp) > 1:
+                ref = [to_uint8(f) for f in sharp]
+                truth_warp.append(flow_warp_error(ref, ref))
             target = teacher_targets(teacher, cache, blur[None], [sample["source"]])[0] if teacher is not None else None
             outputs = {name: fn(blur) for name, fn in methods.items()} | ({"teacher": target} if target is not None else {})
             for name, out in outputs.items():
@@ -120,9 +127,10 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                 if min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
                     m.setdefault("ms_ssim", []).append(float(ms_ssim(out, sharp, data_range=1.0)))
                 if len(out) > 1:
-                    ref = [to_uint8(f) for f in sharp]
                     m.setdefault("warp_error", []).append(flow_warp_error([to_uint8(f) for f in out], ref))
     results = {name: {k: float(np.mean(v)) for k, v in m.items()} | {"items": n} for name, m in sums.items()}
+    if truth_warp:  # a row of its own, after the methods: only its warping error means anything
+        results["ground truth"] = {"warp_error": float(np.mean(truth_warp)), "items": n}
     if gains and "input" in sums:
         for name, m in sums.items():
             gains = [a - b for a, b in zip(m["psnr"], sums["input"]["psnr"])]

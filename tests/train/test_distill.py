@@ -96,7 +96,7 @@ def test_dry_run_writes_a_loadable_student(tmp_path, stills):
     ckpt = tmp_path / "run" / "dry-run" / "student.pt"
     net = load_student(ckpt)
     assert torch.isfinite(net(torch.rand(1, 3, 40, 40))).all()
-    assert set(result["validation"]) == {"input", "unsharp", "student"}
+    assert set(result["validation"]) == {"input", "unsharp", "student", "ground truth"}  # 2-frame clips: warping error
     assert list((tmp_path / "run" / "dry-run" / "samples").glob("*.png"))
 
 
@@ -241,6 +241,9 @@ def test_evaluate_on_a_gopro_folder(tmp_path, capsys):
     assert res["ident"]["psnr"] == pytest.approx(res["input"]["psnr"], abs=1e-6)
     assert res["input"]["items"] == 4  # two sequences x two 2-frame clips
     assert res["input"]["warp_error"] >= 0
+    # the sharp frames' own flicker, through the same flow: a row with nothing else in it
+    assert "ground truth" in table and set(res["ground truth"]) == {"warp_error", "items"}
+    assert res["ground truth"]["warp_error"] > 0 and res["ground truth"]["items"] == 4
 
 
 def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
