@@ -101,7 +101,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     """
     names = [*methods, *(["teacher"] if teacher is not None else [])]
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
-    truth_warp: list[float] = []  # the sharp frames' own warping error: the floor of flicker
+    truth_warp: list[float] = []  # the sharp frames' own warping error: what a perfect output scores
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     sources = []
     with torch.no_grad():
