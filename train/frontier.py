@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +27,19 @@ import torch
 from livesharp.model import Student, StudentConfig, VARIANTS, count_macs, load_student, save_student
 
 _conv = dict(unshuffle=4, edge_kernel=3, block="conv", zero_mean=True)
+_naf16 = replace(VARIANTS["tiny"], zero_mean=True)  # v1's tiny: 1/4 res 16 ch, three levels, 1x1 ends
 FRONTIER: dict[str, tuple[StudentConfig, str]] = {
     "conv32": (VARIANTS["conv32"], "shipped tiny v2/v3: 1/4 res 32 ch, three blocks at 1/8 (64 ch)"),
     "conv24-2lvl": (StudentConfig(width=24, enc_blocks=(1, 1), middle_blocks=3, dec_blocks=(1, 1), **_conv),
                     "two levels down: three blocks at 1/16 (96 ch), the widest reach"),
     "conv32-m4": (StudentConfig(width=32, enc_blocks=(1,), middle_blocks=4, dec_blocks=(1,), **_conv),
                   "more depth at the lowest resolution: four blocks at 1/8"),
-    "naf16": (StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1,
-                            zero_mean=True), "tiny v1's NAFBlocks (LayerNorm, gates, depthwise), 1x1 intro"),
+    "naf16": (_naf16, "tiny v1's NAFBlocks (LayerNorm, gates, depthwise), 1x1 intro"),
     "conv32-m2": (StudentConfig(width=32, enc_blocks=(1,), middle_blocks=2, dec_blocks=(1,), **_conv),
                   "cheaper: two blocks at 1/8"),
-    "naf16-m4": (StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1,
-                               zero_mean=True), "naf16 with four blocks at 1/32 (128 ch), as NAFNet deepens its middle"),
-    "naf16-e3": (StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=3,
-                               zero_mean=True), "naf16 with 3x3 first and last convolutions (fine detail at 1/4)"),
-    "naf24": (StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1,
-                            zero_mean=True), "naf16 widened to 24 channels"),
+    "naf16-m4": (replace(_naf16, middle_blocks=4), "naf16 with four blocks at 1/32 (128 ch), as NAFNet deepens its middle"),
+    "naf16-e3": (replace(_naf16, edge_kernel=3), "naf16 with 3x3 first and last convolutions (fine detail at 1/4)"),
+    "naf24": (replace(_naf16, width=24), "naf16 widened to 24 channels"),
 }
 
 # One recipe for every row: v3's data and loss, from scratch, with a short fixed schedule.
