@@ -46,8 +46,8 @@ def variant_of(net: Student) -> str:
 def graph_metadata(net: Student, io: str, name: str = "") -> dict[str, str]:
     """The ``metadata_props`` of ``net``'s exported graph (keys in ``runtimes.META``).
 
-    ``name`` is the model's name as users pass it (``tiny``); ``variant`` its architecture
-    (the shipped ``tiny`` is a ``conv32``).
+    ``name`` is the model's name as users pass it (``tiny``); ``variant`` its architecture's
+    name in ``VARIANTS`` (``custom`` for any other).
     """
     macs = count_macs(Student(net.cfg), 64, 64) / (64 * 64)
     values = {"digest": model_digest(net), "graph_version": GRAPH_VERSION, "multiple": net.cfg.multiple,

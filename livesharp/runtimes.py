@@ -129,7 +129,7 @@ class GraphInfo:
     digest: str  # livesharp.export.model_digest of the weights it was exported from
     multiple: int  # sides are reflect-padded to this multiple: smaller frames are edge-padded to it first
     macs_per_pixel: float
-    variant: str  # the architecture (VARIANTS); the shipped tiny is a conv32
+    variant: str  # the architecture's name in VARIANTS, or custom
     name: str
 
 

@@ -27,7 +27,8 @@ import torch
 from livesharp.model import Student, StudentConfig, VARIANTS, count_macs, load_student, save_student
 
 _conv = dict(unshuffle=4, edge_kernel=3, block="conv", zero_mean=True)
-_naf16 = replace(VARIANTS["tiny"], zero_mean=True)  # v1's tiny: 1/4 res 16 ch, three levels, 1x1 ends
+# v1's tiny: 1/4 res 16 ch, three levels, 1x1 ends (the shipped tiny is now its naf16-m4 row)
+_naf16 = StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True)
 FRONTIER: dict[str, tuple[StudentConfig, str]] = {
     "conv32": (VARIANTS["conv32"], "shipped tiny v2/v3: 1/4 res 32 ch, three blocks at 1/8 (64 ch)"),
     "conv24-2lvl": (StudentConfig(width=24, enc_blocks=(1, 1), middle_blocks=3, dec_blocks=(1, 1), **_conv),
