@@ -88,6 +88,7 @@ class DistillConfig:
     w_pixel: float = _f(1.0, "Charbonnier to ground truth")
     w_ssim: float = _f(0.1, "1 - MS-SSIM to ground truth (SSIM for crops <= 160 px)")
     w_edge: float = _f(0.1, "L1 between Sobel gradients of output and ground truth")
+    w_fft: float = _f(0.0, "L1 between the 2-D spectra of output and ground truth (MIMO-UNet's frequency loss)")
     w_distill: float = _f(0.5, "Charbonnier to the teacher output (needs --teacher)")
     w_temporal: float = _f(0.2, "flicker: frame-to-frame change of output vs of ground truth (needs clip_len >= 2)")
     temporal_mask: float = _f(0.1, "ignore pixels whose ground truth changes more than this between frames (0 = no mask)")
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     log_file = open(out / "log.csv", "a", newline="")
     log = csv.writer(log_file)
     if log_file.tell() == 0:
-        log.writerow(["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"])
+        log.writerow(["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"])
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     # The sets checkpoints are chosen on: real blur of unseen scenes (1) and sharp input (3).
     try:
@@ -344,10 +345,11 @@ def main(argv: list[str] | None = None) -> dict:
             "pixel": losses.charbonnier(pred, sharp),
             "ssim": losses.ms_ssim_loss(pred.clamp(0, 1), sharp) if cfg.w_ssim else torch.zeros((), device=device),
             "edge": losses.sobel_edge_loss(pred, sharp) if cfg.w_edge else torch.zeros((), device=device),
+            "fft": losses.fft_loss(pred, sharp) if cfg.w_fft else torch.zeros((), device=device),
             "distill": losses.distill_loss(pred, target_t) if target_t is not None else torch.zeros((), device=device),
             "temporal": losses.temporal_consistency_loss(pred, sharp, cfg.temporal_mask or None) if cfg.w_temporal and pred.shape[1] > 1 else torch.zeros((), device=device),
         }
-        weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "distill": cfg.w_distill, "temporal": cfg.w_temporal}
+        weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "fft": cfg.w_fft, "distill": cfg.w_distill, "temporal": cfg.w_temporal}
         loss = sum(weights[k] * v for k, v in terms.items())
 
         # 5) update, clip, EMA
@@ -391,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if score > best["score"]:
                     best = {"score": score, "step": done}
                     save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
-        log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
+        log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
         log_file.flush()  # so `tail log.csv` shows a background run's progress
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
             # One format: the EMA weights as a self-describing student (loadable by --model and

@@ -17,7 +17,7 @@ def pair():
 
 @pytest.mark.parametrize(
     "loss",
-    [losses.charbonnier, losses.l1, losses.ssim_loss, losses.ms_ssim_loss, losses.sobel_edge_loss, losses.distill_loss],
+    [losses.charbonnier, losses.l1, losses.ssim_loss, losses.ms_ssim_loss, losses.sobel_edge_loss, losses.distill_loss, losses.fft_loss],
 )
 def test_image_losses_are_zero_for_identical_inputs_only(loss, pair):
     target, pred = pair
@@ -26,7 +26,7 @@ def test_image_losses_are_zero_for_identical_inputs_only(loss, pair):
     assert float(loss(pred, target)) > 1e-3
 
 
-@pytest.mark.parametrize("loss", [losses.charbonnier, losses.ssim_loss, losses.sobel_edge_loss])
+@pytest.mark.parametrize("loss", [losses.charbonnier, losses.ssim_loss, losses.sobel_edge_loss, losses.fft_loss])
 def test_image_losses_take_clips(loss, pair):
     target, pred = pair
     clip_loss = loss(pred.view(1, 2, 3, 32, 32), target.view(1, 2, 3, 32, 32))
@@ -46,6 +46,18 @@ def test_charbonnier_is_smooth_l1():
     d = torch.tensor([1e-4], requires_grad=True)
     losses.charbonnier(d, torch.zeros(1)).backward()
     assert 0 < float(d.grad) < 0.2  # gentle near zero, unlike L1's constant slope
+
+
+def test_fft_loss_weighs_lost_detail_more_than_the_pixel_loss_does():
+    # Two errors with the same pixel loss: a blur of fine texture (the error is in the high
+    # frequencies, spread over every coefficient) and a flat offset (one coefficient). The
+    # spectral L1 calls the blur the larger error; the pixel L1 calls them equal.
+    gen = torch.Generator().manual_seed(2)
+    target = 0.5 + 0.2 * torch.randn(1, 3, 64, 64, generator=gen)
+    blurred = torch.nn.functional.avg_pool2d(target, 3, 1, 1, count_include_pad=False)
+    offset = target + (blurred - target).abs().mean()
+    assert float(losses.l1(offset, target)) == pytest.approx(float(losses.l1(blurred, target)), rel=1e-4)
+    assert float(losses.fft_loss(blurred, target)) > 5 * float(losses.fft_loss(offset, target))
 
 
 def test_distill_loss_sends_no_gradient_to_the_teacher(pair):
