@@ -267,18 +267,17 @@ class Student(nn.Module):
             x = pad_to_multiple(frames, self.cfg.multiple)
         return F.pixel_unshuffle(x, self.cfg.unshuffle)
 
-    def folded_frame(self, frames: torch.Tensor) -> torch.Tensor | None:
-        """Where ``fold(frames)`` holds the frame's own pixels, not padding: 1 or 0, (1, 1,
-        unshuffle², H', W'), for the zero-mean residual. None where it is not needed: no zero
-        mean, or nothing padded (eager mode only; a graph cannot know). Built from a row and a
-        column vector, so a graph holds no full-size mask."""
-        h, w = frames.shape[-2:]
+    def folded_frame(self, h, w, device: torch.device) -> torch.Tensor | None:
+        """Where ``fold`` of an ``h`` x ``w`` frame holds the frame's own pixels, not padding: 1 or
+        0, (1, 1, unshuffle², H', W'), for the zero-mean residual. None where it is not needed: no
+        zero mean, or nothing padded (eager mode only; a graph cannot know). Built from a row and
+        a column vector, so a graph holds no full-size mask."""
         m, r = self.cfg.multiple, self.cfg.unshuffle
         if not self.cfg.zero_mean or (not torch.onnx.is_in_onnx_export() and not (h % m or w % m)):
             return None
-        offset = torch.arange(r, device=frames.device)[:, None]  # the pixel's place in its patch
-        rows = torch.arange((h + -h % m) // r, device=frames.device) * r + offset < h  # (r, H')
-        cols = torch.arange((w + -w % m) // r, device=frames.device) * r + offset < w  # (r, W')
+        offset = torch.arange(r, device=device)[:, None]  # the pixel's place in its patch
+        rows = torch.arange((h + -h % m) // r, device=device) * r + offset < h  # (r, H')
+        cols = torch.arange((w + -w % m) // r, device=device) * r + offset < w  # (r, W')
         valid = rows[:, None, :, None] & cols[None, :, None, :]  # (r, r, H', W'): channel i * r + j
         return valid.flatten(0, 1)[None, None].float()
 
@@ -312,7 +311,7 @@ class Student(nn.Module):
 
     def forward(self, inp):
         h, w = inp.shape[-2:]
-        folded = self.folded_residual(self.fold(inp), self.folded_frame(inp))
+        folded = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device))
         return inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
 
 
