@@ -36,6 +36,7 @@ from pytorch_msssim import ms_ssim, ssim
 from livesharp import ops
 from livesharp.engine import open_model
 from livesharp.errors import LivesharpError
+from livesharp.files import atomic_output
 from train.data import IMAGE_SUFFIXES, DataError, list_images, load_frames, read_rgb
 from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.losses import MS_SSIM_MIN_SIDE, psnr
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", default="none", help="set 2: also report PSNR against this teacher's output (restormer:PATH | onnx:PATH)")
     p.add_argument("--teacher-cache", default="cache/teacher", help="where teacher outputs are cached (default cache/teacher)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--json", default=None, help="write the results here (default: eval_<model>.json)")
+    p.add_argument("--json", default=None, help="also write the results here as JSON (default: print only)")
     a = p.parse_args(argv)
     try:
         from livesharp.engine import resolve_device
@@ -331,11 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         if key == "real":
             print(format_items(results[key]))
         print()
-    out = Path(a.json or f"eval_{name}.json")
-    # "results" stays the --data set's table, as before the three sets existed.
-    doc = {"model": a.model, "real_pairs": a.real_pairs, "data": a.data, "sharp": a.sharp, "sets": results, "results": results.get("clip")}
-    out.write_text(json.dumps(doc, indent=2))
-    print(f"wrote {out}")
+    if a.json:  # only where asked: an evaluation never writes over a file on its own
+        # "results" stays the --data set's table, as before the three sets existed.
+        doc = {"model": a.model, "real_pairs": a.real_pairs, "data": a.data, "sharp": a.sharp, "sets": results, "results": results.get("clip")}
+        with atomic_output(a.json) as tmp:
+            Path(tmp).write_text(json.dumps(doc, indent=2))
+        print(f"wrote {a.json}")
     return 0
 
 

@@ -246,6 +246,22 @@ def test_evaluate_on_a_gopro_folder(tmp_path, capsys):
     assert res["ground truth"]["warp_error"] > 0 and res["ground truth"]["items"] == 4
 
 
+def test_evaluate_writes_json_only_where_asked(tmp_path, monkeypatch, capsys):
+    # It used to write eval_<model>.json into the working folder, over any earlier one.
+    (tmp_path / "sharp").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "sharp" / f"{i}.png"), np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    from livesharp.model import Student, VARIANTS, save_student
+
+    save_student(Student(VARIANTS["tiny"]), tmp_path / "ident.pt")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert evaluate.main(["--sharp", "sharp", "--model", "ident.pt"]) == 0
+    assert "sharp" in capsys.readouterr().out and sorted(p.name for p in tmp_path.iterdir()) == before
+    assert evaluate.main(["--sharp", "sharp", "--model", "ident.pt", "--json", "out.json"]) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["sets"]["sharp"]["ident"]["items"] == 2
+
+
 def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
     assert evaluate.main(["--data", str(tmp_path), "--model", "nope"]) == 1
     err = capsys.readouterr().err
