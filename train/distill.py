@@ -116,6 +116,9 @@ class DistillConfig:
 # --- configuration -------------------------------------------------------------------------
 
 
+LOG_COLUMNS = ["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]
+
+
 def parse_config(argv: list[str] | None = None) -> DistillConfig:
     p = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="flat TOML file of DistillConfig fields; flags given here win")
@@ -290,10 +293,14 @@ def main(argv: list[str] | None = None) -> dict:
         start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
-    log_file = open(out / "log.csv", "a", newline="")
+    log_file = open(out / "log.csv", "a+", newline="")
+    log_file.seek(0)
+    # A resumed run keeps the columns its log began with (an older livesharp wrote fewer terms).
+    columns = next(csv.reader(log_file), None) or LOG_COLUMNS
+    log_file.seek(0, 2)
     log = csv.writer(log_file)
     if log_file.tell() == 0:
-        log.writerow(["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"])
+        log.writerow(columns)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     # The sets checkpoints are chosen on: real blur of unseen scenes (1) and sharp input (3).
     try:
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if score > best["score"]:
                     best = {"score": score, "step": done}
                     save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
-        log.writerow([row[k] for k in ["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "crop", "sec_per_step", "val_psnr", "val_ssim"]])
+        log.writerow([row.get(k, "") for k in columns])
         log_file.flush()  # so `tail log.csv` shows a background run's progress
         if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
             # One format: the EMA weights as a self-describing student (loadable by --model and

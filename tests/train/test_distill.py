@@ -113,9 +113,17 @@ def test_twenty_steps_lower_the_loss_and_resume_continues(tmp_path, highfps):
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["step"] == 20
 
+    # a log begun by an older livesharp, before the fft term: the resumed rows keep its columns
+    log = tmp_path / "run" / "log.csv"
+    old_columns = [c for c in distill.LOG_COLUMNS if c != "fft"]
+    with open(log, "w", newline="") as f:
+        w = csv.DictWriter(f, old_columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
     run(tmp_path, *common, "--steps", "24", "--ckpt-every", "2", "--resume")
     rows = read_log(tmp_path)
     assert [int(r["step"]) for r in rows] == list(range(1, 25))  # continued at 21, nothing redone
+    assert all(list(r) == old_columns and None not in r.values() for r in rows)  # no row longer than the header
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 24
 
 
