@@ -25,6 +25,7 @@ times of fp32, bf16 and int8 on this machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -98,7 +99,9 @@ def quantize(model, frames: list[np.ndarray], keep_float: Sequence[str] = ()):
 
     data = nncf.Dataset([{"input": f, "strength": np.ones(1, np.float32)} for f in frames])
     scope = nncf.IgnoredScope(names=list(keep_float)) if keep_float else None
-    return nncf.quantize(model, data, subset_size=len(frames), ignored_scope=scope)
+    # NNCF draws its progress on stdout, which carries this command's (and train.ship's) report
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, data, subset_size=len(frames), ignored_scope=scope)
 
 
 class Compiled:

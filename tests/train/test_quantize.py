@@ -122,3 +122,18 @@ def test_bad_input_is_one_clear_line(folders, tmp_path):
     with pytest.raises(LivesharpError, match=r"--out .*: give NAME.xml in an existing folder"):
         q.quantize_shipped(float_io, tmp_path / "nowhere" / "m.int8.xml", **folders, **FAST)
     assert q.main([str(tmp_path / "missing.onnx")]) == 1
+
+
+def test_the_command_prints_only_its_json_report_on_stdout(graph, folders, tmp_path, capfd):
+    # NNCF draws its progress bars on stdout; they belong on stderr with the other progress, so
+    # `python -m train.quantize ... > report.json` (and train.ship's report) is JSON as it is.
+    import json
+
+    src = tmp_path / "student.onnx"
+    src.write_bytes(graph.read_bytes())
+    args = [str(src), "--calib", *map(str, folders["calib"]), "--val-real", str(folders["val_real"]),
+            "--val-sharp", *map(str, folders["val_sharp"]), "--max-cost", "1", "--crops", "4", "--crop", "64"]
+    assert q.main(args) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["passed"] is True
+    assert "wrote" in err
