@@ -19,7 +19,7 @@ import numpy as np
 from . import ops
 from .errors import LivesharpError, ModelError
 from .runtimes import RUNNERS, GraphInfo, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, read_graph, require_torch
-from .settings import DEFAULT_MODEL, cpu_threads, shipped_graph, shipped_weights
+from .settings import DEFAULT_MODEL, cpu_streams, cpu_threads, shipped_graph, shipped_weights
 
 if TYPE_CHECKING:
     import torch
@@ -169,7 +169,7 @@ def make_runner(net: Student | None, device: str | torch.device = "cpu", backend
             from .export import cached_graph
 
             path, multiple = cached_graph(net.eval()), net.cfg.multiple
-        return RUNNERS[backend](path, threads or cpu_threads(live, backend), precision, min_side=multiple)
+        return RUNNERS[backend](path, threads or cpu_threads(live, backend), precision, min_side=multiple, streams=cpu_streams(live))
     if net is None:  # torch was asked for (or is all there is), but there is only a graph
         raise LivesharpError(f"{graph.path}: an ONNX graph runs under --backend openvino or onnx, not {backend}; "
                              f"for torch pass the checkpoint (.pt) it was exported from")

@@ -333,7 +333,8 @@ class OnnxRunner(GraphRunner):
     name = "onnx"
     precision = "fp32"  # the exported graph is f32, and ONNX Runtime runs it as it is
 
-    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1):
+    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1, streams: int = 1):
+        # streams: unused, ONNX Runtime computes a batch as one call on all its threads
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -372,12 +373,19 @@ class OpenVinoRunner(GraphRunner):
     is compiled on first sight (about a second; OpenVINO's cache makes later starts quicker).
     Precision is set explicitly (see ``int8.choose_precision``) rather than left to OpenVINO, so
     ``fp32`` really is f32 on every CPU.
+
+    ``streams`` > 1 (file mode, ``settings.cpu_streams``): a batch of several frames is computed
+    that many frames at once, each on its own share of the threads (compiled once for one frame,
+    whatever the batch). Beside libx264 on the same cores, two one-thread streams cost less than
+    one two-thread request: a thread the encoder preempts stalls only its own frame, not the
+    other thread at every layer's barrier (``benchmarks/README.md``). A lone frame, and every
+    frame in live mode, goes to one request on all the threads: it must be out soonest.
     """
 
     name = "openvino"
     MAX_SHAPES = 8  # file mode meets batches of 1..--batch frames; beyond that, forget the oldest
 
-    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1):
+    def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1, streams: int = 1):
         import openvino as ov
 
         self.core = ov.Core()
@@ -391,27 +399,55 @@ class OpenVinoRunner(GraphRunner):
         self.precision = int8.choose_precision(precision, caps, has_int8_graph=quantized is not None)
         self.graph = str(quantized if self.precision == "int8" else graph)
         hint = int8.openvino_hint(self.precision, caps)
+        self.streams = max(1, min(streams, threads))
         self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
-        self.requests: dict[tuple[int, ...], object] = {}
+        self.requests: dict[tuple[int, ...], object] = {}  # batch shape -> request on all the threads
+        self.queues: dict[tuple[int, ...], object] = {}  # frame shape -> one request per stream
         self.min_side = min_side
+
+    def _compile(self, shape: tuple[int, ...], config: dict, cache: dict):
+        if len(cache) >= self.MAX_SHAPES:
+            cache.pop(next(iter(cache)))
+        model = self.core.read_model(self.graph)
+        model.reshape({"input": list(shape), "strength": [1]})
+        return self.core.compile_model(model, "CPU", config)
 
     def _request(self, shape: tuple[int, ...]):
         if shape not in self.requests:
-            model = self.core.read_model(self.graph)
-            model.reshape({"input": list(shape), "strength": [1]})
-            if len(self.requests) >= self.MAX_SHAPES:
-                self.requests.pop(next(iter(self.requests)))
-            self.requests[shape] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            self.requests[shape] = self._compile(shape, self.config, self.requests).create_infer_request()
         return self.requests[shape]
+
+    def _queue(self, shape: tuple[int, ...]):
+        if shape not in self.queues:
+            import openvino as ov
+
+            config = self.config | {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
+            queue = ov.AsyncInferQueue(self._compile(shape, config, self.queues), self.streams)
+            queue.set_callback(_copy_out)
+            self.queues[shape] = queue
+        return self.queues[shape]
 
     def infer(self, frames: np.ndarray, strength: float) -> np.ndarray:
         # The frames are read where they are (OpenVINO copies inputs unless told to share them:
         # another full frame per call); the output is copied out, as the request reuses its buffer.
-        request = self._request(frames.shape)
-        return request.infer({"input": np.ascontiguousarray(frames), "strength": np.array([strength], np.float32)}, share_inputs=True)[0].copy()
+        frames, s = np.ascontiguousarray(frames), np.array([strength], np.float32)
+        if self.streams == 1 or len(frames) == 1:
+            return self._request(frames.shape).infer({"input": frames, "strength": s}, share_inputs=True)[0].copy()
+        queue, out = self._queue((1, *frames.shape[1:])), np.empty_like(frames)
+        for i in range(len(frames)):
+            queue.start_async({"input": frames[i:i + 1], "strength": s}, (out, i), share_inputs=True)
+        queue.wait_all()  # the inputs are shared: they must outlive every request
+        return out
 
     def close(self) -> None:
         self.requests.clear()
+        self.queues.clear()
+
+
+def _copy_out(request, slot: tuple[np.ndarray, int]) -> None:
+    """AsyncInferQueue's callback: frame ``i`` of the batch into ``out[i]``."""
+    out, i = slot
+    out[i] = request.get_output_tensor(0).data[0]
 
 
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}

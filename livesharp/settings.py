@@ -61,6 +61,14 @@ def cpu_threads(live: bool = False, backend: str = "torch") -> int:
     return cores if cores <= 2 else cores - 1
 
 
+def cpu_streams(live: bool = False) -> int:
+    """Frames OpenVINO computes at once (``runtimes.OpenVinoRunner``): two in file mode, where
+    the encoder shares the cores and throughput is what counts (2 cores, 720p, ``file`` in two
+    A/Bs of five alternating runs: 145 and 141 CPU ms per frame against 165 and 149 with one
+    two-thread request); one in live mode, where each frame's latency is."""
+    return 1 if live else 2
+
+
 def models_dir() -> Path:
     """``$LIVESHARP_MODELS``, else the package's ``weights/`` folder; read on every call."""
     return Path(os.environ.get("LIVESHARP_MODELS") or SHIPPED_MODELS)

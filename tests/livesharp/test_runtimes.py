@@ -409,6 +409,34 @@ def test_a_single_frame_reaches_the_runtime_without_a_copy(tmp_path, random_stud
         assert np.abs(alone.astype(int) - batched).max() <= 1
 
 
+def test_file_mode_openvino_computes_two_frames_at_once_and_keeps_their_order(tmp_path, random_student, monkeypatch):
+    # File mode's batches go to OpenVINO one frame per stream (throughput beside the encoder); a
+    # lone frame, and live mode's every frame, to one request on all the threads (latency). Each
+    # frame must come back in its place.
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    model = tmp_path / "m.pt"
+    save_student(random_student(seed=6), model)
+    batch = np.stack(frames(5, 64, 96, seed=7))
+    with Sharpener(model, device="cpu", backend="openvino", precision="fp32") as f, \
+            Sharpener(model, device="cpu", backend="openvino", precision="fp32", live=True) as live:
+        assert f.runner.streams == 2 and live.runner.streams == 1
+        out = f.runner.run(batch, 1.0)
+        queue = f.runner.queues[(1, 64, 96, 3)]  # compiled for one frame, whatever the batch
+        assert len(queue) == 2 and queue[0].get_compiled_model().get_property("NUM_STREAMS") == 2
+        assert f.runner.requests == {}
+        one_by_one = [f.runner.run([x], 1.0)[0] for x in batch]
+        assert list(f.runner.requests) == [(1, 64, 96, 3)]
+        assert f.runner.requests[(1, 64, 96, 3)].get_compiled_model().get_property("NUM_STREAMS") == 1
+        live.runner.run(batch[:2], 1.0)
+        assert live.runner.queues == {}
+    assert out.shape == batch.shape
+    for a, b in zip(out, one_by_one):  # within rounding: thread counts may differ
+        assert np.abs(a.astype(int) - b).max() <= 1
+    assert np.abs(out[0].astype(int) - one_by_one[1]).max() > 1  # the frames differ: order is checked
+
+
 def test_fold_frames_is_pixel_unshuffle_of_the_padded_frame():
     from livesharp.export import fold_frames, unfold_frames
 
