@@ -82,7 +82,11 @@ def test_a_passing_int8_graph_is_written_with_what_livesharp_checks(graph, folde
     # Quantization happened: the IR holds int8 fake-quantize ops the float graph lacks.
     import openvino as ov
 
-    assert any(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(out)).get_ops())
+    quantized = ov.Core().read_model(str(out)).get_ops()
+    assert any(op.get_type_name() == "FakeQuantize" for op in quantized)
+    # ...on the convolutions' inputs only: the sums and norms between them stay in float
+    fed = {t.get_node().get_type_name() for op in quantized if op.get_type_name() == "FakeQuantize" for t in op.output(0).get_target_inputs()}
+    assert {"Convolution", "GroupConvolution"} <= fed and not fed & set(q.FLOAT_OPS), fed
 
 
 def test_an_impossible_bar_writes_nothing_after_trying_the_ends_in_float(graph, folders, tmp_path, monkeypatch):
