@@ -106,9 +106,28 @@ def quantize(model, frames: list[np.ndarray], keep_float: Sequence[str] = ()):
     data = nncf.Dataset([{"input": f, "strength": np.ones(1, np.float32)} for f in frames])
     # validate=False: a network without norms (conv32) has no ReduceMean to ignore
     scope = nncf.IgnoredScope(names=list(keep_float), types=list(FLOAT_OPS), validate=False)
-    # NNCF draws its progress on stdout, which carries this command's (and train.ship's) report
-    with contextlib.redirect_stdout(sys.stderr):
+    with _nncf_output_on_stderr():
         return nncf.quantize(model, data, subset_size=len(frames), ignored_scope=scope)
+
+
+@contextlib.contextmanager
+def _nncf_output_on_stderr():
+    """NNCF draws its progress bars on stdout and its log has a handler bound to stdout, but
+    stdout carries this command's (and train.ship's) report. Both go to stderr meanwhile, and
+    the log says only warnings (at INFO it lists every operation the ignored scope leaves out)."""
+    import logging
+
+    log = logging.getLogger("nncf")
+    streams = [(h, h.setStream(sys.stderr)) for h in log.handlers if isinstance(h, logging.StreamHandler)]
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        log.setLevel(level)
+        for h, old in streams:
+            h.setStream(old)
 
 
 class Compiled:
