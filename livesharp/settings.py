@@ -63,9 +63,10 @@ def cpu_threads(live: bool = False, backend: str = "torch") -> int:
 
 def cpu_streams(live: bool = False) -> int:
     """Frames OpenVINO computes at once (``runtimes.OpenVinoRunner``): two in file mode, where
-    the encoder shares the cores and throughput is what counts (2 cores, 720p, ``file`` in two
-    A/Bs of five alternating runs: 145 and 141 CPU ms per frame against 165 and 149 with one
-    two-thread request); one in live mode, where each frame's latency is."""
+    the encoder shares the cores and throughput is what counts (2 cores, 720p, ``file`` in three
+    A/Bs of 5-6 alternating runs: 145 / 141 / 129 CPU ms per frame against 165 / 149 / 139 with
+    one two-thread request; ``benchmarks/README.md``); one in live mode, where each frame's
+    latency is. Measured on 2 cores only: on more, each stream gets half the threads."""
     return 1 if live else 2
 
 
