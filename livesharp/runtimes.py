@@ -377,9 +377,10 @@ class OpenVinoRunner(GraphRunner):
     ``streams`` > 1 (file mode, ``settings.cpu_streams``): a batch of several frames is computed
     that many frames at once, each on its own share of the threads (compiled once for one frame,
     whatever the batch). Beside libx264 on the same cores, two one-thread streams cost less than
-    one two-thread request (``benchmarks/README.md``); presumably because a thread the encoder
-    preempts then stalls only its own frame, not the other thread at every layer's barrier. A lone frame, and every
-    frame in live mode, goes to one request on all the threads: it must be out soonest.
+    one two-thread request (``benchmarks/README.md``), presumably because a thread the encoder
+    preempts then stalls only its own frame, not the other thread at every layer's barrier. A
+    lone frame, and every frame in live mode, goes to one request on all the threads: it must be
+    out soonest.
     """
 
     name = "openvino"
