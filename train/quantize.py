@@ -57,6 +57,9 @@ MAX_COST_DB = 0.05
 # turns). Leaving only the products in float did not help (0.039 dB): the error came from
 # quantizing the sums and the norms.
 FLOAT_OPS = ("Add", "Subtract", "Multiply", "Divide", "Power", "Sqrt", "ReduceMean")
+# The convolutions that take a norm's channel means (``livesharp.model.ChannelNorm``) are part of
+# the norm: they stay in float too.
+FLOAT_NAMES = (r".*/(centre|spread)/.*",)
 
 
 def check_graph(onnx_path: Path):
@@ -101,12 +104,13 @@ def end_convolutions(model) -> list[str]:
 
 def quantize(model, frames: list[np.ndarray], keep_float: Sequence[str] = ()):
     """NNCF post-training int8 of an OpenVINO uint8-frame model, calibrated on ``frames``: the
-    convolutions, but those named in ``keep_float``; ``FLOAT_OPS`` stay in float."""
+    convolutions, but those named in ``keep_float`` or matching ``FLOAT_NAMES``; ``FLOAT_OPS``
+    stay in float."""
     import nncf
 
     data = nncf.Dataset([{"input": f, "strength": np.ones(1, np.float32)} for f in frames])
-    # validate=False: a network without norms (conv32) has no ReduceMean to ignore
-    scope = nncf.IgnoredScope(names=list(keep_float), types=list(FLOAT_OPS), validate=False)
+    # validate=False: a network without norms (conv32) has no ReduceMean or centre to ignore
+    scope = nncf.IgnoredScope(names=list(keep_float), patterns=list(FLOAT_NAMES), types=list(FLOAT_OPS), validate=False)
     with _nncf_output_on_stderr():
         return nncf.quantize(model, data, subset_size=len(frames), ignored_scope=scope)
 

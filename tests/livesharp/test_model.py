@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from livesharp.model import VARIANTS, ModelError, Student, StudentConfig, load_student, save_student
+from livesharp.model import VARIANTS, ChannelNorm, LayerNorm2d, ModelError, Student, StudentConfig, load_student, save_student
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -68,7 +68,19 @@ def test_the_fused_student_computes_the_same_and_leaves_the_original_alone(varia
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     if net.cfg.block == "naf":
         names = [n for n, _ in fused.named_parameters()]
-        assert not any("norm" in n or n.endswith((".beta", ".gamma")) for n in names)
+        assert not any(isinstance(m, LayerNorm2d) for m in fused.modules())
+        assert not any(n.endswith((".beta", ".gamma")) for n in names)
+
+
+@pytest.mark.parametrize("channels", [8, 32, 64])
+def test_channel_norm_normalises_by_convolution_up_to_32_channels(channels):
+    """ChannelNorm (the fused blocks' norm) is LayerNorm2d without its scale and shift, by two
+    1x1 convolutions up to 32 channels and by reductions beyond, on features far from zero mean."""
+    x = torch.randn(2, channels, 9, 11, generator=torch.Generator().manual_seed(1)) * 3 + 5
+    norm = ChannelNorm(channels, 1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(norm(x), LayerNorm2d(channels)(x), atol=2e-5, rtol=1e-5)
+    assert (norm.centre is not None) == (channels <= 32)
 
 
 def test_mismatched_levels_are_a_model_error():

@@ -85,8 +85,12 @@ def test_a_passing_int8_graph_is_written_with_what_livesharp_checks(graph, folde
     quantized = ov.Core().read_model(str(out)).get_ops()
     assert any(op.get_type_name() == "FakeQuantize" for op in quantized)
     # ...on the convolutions' inputs only: the sums and norms between them stay in float
-    fed = {t.get_node().get_type_name() for op in quantized if op.get_type_name() == "FakeQuantize" for t in op.output(0).get_target_inputs()}
-    assert {"Convolution", "GroupConvolution"} <= fed and not fed & set(q.FLOAT_OPS), fed
+    fed = [t.get_node() for op in quantized if op.get_type_name() == "FakeQuantize" for t in op.output(0).get_target_inputs()]
+    types = {n.get_type_name() for n in fed}
+    assert {"Convolution", "GroupConvolution"} <= types and not types & set(q.FLOAT_OPS), types
+    # ...and not the convolutions that take the norms' channel means (model.ChannelNorm)
+    norms = [op.get_friendly_name() for op in quantized if op.get_type_name() == "Convolution" and "/centre/" in op.get_friendly_name()]
+    assert norms and not [n.get_friendly_name() for n in fed if "/centre/" in n.get_friendly_name() or "/spread/" in n.get_friendly_name()]
 
 
 def test_an_impossible_bar_writes_nothing_after_trying_the_ends_in_float(graph, folders, tmp_path, monkeypatch):
