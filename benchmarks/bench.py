@@ -39,8 +39,13 @@ def live(model: str, backend: str, clip: Path, frames: int = 240, threads: int |
     """``livesharp cam`` with the clip looping as a 30 FPS camera, no preview; inference on
     ``threads`` threads (default: what ``livesharp cam`` uses, ``cpu_threads(live=True)``)."""
     with Sharpener(model=model, device="cpu", backend=backend, threads=threads, live=True) as s:
-        r = run_camera(FileSource(clip, loop=True), sharpener=s, max_frames=frames)
-    lat = np.array(r.latency_ms[15:])  # skip warm-up (OpenVINO compiles on the first frame)
+        source = FileSource(clip, loop=True)
+        # As livesharp cam does before its first frame (live.run_live). Until 2026-12-03 this
+        # row left it out, so OpenVINO compiled during the first frame and the session's
+        # seconds, its drops and its FPS included that wait, which no user's session has.
+        s.warm_up(source.height, source.width)
+        r = run_camera(source, sharpener=s, max_frames=frames)
+    lat = np.array(r.latency_ms[15:])  # the first frames' latency is the threads starting
     return {"fps": r.fps, "latency_mean_ms": float(lat.mean()), "latency_p95_ms": float(np.percentile(lat, 95)), "dropped": r.dropped}
 
 
