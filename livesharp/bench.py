@@ -6,7 +6,8 @@ so the encoder does real work), then, in the same run:
 - decode and encode alone (ms per frame), and the decode+encode-only pipeline (``file`` with
   strength 0): the I/O floor no sharpening can beat;
 - per backend, upload / inference / download ms per batch (``Sharpener.profile``), the model's
-  FPS and achieved GFLOP/s, and ``file`` end to end.
+  FPS and achieved GFLOP/s, and ``file`` end to end as ``livesharp file`` runs it by default
+  (up to ``FILE_BATCH`` frames per call, libx264 ``medium``).
 
 Runs are interleaved (floor, then every backend, then again) so drift in machine load hits all
 alike, and every figure is the median over runs. Ratios are taken within the same run.
@@ -31,7 +32,7 @@ from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
 from .pipeline import process_file
 from .runtimes import BACKENDS, choose_backend, device_type, installed
-from .settings import cpu_cores
+from .settings import FILE_BATCH, cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
 
@@ -98,6 +99,7 @@ def run_bench(
     model: str = DEFAULT_MODEL,
     backends: Sequence[str] | None = None,
     batch: int = 1,
+    file_batch: int = FILE_BATCH,
     frames: int = 60,
     runs: int = 3,
     device: str = "auto",
@@ -105,10 +107,14 @@ def run_bench(
     precision: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Measure; return the results as plain data (see ``livesharp bench --json``)."""
+    """Measure; return the results as plain data (see ``livesharp bench --json``).
+
+    ``batch`` is the model-only columns' frames per call; the end-to-end ones run
+    ``process_file`` as ``livesharp file`` does, at most ``file_batch`` frames per call.
+    """
     log = log or (lambda _msg: None)
-    if runs < 1 or frames < 2 or batch < 1:
-        raise LivesharpError("--runs, --batch must be at least 1 and --frames at least 2")
+    if runs < 1 or frames < 2 or batch < 1 or file_batch < 1:
+        raise LivesharpError("--runs, --batch, --file-batch must be at least 1 and --frames at least 2")
     dev = pick_device(device)
     backends = list(backends or default_backends(device))
     for b in backends:
@@ -124,7 +130,7 @@ def run_bench(
     result: dict = {
         "livesharp": __version__, "torch": torch.__version__ if torch else None, "device": dev,
         "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if device_type(dev) == "cuda" else None,
-        "model": str(model), "precision": precision, "batch": batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
+        "model": str(model), "precision": precision, "batch": batch, "file_batch": file_batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
     }
     # int8 exists only as OpenVINO graphs: ONNX Runtime is left out (and said so); torch stays
     # as the speed-up ratios' reference at its own precision.
@@ -146,7 +152,7 @@ def run_bench(
             rgb = make_clip(clip, (w, h), frames)
             sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision_of(b)) for b in runnable}
             try:
-                size_res = _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key)
+                size_res = _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log, key)
             finally:
                 for s in sharpeners.values():
                     s.close()
@@ -154,7 +160,7 @@ def run_bench(
     return result
 
 
-def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> dict:
+def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log, key) -> dict:
     med = statistics.median
     h, w = rgb[0].shape[:2]
     reader = VideoReader(clip)
@@ -166,7 +172,7 @@ def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> di
 
     def file_fps(**kw) -> float:
         out = tmp / "out.mp4"
-        r = process_file(clip, out, batch=batch, preset=preset, progress=False, overwrite=True, **kw)
+        r = process_file(clip, out, batch=file_batch, preset=preset, progress=False, overwrite=True, **kw)
         return r.fps
 
     for run in range(runs):
@@ -208,7 +214,8 @@ def _bench_size(clip, rgb, sharpeners, batch, runs, preset, tmp, log, key) -> di
 def format_table(result: dict) -> str:
     """The results as one aligned table per size."""
     lines = [f"livesharp {result['livesharp']}, torch {result['torch'] or 'not installed'}, {result['device']}"
-             f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']},"
+             f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']}"
+             f" (end to end: up to {result['file_batch']}),"
              f" median of {result['runs']} runs, libx264 {result['preset']}"]
     cols = ("backend", "precision", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
     for key, r in result["sizes"].items():

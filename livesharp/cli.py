@@ -8,7 +8,7 @@ import click
 
 from . import __version__
 from .errors import LivesharpError
-from .settings import DEFAULT_MODEL, apply_thread_policy
+from .settings import DEFAULT_MODEL, FILE_BATCH, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
                 "else ONNX Runtime (livesharp[onnx]), else torch (livesharp[torch]).")
@@ -87,7 +87,7 @@ Examples:
 @click.argument("input", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("output", type=click.Path(path_type=str))
 @model_options
-@click.option("--batch", type=click.IntRange(1, 64), default=4, show_default=True, help="Most frames per inference call (filled only with frames already decoded).")
+@click.option("--batch", type=click.IntRange(1, 64), default=FILE_BATCH, show_default=True, help="Most frames per inference call (filled only with frames already decoded).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality: lower is better and larger; 18 looks lossless to most eyes.")
 @click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]), default="medium", show_default=True, help="H.264 speed/size trade-off.")
@@ -238,13 +238,15 @@ Examples:
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
               help="Repeat for several (default: every one installed for the device). torch, where installed, is always measured: it is the reference.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where torch runs.")
-@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per inference call (1 = live).")
+@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="Frames per inference call in the model-only columns (1 = live).")
+@click.option("--file-batch", type=click.IntRange(1, 64), default=FILE_BATCH, show_default=True,
+              help="Most frames per inference call in the end-to-end columns (default: what livesharp file uses).")
 @click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Report the median of this many runs.")
 @click.option("--preset", default="medium", show_default=True, help="libx264 preset for the encode and end-to-end figures (medium: what livesharp file uses by default).")
 @precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
-def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, precision, as_json):
+def bench_cmd(sizes, model, backends, device, batch, file_batch, frames, runs, preset, precision, as_json):
     """Measure speed on this machine: decode, upload, inference, download and encode per frame,
     end-to-end FPS, and how close each backend gets to the decode+encode floor.
 
@@ -254,7 +256,7 @@ def bench_cmd(sizes, model, backends, device, batch, frames, runs, preset, preci
 
     from .bench import format_table, run_bench
 
-    result = run_bench([_size(s) for s in sizes], model=model, backends=backends or None, batch=batch, frames=frames,
+    result = run_bench([_size(s) for s in sizes], model=model, backends=backends or None, batch=batch, file_batch=file_batch, frames=frames,
                        runs=runs, device=device, preset=preset, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 

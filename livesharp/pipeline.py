@@ -28,6 +28,7 @@ from .engine import Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
+from .settings import FILE_BATCH
 
 if TYPE_CHECKING:
     from .model import Student  # only named in annotations: importing it would import torch
@@ -190,7 +191,7 @@ def process_file(
     precision: str | None = None,
     strength: float | None = None,
     side_by_side: bool = False,
-    batch: int = 4,
+    batch: int = FILE_BATCH,
     overwrite: bool = False,
     crf: int = 18,
     preset: str = "medium",

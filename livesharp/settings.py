@@ -24,6 +24,9 @@ SHIPPED_MODELS = Path(str(resources.files("livesharp") / "weights"))
 # OpenMP's idle spin, in iterations: short enough to leave cores to decode and capture, long
 # enough that the network's many small ops do not each pay a wake-up (see apply_thread_policy).
 SPINCOUNT = "20000"
+# Most frames per inference call in `livesharp file` (filled only with frames already decoded);
+# `livesharp bench` runs its end-to-end figures at it too, so they are what file users get.
+FILE_BATCH = 4
 
 
 def apply_thread_policy() -> None:

@@ -35,6 +35,31 @@ def test_bench_json_has_every_size_and_backend(bench_json):
         assert size["backends"]["torch"]["inference_vs_torch"] == 1
 
 
+def test_the_end_to_end_columns_run_livesharp_file_as_users_do(monkeypatch):
+    """Model-only columns at --batch, the end-to-end ones at livesharp file's own batch: the
+    ratio to the floor is the figure of record for file mode (issue 16), so it must be the
+    pipeline users run, not one frame per call."""
+    import livesharp.bench as bench
+    from livesharp.settings import FILE_BATCH
+
+    batches = []
+    real = bench.process_file
+
+    def spy(*args, **kw):
+        if kw.get("sharpener") is not None:
+            batches.append(kw["batch"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bench, "process_file", spy)
+    r = CliRunner().invoke(cli, ["bench", "--size", "64x48", "--frames", "4", "--runs", "1", "--json", "--backend", "onnx", "--model", "tiny"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["batch"] == 1 and data["file_batch"] == FILE_BATCH == 4
+    assert batches == [FILE_BATCH, FILE_BATCH]  # torch and onnx, each at file's batch
+    r = CliRunner().invoke(cli, ["bench", "--size", "64x48", "--frames", "4", "--runs", "1", "--json", "--backend", "onnx", "--model", "tiny", "--file-batch", "2"])
+    assert json.loads(r.stdout)["file_batch"] == 2 and batches[-2:] == [2, 2]
+
+
 def test_bench_reports_macs_and_flops_of_a_network():
     r = CliRunner().invoke(cli, ["bench", "--size", "64x48", "--frames", "3", "--runs", "1", "--backend", "onnx", "--model", "tiny"])
     assert r.exit_code == 0, r.output
