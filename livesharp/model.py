@@ -55,8 +55,9 @@ class StudentConfig:
 
 VARIANTS: dict[str, StudentConfig] = {
     # The shipped default since v5 (the frontier's naf16-m4; model card): 0.65 M params, 1.38
-    # GMAC per megapixel, 720p in 28.5 ms under OpenVINO int8 on 2 Zen 5 cores (v8, graph 4, bench). Its four blocks
-    # at 1/32 cost little time; the zero-mean residual keeps brightness.
+    # GMAC per megapixel, 720p in 25.1 ms under OpenVINO int8 on 2 Zen 5 cores (v8, graph 5,
+    # bench; 20.3-26.9 ms in three runs). Its four blocks at 1/32 cost little time; the
+    # zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
     # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (27 FPS).
     "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
