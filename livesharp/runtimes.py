@@ -50,7 +50,9 @@ FORMATS = ("onnx", "openvino")
 OPSET = 17
 # Part of the cache key: bump it when the exported graph's interface or contents change, so
 # graphs exported by an older livesharp are not loaded by a newer one.
-GRAPH_VERSION = 5  # 4: frames folded and unfolded in one transpose each (livesharp.export.fold_frames); 5: narrow norms by convolution (model.ChannelNorm)
+# 4: frames folded and unfolded in one transpose each (livesharp.export.fold_frames);
+# 5: narrow norms take their channel means by convolution (livesharp.model.ChannelNorm).
+GRAPH_VERSION = 5
 # The ONNX metadata_props an exported graph describes itself with (livesharp.export.graph_metadata).
 META = {k: f"livesharp_{k}" for k in ("digest", "graph_version", "multiple", "macs_per_pixel", "io", "variant", "name")}
 
