@@ -71,11 +71,27 @@ def cli():
     """Sharpen live and recorded video with a small real-time network."""
     # Every command imports torch inside itself, after this: the policy only works before.
     apply_thread_policy()
+    _print_log_lines_until_the_command_ends(click.get_current_context())
+
+
+def _print_log_lines_until_the_command_ends(ctx: click.Context) -> None:
+    """The library's log records print as ``warning: ...`` lines while the command runs.
+
+    The logger's state is put back when the command ends, so a command run in-process (a test,
+    a notebook) leaves the caller's logging as it found it."""
     logger = logging.getLogger("livesharp")
-    if not any(isinstance(h, _WarningLine) for h in logger.handlers):
-        logger.addHandler(_WarningLine())
+    before = (logger.level, logger.propagate)
+    handler = _WarningLine()
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+    def restore():
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+
+    ctx.call_on_close(restore)
 
 
 @cli.command("file", epilog="""\b

@@ -219,6 +219,18 @@ def test_an_odd_size_is_written_with_a_one_line_warning(tmp_path, odd_video, pro
     assert (probe(out).width, probe(out).height) == (66, 38)
 
 
+def test_a_command_run_in_process_leaves_the_callers_logging_as_it_found_it(tmp_path, odd_video):
+    # The warning is printed while the command runs; afterwards a caller's handlers (pytest's
+    # caplog, a notebook's) see the library's records again, and no handler is left behind.
+    import logging
+
+    logger = logging.getLogger("livesharp")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    result = run("file", odd_video, tmp_path / "out.mp4", "--model", "unsharp", "--device", "cpu")
+    assert result.exit_code == 0 and result.output.startswith("warning: 65x37 has an odd side"), result.output
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
+
+
 # --- the default model ---------------------------------------------------------------------
 
 

@@ -240,8 +240,6 @@ def unwritable_folder(tmp_path, how):
 def test_an_unwritable_cache_falls_back_to_a_temporary_one_with_one_warning(how, random_student, tmp_path, monkeypatch, caplog, threads):
     folder = unwritable_folder(tmp_path, how)
     monkeypatch.setenv("LIVESHARP_CACHE", str(folder / "cache"))
-    # The CLI tests' runs turned propagation off (the CLI prints warnings itself): caplog needs it.
-    monkeypatch.setattr(logging.getLogger("livesharp"), "propagate", True)
     caplog.set_level(logging.WARNING, logger="livesharp")
     net = random_student()
     with Sharpener(net, device="cpu", backend="onnx") as s:
