@@ -155,16 +155,20 @@ def image_cmd(input, output, side_by_side, model, strength, device, backend, pre
 
 
 
-def _check_stats(path: str) -> None:
+def _check_stats(path: str, camera: str, overwrite: bool) -> None:
     """--stats must name a file that can be created: said at once, before the camera opens and
-    the model loads, not after."""
+    the model loads, not after. Like every output: never the input, never an existing file
+    without --overwrite."""
     import tempfile
     from pathlib import Path
+
+    from .io import camera_file, check_output
 
     try:  # os.access says yes to root everywhere; creating a file is the real test
         tempfile.TemporaryFile(dir=Path(path).parent).close()
     except OSError as e:
         raise LivesharpError(f"--stats {path}: cannot write it ({e.strerror}); check the folder") from None
+    check_output(camera_file(camera), Path(path), overwrite, None)
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -190,7 +194,8 @@ Examples:
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
 @click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
-def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop):
+@click.option("--overwrite", is_flag=True, help="Replace the --stats file if it exists.")
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop, overwrite):
     """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
 
     Hotkeys in the preview: q/Esc quit, +/- strength, space sharpening on/off,
@@ -199,7 +204,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     import signal
 
     if stats is not None:
-        _check_stats(stats)  # before the heavy imports below
+        _check_stats(stats, camera, overwrite)  # before the heavy imports below
     from .live import run_live
 
     # SIGTERM (a service manager, `kill`) ends the session like Ctrl-C: threads stop, camera closes.
@@ -207,7 +212,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     # run_live's LivesharpError becomes the one error: line in _Group.
     result = run_live(camera, size=_size(size), fps=fps, loop=loop, virtual=virtual, preview=preview, side_by_side=side_by_side,
                       model=model, device=device, backend=backend, precision=precision, strength=strength,
-                      max_frames=max_frames, stats=stats, status=lambda line: click.echo(line, err=True))
+                      max_frames=max_frames, stats=stats, overwrite=overwrite, status=lambda line: click.echo(line, err=True))
     click.echo(result.summary(), err=True)
 
 

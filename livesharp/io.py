@@ -180,17 +180,38 @@ def check_input(path: Path) -> None:
         raise LivesharpError(f"{path}: not readable; check its permissions")
 
 
-def check_output(src: Path, dst: Path, overwrite: bool, suffixes) -> None:
-    """The output must not be the input, must not silently replace a file, and needs a writable folder."""
+def camera_file(camera: str) -> Path | None:
+    """The video file ``--camera`` names (``sources.open_source`` plays it), or None for a camera (an index or a /dev/videoN).
+
+    >>> camera_file("0"), camera_file("/dev/video2"), camera_file("clip.mp4")
+    (None, None, PosixPath('clip.mp4'))
+    """
+    if camera.isdigit() or camera.startswith("/dev/video"):
+        return None
+    return Path(camera)
+
+
+def check_output(src: Path | None, dst: Path, overwrite: bool, suffixes) -> None:
+    """The output must not be the input, must not silently replace a file, and needs a writable folder.
+
+    ``src`` None: no input file (a camera). ``suffixes`` None: any name (``cam --stats``)."""
     if dst.is_dir():  # first: a folder's name says nothing about a file type
-        raise LivesharpError(f"{dst}: is a directory; give an output file name such as {dst / ('sharp_' + src.name)}")
-    if dst.suffix.lower() not in suffixes:
+        example = dst / ("sharp_" + src.name if src is not None else "stats.jsonl")
+        raise LivesharpError(f"{dst}: is a directory; give an output file name such as {example}")
+    if suffixes is not None and dst.name.lower() in suffixes:  # Path(".mp4").suffix is "": a hidden file, no type
+        raise LivesharpError(f"{dst}: the name is only a suffix; give a name before it, such as {dst.with_name('sharp' + dst.name)}")
+    if suffixes is not None and dst.suffix.lower() not in suffixes:
         raise LivesharpError(f"{dst.name}: unknown output type; end the name in {', '.join(suffixes)}")
-    same = dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst))
+    present = dst.exists() or dst.is_symlink()  # a link to nothing is a name taken all the same
+    same = src is not None and (dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)))
     if same:
         raise LivesharpError(f"{dst}: output is the input file; choose another output name (the input is never modified)")
-    if dst.exists() and not overwrite:
-        raise LivesharpError(f"{dst}: already exists; pass --overwrite to replace it, or choose another name")
+    if dst.exists() and not dst.is_file():
+        # A device, a pipe or a socket: the finished file would be renamed over it (as root, over /dev/null).
+        raise LivesharpError(f"{dst}: not a regular file (a device, pipe or socket); give the name of a file to write")
+    if present and not overwrite:
+        what = f" (a symbolic link to {os.readlink(dst)}, which does not exist)" if dst.is_symlink() and not dst.exists() else ""
+        raise LivesharpError(f"{dst}: already exists{what}; pass --overwrite to replace it, or choose another name")
     parent = dst.parent
     if not parent.is_dir():
         raise LivesharpError(f"{parent}: output folder does not exist; create it first (mkdir -p {parent})")

@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -28,7 +29,8 @@ import numpy as np
 from . import ops, sinks
 from .engine import Sharpener
 from .errors import LivesharpError
-from .pipeline import END, Stages
+from .io import camera_file, check_output
+from .pipeline import END, Stages, published
 from .settings import DEFAULT_MODEL
 from .sources import capture_time, open_source
 
@@ -313,6 +315,7 @@ def run_live(
     strength: float = 1.0,
     max_frames: int | None = None,
     stats=None,
+    overwrite: bool = False,
     status: Callable[[str], None] | None = None,
 ) -> LiveResult:
     """Sharpen a camera live into a virtual camera and/or a preview window, until it ends.
@@ -326,7 +329,9 @@ def run_live(
         preview: a window with HUD and hotkeys; None opens one when a display exists.
         side_by_side: start with input | result (the ``s`` hotkey toggles it).
         model, device, backend, precision, strength: as for ``Sharpener``.
-        max_frames: stop after this many output frames. stats: a path for per-frame JSON lines.
+        max_frames: stop after this many output frames. stats: a path for per-frame JSON lines,
+            written like every output (never the camera's file, never over a file unless
+            ``overwrite``) and published when the session ends.
         status: called with each status line: the first says what was opened, at which size
             and rate, and how long warming the model up at that size took.
 
@@ -338,6 +343,8 @@ def run_live(
     say = status or (lambda line: None)
     if preview and not sinks.has_display():
         raise LivesharpError("--preview: no display here (DISPLAY/WAYLAND_DISPLAY unset); run with --no-preview")
+    if stats is not None:
+        check_output(camera_file(str(camera)), Path(stats), overwrite, None)
     with ExitStack() as opened:
         source = opened.enter_context(open_source(str(camera), size, fps, loop=loop))
         out_fps = fps if source.fps <= 0 else min(fps, source.fps)
@@ -357,6 +364,7 @@ def run_live(
         if preview is None:
             preview = sinks.has_display()
         window = opened.enter_context(sinks.PreviewWindow()) if preview else None
-        writer = opened.enter_context(sinks.StatsWriter(stats)) if stats else None
+        # Written under a hidden name, renamed once the session has ended (after the writer closed).
+        writer = opened.enter_context(sinks.StatsWriter(opened.enter_context(published(Path(stats), overwrite)))) if stats else None
         return run_camera(source, sharpener=sharpener, virtual=vcam, preview=window, side_by_side=side_by_side,
                           max_frames=max_frames, stats=writer)

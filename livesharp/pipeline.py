@@ -135,7 +135,7 @@ def stop_on_term_and_hup():
 
 
 @contextmanager
-def _published(dst: Path, overwrite: bool):
+def published(dst: Path, overwrite: bool):
     """``atomic_output`` for a user's output: without --overwrite, a file that appeared under
     the name while we worked (another program, a second run) is never replaced. Temp files
     that killed runs left for this output are removed first, and said so."""
@@ -313,7 +313,7 @@ def process_file(
     t0 = time.perf_counter()
     writer = None
     try:
-        with _published(dst, overwrite) as tmp:
+        with published(dst, overwrite) as tmp:
             stages.start("decode", decode)
             stages.start("infer", infer)
             stages.start("encode", encode)
@@ -421,7 +421,7 @@ def process_image(
                 alpha = _to_8bit(alpha) if out.dtype == np.uint8 else alpha.astype(np.uint16) * 257
             out = np.dstack([out, alpha])
     bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    with _published(dst, overwrite) as tmp:
+    with published(dst, overwrite) as tmp:
         if not cv2.imwrite(str(tmp), bgr):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
     return dst

@@ -120,7 +120,7 @@ class PreviewWindow(Closing):
 
 
 class StatsWriter(Closing):
-    """Per-frame timings as JSON lines, flushed as they come (a crash keeps what was measured)."""
+    """Per-frame timings as JSON lines, flushed as they come (to the hidden partial file `live.run_live` publishes at the end)."""
 
     def __init__(self, path: str | Path):
         try:
@@ -129,8 +129,11 @@ class StatsWriter(Closing):
             raise LivesharpError(f"--stats {path}: cannot write it ({e.strerror}); check the folder") from None
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as e:  # a full disk: one line, not a traceback
+            raise LivesharpError(f"--stats: writing failed ({e.strerror}); check free disk space") from None
 
     def close(self) -> None:
         self.file.close()

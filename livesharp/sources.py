@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import LivesharpError
-from .io import Frame, VideoReader
+from .io import Frame, VideoReader, camera_file
 
 # A live frame's pts: when it was captured, on time.monotonic_ns()'s clock (the clock of
 # time.monotonic(), in these units), so any thread can take its age.
@@ -215,7 +215,7 @@ def open_source(camera: str, size: tuple[int, int] = (1280, 720), fps: float = 3
         if not os.path.exists(camera):
             raise LivesharpError(f"{camera}: no such camera ({describe_cameras()}); pass --camera INDEX or --camera FILE")
         return CameraSource(camera, size, fps)
-    path = Path(camera)
+    path = camera_file(camera)
     if not path.exists():
         raise LivesharpError(f"--camera {camera}: neither a camera index, a /dev/videoN device nor a video file ({describe_cameras()})")
     return FileSource(path, loop=loop)

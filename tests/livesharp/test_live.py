@@ -230,7 +230,8 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "livesharp", "cam", "--camera", str(video), "--loop", "--no-preview",
                              "--model", "unsharp", "--stats", str(stats)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while (not stats.exists() or stats.stat().st_size == 0) and time.monotonic() < deadline:
+    # The stats file is written under a hidden name until the session ends: wait until it has rows.
+    while not any(p.stat().st_size for p in tmp_path.glob(".s.livesharp-partial-*")) and time.monotonic() < deadline:
         time.sleep(0.1)  # wait until frames are flowing
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=30)
@@ -308,7 +309,7 @@ def test_cam_is_a_shim_over_run_live(video):
     assert args == (str(video),)
     assert {k: v for k, v in kw.items() if k != "status"} == dict(
         size=(640, 480), fps=25, loop=True, virtual=True, preview=False, side_by_side=True, model="unsharp", device="auto",
-        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl")
+        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl", overwrite=False)
     assert "3 frames" in r.output
 
 
