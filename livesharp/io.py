@@ -98,6 +98,7 @@ class VideoInfo:
     metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
     chapters: list = field(default_factory=list)
     video_stream: object = None  # the input's video stream: its language, title, disposition
+    sample_aspect_ratio: Fraction | None = None  # a pixel's width / height where not square (anamorphic PAL 64:45)
 
 
 # Tags a muxer writes about itself or about the stream it stored: copied, they would describe
@@ -279,6 +280,14 @@ def _open_input(path: Path):
     return container
 
 
+def _pixel_aspect(v) -> Fraction | None:
+    """A video stream's sample (pixel) aspect ratio, None when square or unknown."""
+    sar = v.sample_aspect_ratio or v.codec_context.sample_aspect_ratio
+    if not sar or sar.numerator <= 0 or sar.denominator <= 0 or sar == 1:
+        return None
+    return Fraction(sar)
+
+
 def display_matrix(frame: av.VideoFrame) -> list[int] | None:
     """The frame's display matrix (rotation/flip) as 9 ints, or None when it has none."""
     for sd in frame.side_data:
@@ -322,6 +331,7 @@ class VideoReader:
             metadata=copyable_tags(self.container.metadata),
             chapters=self.container.chapters(),
             video_stream=v,
+            sample_aspect_ratio=_pixel_aspect(v),
         )
         for other in self.container.streams:
             # A stream the demuxer itself sets aside (MP4's chapter-title track) is not content.
@@ -513,6 +523,8 @@ class VideoWriter:
         c = self.colour = self.info.colour or colour_of(UNSPECIFIED, UNSPECIFIED, UNSPECIFIED, 0, width, height)
         cc = s.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = c.space, c.primaries, c.trc, c.range
+        if self.info.sample_aspect_ratio:  # anamorphic: shown as wide as it was (side by side too: each panel keeps its pixels)
+            cc.sample_aspect_ratio = self.info.sample_aspect_ratio
         s.time_base = self.info.time_base
         s.codec_context.time_base = self.info.time_base
         s.options = {"crf": str(self.crf), "preset": self.preset}

@@ -67,3 +67,35 @@ def test_cam_stats_to_a_device_is_one_error_line_and_the_device_is_left_alone(vi
         assert r.exit_code != 0 and "Traceback" not in r.output
         assert r.output.strip().splitlines()[-1].startswith(f"error: {target}: not a regular file")
     assert os.stat(target).st_mode == kind
+
+
+def ffmpeg(*args: str) -> None:
+    """Make a test file with the ffmpeg command line (the product itself never runs it)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=120)
+
+
+def run_file(src, dst, **kwargs):
+    from livesharp.pipeline import process_file
+
+    return process_file(src, dst, model="unsharp", device="cpu", preset="ultrafast", progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, suffix, side_by_side):
+    import av
+    from fractions import Fraction
+
+    src = tmp_path / f"pal{suffix}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10", "-t", "1", "-vf", "setsar=64/45", "-c:v", "libx264", "-preset", "ultrafast", str(src))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out, side_by_side=side_by_side)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.sample_aspect_ratio == Fraction(64, 45)
+        assert v.display_aspect_ratio == Fraction(96 * (2 if side_by_side else 1) * 64, 64 * 45)
