@@ -59,6 +59,37 @@ class Colour:
 _SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
                7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
 UNSPECIFIED = 2
+# Each matrix's red and blue weights (Kr, Kb), by H.273 code, for the conversion done here.
+_KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.114), 7: (0.212, 0.087),
+          9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
+
+
+def rgb_to_yuv420p_full(rgb: np.ndarray, space: int) -> av.VideoFrame:
+    """(H, W, 3) uint8 RGB, H and W even -> a full-range yuv420p frame, rounded to nearest.
+
+    swscale's full-range path truncates chroma: neutral grey came out U = V = 127, and R and B
+    were read back ~2 levels under G. Here luma is rounded per pixel and chroma is computed
+    from the 2x2 mean of RGB (the conversion is linear), then rounded once.
+
+    >>> f = rgb_to_yuv420p_full(np.full((4, 4, 3), 128, np.uint8), 1)
+    >>> [bytes(p)[0] for p in f.planes]
+    [128, 128, 128]
+    """
+    import cv2  # here: the CLI checks paths through this module before anything heavy loads
+
+    kr, kb = _KR_KB.get(space, _KR_KB[6])
+    kg = 1 - kr - kb
+    luma = np.array([[kr, kg, kb]], np.float32)
+    chroma = np.array([[-kr / (1 - kb) / 2, -kg / (1 - kb) / 2, 0.5, 128],
+                       [0.5, -kg / (1 - kr) / 2, -kb / (1 - kr) / 2, 128]], np.float32)
+    h, w = rgb.shape[:2]
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    out[:h] = cv2.transform(rgb, luma)  # uint8 in, uint8 out: rounded and saturated
+    mean = cv2.resize(rgb.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    uv = np.clip(cv2.transform(mean, chroma) + 0.5, 0, 255).astype(np.uint8)
+    out[h : h + h // 4] = uv[..., 0].reshape(h // 4, w)
+    out[h + h // 4 :] = uv[..., 1].reshape(h // 4, w)
+    return av.VideoFrame.from_ndarray(out, format="yuv420p")
 
 
 def colour_of(space: int, primaries: int, trc: int, range_: int, width: int, height: int, pix_fmt: str = "") -> Colour:
@@ -562,8 +593,11 @@ class VideoWriter:
             self._open(rgb.shape[1], rgb.shape[0])
         pts -= self._t0
         c = self.colour
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format="yuv420p", dst_colorspace=c.matrix, dst_color_range=ColorRange(c.range))
+        if c.range == 2:
+            frame = rgb_to_yuv420p_full(rgb, c.space)
+        else:  # swscale's limited-range path rounds correctly
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=c.matrix, dst_color_range=ColorRange(c.range))
         frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range = c.space, c.primaries, c.trc, c.range
         frame.pts = pts
         frame.time_base = self.info.time_base

@@ -99,3 +99,50 @@ def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path, suffix, side_by
         v = c.streams.video[0]
         assert v.sample_aspect_ratio == Fraction(64, 45)
         assert v.display_aspect_ratio == Fraction(96 * (2 if side_by_side else 1) * 64, 64 * 45)
+
+
+def write_yuv(path: Path, planes, *, full_range: bool, frames: int = 3, space: int = 1) -> Path:
+    """A lossless H.264 clip whose every frame is exactly these (Y, U, V) 8-bit planes."""
+    import av
+    import numpy as np
+
+    y, u, v = planes
+    h, w = y.shape
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "ultrafast", "qp": "0"}
+        cc = s.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = space
+        cc.color_range = 2 if full_range else 1
+        for _ in range(frames):
+            f = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)]), format="yuv420p")
+            f.colorspace = f.color_primaries = f.color_trc = space
+            f.color_range = cc.color_range
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return path
+
+
+def planes_of(path: Path):
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        return [np.frombuffer(bytes(p), np.uint8).reshape(-1, p.line_size)[:, : p.width] for p in f.planes]
+
+
+@pytest.mark.parametrize("space", [1, 6, 9], ids=["bt709", "bt601", "bt2020"])
+def test_full_range_grey_stays_neutral(tmp_path, space):
+    """Grey in, grey out: U = V = 128 exactly (full range used to write 127: R and B ~2 levels under G)."""
+    import numpy as np
+
+    w, h, full_range = 64, 48, True
+    for level in (16, 128, 235):
+        src = write_yuv(tmp_path / f"grey{level}.mkv", [np.full((h, w), level, np.uint8), *[np.full((h // 2, w // 2), 128, np.uint8)] * 2],
+                        full_range=full_range, space=space)
+        out = tmp_path / f"out{level}.mkv"
+        run_file(src, out)
+        y, u, v = planes_of(out)
+        assert (np.median(y), np.median(u), np.median(v)) == (level, 128, 128)
