@@ -391,7 +391,7 @@ def process_image(
         open_sharpener(sharpener, **options)  # both given: refused before any work
     check_input(src)
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
-    if src.suffix.lower() in (".jpg", ".jpeg") and not jpeg_is_complete(src.read_bytes()):
+    if not jpeg_is_complete(src.read_bytes()):  # by content: a JPEG named .jfif, .png or nothing is still one
         # libjpeg would print a warning and fill the missing part with grey
         raise LivesharpError(f"{src}: truncated JPEG: the file ends before the picture does; copy or export it again")
     full, alpha = _read_image(src)

@@ -146,3 +146,30 @@ def test_full_range_grey_stays_neutral(tmp_path, space):
         run_file(src, out)
         y, u, v = planes_of(out)
         assert (np.median(y), np.median(u), np.median(v)) == (level, 128, 128)
+
+
+def run_image(src, dst, **kwargs):
+    from livesharp.pipeline import process_image
+
+    return process_image(src, dst, model="unsharp", device="cpu", **kwargs)
+
+
+def photo(h: int = 96, w: int = 128):
+    import numpy as np
+
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 2 % 256, y * 2 % 256, (x + y) % 256], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["cut.jpg", "cut.jfif", "cut.png", "cut"])
+def test_a_truncated_jpeg_is_refused_whatever_its_name(tmp_path, name):
+    import cv2
+
+    from livesharp.errors import LivesharpError
+
+    data = cv2.imencode(".jpg", photo())[1].tobytes()
+    src = tmp_path / name
+    src.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(LivesharpError, match="truncated JPEG: the file ends before the picture does"):
+        run_image(src, tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
