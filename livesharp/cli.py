@@ -12,6 +12,7 @@ from .settings import DEFAULT_MODEL, FILE_BATCH, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
                 "else ONNX Runtime (livesharp[onnx]), else torch (livesharp[torch]).")
+X264_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
 MODEL_HELP = ("tiny (the shipped weights), unsharp (classical baseline, no network), a graph PATH.onnx "
               "(livesharp export ... --io uint8), or a checkpoint PATH.pt (needs livesharp[torch])")
 
@@ -35,10 +36,10 @@ class _WarningLine(logging.Handler):
         click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
 
 
-PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU under OpenVINO int8 where the CPU has int8 dot products (VNNI, AMX) "
-                  "and the model ships int8 weights that passed its quality check (the default tiny does), else bf16 "
-                  "where the CPU computes it natively, else fp32. fp32: full precision everywhere, slower. "
-                  "int8: OpenVINO's int8, or an error saying why not.")
+PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU under OpenVINO, where the model ships int8 weights that passed its "
+                  "quality check (the default tiny does), whichever of int8 and the float graph (bf16 where the CPU computes "
+                  "it natively, else fp32) is faster here, timed once per CPU and model and cached. fp32: full precision "
+                  "everywhere, slower. int8: OpenVINO's int8, or an error saying why not.")
 
 
 def precision_option(f):
@@ -106,7 +107,7 @@ Examples:
 @click.option("--batch", type=click.IntRange(1, 64), default=FILE_BATCH, show_default=True, help="Most frames per inference call (filled only with frames already decoded).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality: lower is better and larger; 18 looks lossless to most eyes.")
-@click.option("--preset", type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]), default="medium", show_default=True, help="H.264 speed/size trade-off.")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def file_cmd(input, output, side_by_side, model, strength, device, backend, precision, batch, overwrite, crf, preset, progress):
     """Sharpen a video file: H.264 out, audio copied, timing and rotation kept.
@@ -174,9 +175,12 @@ def _check_stats(path: str, camera: str, overwrite: bool) -> None:
 def _size(value: str) -> tuple[int, int]:
     try:
         w, h = value.lower().split("x")
-        return int(w), int(h)
+        w, h = int(w), int(h)
     except ValueError:
         raise click.BadParameter(f"{value!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+    if w < 2 or h < 2:
+        raise click.BadParameter(f"{value!r}: width and height must be at least 2, e.g. 1280x720")
+    return w, h
 
 
 @cli.command("cam", epilog="""\b
@@ -195,7 +199,11 @@ Examples:
 @click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
 @click.option("--overwrite", is_flag=True, help="Replace the --stats file if it exists.")
-def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop, overwrite):
+@click.option("--scale", type=click.Choice(["auto", "1", "0.75", "0.5"]), default="auto", show_default=True,
+              help="Run the network on the frame shrunk by this and add what it changed, enlarged, to the full frame. "
+                   "auto: the largest scale that keeps up with the frame rate on this machine, adjusted while running.")
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop, overwrite,
+            scale):
     """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
 
     Hotkeys in the preview: q/Esc quit, +/- strength, space sharpening on/off,
@@ -212,7 +220,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     # run_live's LivesharpError becomes the one error: line in _Group.
     result = run_live(camera, size=_size(size), fps=fps, loop=loop, virtual=virtual, preview=preview, side_by_side=side_by_side,
                       model=model, device=device, backend=backend, precision=precision, strength=strength,
-                      max_frames=max_frames, stats=stats, overwrite=overwrite, status=lambda line: click.echo(line, err=True))
+                      max_frames=max_frames, stats=stats, overwrite=overwrite, status=lambda line: click.echo(line, err=True), scale=scale)
     click.echo(result.summary(), err=True)
 
 
@@ -264,7 +272,7 @@ Examples:
               help="Most frames per inference call in the end-to-end columns (default: what livesharp file uses).")
 @click.option("--frames", type=click.IntRange(2), default=60, show_default=True, help="Length of the test clip.")
 @click.option("--runs", type=click.IntRange(1), default=3, show_default=True, help="Report the median of this many runs.")
-@click.option("--preset", default="medium", show_default=True, help="libx264 preset for the encode and end-to-end figures (medium: what livesharp file uses by default).")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="libx264 preset for the encode and end-to-end figures (medium: what livesharp file uses by default).")
 @precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout instead of tables.")
 def bench_cmd(sizes, model, backends, device, batch, file_batch, frames, runs, preset, precision, as_json):
@@ -277,7 +285,11 @@ def bench_cmd(sizes, model, backends, device, batch, file_batch, frames, runs, p
 
     from .bench import format_table, run_bench
 
-    result = run_bench([_size(s) for s in sizes], model=model, backends=backends or None, batch=batch, file_batch=file_batch, frames=frames,
+    sizes = [_size(s) for s in sizes]
+    for w, h in sizes:  # the test clip is H.264 yuv420p
+        if w % 2 or h % 2:
+            raise click.BadParameter(f"'{w}x{h}': bench needs even sides (H.264 yuv420p), e.g. {w + w % 2}x{h + h % 2}", param_hint="'--size'")
+    result = run_bench(sizes, model=model, backends=backends or None, batch=batch, file_batch=file_batch, frames=frames,
                        runs=runs, device=device, preset=preset, precision=precision, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 

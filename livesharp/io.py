@@ -656,6 +656,8 @@ class VideoWriter:
 
     def _failed(self, e: Exception) -> LivesharpError:
         why = getattr(e, "strerror", None) or str(e)
+        if not Path(self.label).parent.is_dir():
+            return LivesharpError(f"{self.label}: writing failed: the output folder {Path(self.label).parent} was removed while livesharp wrote; create it and run again")
         if isinstance(e, OSError) or "space" in why.lower():
             return LivesharpError(f"{self.label}: writing failed ({why}); check free disk space")
         return LivesharpError(f"{self.label}: writing failed ({why}); check free disk space, or try a .mkv output")

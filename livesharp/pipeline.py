@@ -142,14 +142,28 @@ def published(dst: Path, overwrite: bool):
     stale = remove_stale_partials(dst)
     if stale:
         log.warning(f"removed {len(stale)} unfinished file(s) that an earlier, killed run left beside {dst.name}: {', '.join(p.name for p in stale)}")
+    written = False
     try:
         with atomic_output(dst, replace=overwrite) as tmp:
             yield tmp
+            written = True
     except OutputAppeared as e:
         raise LivesharpError(
             f"{dst}: appeared while livesharp was writing and was not replaced; the result is in {e.kept} "
             f"(pass --overwrite to replace it)"
         ) from None
+    except OSError as e:
+        if not written:
+            raise
+        # The result was complete; giving it its name failed (its folder was removed, say).
+        raise LivesharpError(f"{dst}: the finished output could not be given its name ({_folder_gone(dst) or e.strerror}); nothing was written") from None
+
+
+def _folder_gone(dst: Path) -> str | None:
+    """Why an output failed, when the reason is that its folder no longer exists."""
+    if not dst.parent.is_dir():
+        return f"the output folder {dst.parent} was removed while livesharp wrote; create it and run again"
+    return None
 
 
 def open_sharpener(sharpener: Sharpener | None, **options) -> tuple[Sharpener, bool]:
@@ -356,9 +370,11 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
     colour = cv2.imread(str(src), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # turned upright, no alpha
     if raw is None or colour is None:
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
-    if colour.dtype not in (np.uint8, np.uint16):  # float or 32-bit samples: the network takes 8 bits
-        log.warning(f"{src.name} has {colour.dtype} samples: read and written as 8-bit")
-        colour, raw = cv2.imread(str(src), cv2.IMREAD_COLOR), None
+    if colour.dtype in (np.float32, np.float64):  # TIFF's float samples run from 0 to 1
+        log.warning(f"{src.name} has {colour.dtype} samples: read as 0..1 and written as 8-bit")
+        colour, raw = np.clip(np.nan_to_num(colour) * 255 + 0.5, 0, 255).astype(np.uint8), None
+    elif colour.dtype not in (np.uint8, np.uint16):
+        raise LivesharpError(f"{src}: {colour.dtype} samples, which livesharp does not read; save it with 8 or 16 bits per channel")
     alpha = None
     if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
         turn = next((t for t in _ORIENTATIONS if np.array_equal(t(raw[..., :3]), colour)), None)

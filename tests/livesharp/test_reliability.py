@@ -173,3 +173,46 @@ def test_a_truncated_jpeg_is_refused_whatever_its_name(tmp_path, name):
     with pytest.raises(LivesharpError, match="truncated JPEG: the file ends before the picture does"):
         run_image(src, tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_float32_tiff_is_read_as_0_to_1_and_written_8_bit_with_a_warning(tmp_path, livesharp_warnings):
+    import cv2
+    import numpy as np
+
+    rgb = photo()
+    src = tmp_path / "f32.tiff"
+    assert cv2.imwrite(str(src), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32) / 255)
+    out = run_image(src, tmp_path / "out.png", strength=0.0)  # strength 0: the picture as read
+    back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert np.abs(back.astype(int) - rgb).max() <= 1
+    assert livesharp_warnings == ["f32.tiff has float32 samples: read as 0..1 and written as 8-bit"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--size", "0x0"], "'0x0': width and height must be at least"),
+    (["--size", "-64x48"], "at least"),
+    (["--size", "9x7"], "'9x7': bench needs even sides (H.264 yuv420p), e.g. 10x8"),
+    (["--preset", "nope"], "'nope' is not one of"),
+])
+def test_bad_bench_options_are_one_line(args, words):
+    r = CliRunner().invoke(cli, ["bench", "--model", "unsharp", "--frames", "2", "--runs", "1", *args])
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("at", [1, 20], ids=["while-writing", "before-publishing"])
+def test_an_output_folder_deleted_mid_run_is_one_error_line(video, tmp_path, at):
+    import shutil
+
+    from livesharp.errors import LivesharpError
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    seen = []
+
+    def delete(*_):
+        seen.append(1)
+        if len(seen) == at:
+            shutil.rmtree(folder)
+
+    with pytest.raises(LivesharpError, match=r"out\.mp4: .*the output folder .*was removed"):
+        run_file(video, folder / "out.mp4", on_frame=delete)
