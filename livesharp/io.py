@@ -8,6 +8,7 @@ variable frame rate, duration and rotation all come out as they went in.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import struct
@@ -304,11 +305,23 @@ def _open_input(path: Path):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
+        if e.errno == errno.EINTR:  # Ctrl-C or SIGTERM while the open blocked (a FIFO nobody writes yet)
+            raise KeyboardInterrupt from None
         raise LivesharpError(f"{path}: not a video file FFmpeg can read ({e.strerror or e}); check the file or re-export it") from None
     if not container.streams.video:
         container.close()
         raise LivesharpError(f"{path}: has no video stream; pass a video file")
+    if container.format.name == "webp_pipe" and _is_animated_webp(path):
+        container.close()
+        raise LivesharpError(f"{path}: an animated WebP, which FFmpeg cannot decode; convert it first (e.g. magick {path.name} frames.gif, or to MP4)")
     return container
+
+
+def _is_animated_webp(path: Path) -> bool:
+    """Whether a WebP file has an animation chunk (FFmpeg's decoder reads still WebP only)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] == b"VP8X" and bool(head[20] & 0x02)
 
 
 def _pixel_aspect(v) -> Fraction | None:

@@ -216,3 +216,59 @@ def test_an_output_folder_deleted_mid_run_is_one_error_line(video, tmp_path, at)
 
     with pytest.raises(LivesharpError, match=r"out\.mp4: .*the output folder .*was removed"):
         run_file(video, folder / "out.mp4", on_frame=delete)
+
+
+def test_ctrl_c_while_the_input_blocks_on_open_is_reported_as_interrupted(tmp_path):
+    """A FIFO nobody writes to blocks av.open; Ctrl-C there is an interruption, not a bad file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "in.mp4"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "livesharp", "file", str(fifo), str(tmp_path / "out.mp4"), "--model", "unsharp"],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # start-up, then blocked opening the FIFO
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: ") and "not a video file" not in err
+
+
+def test_an_output_that_is_a_dangling_symlink_is_refused_before_the_run(video, tmp_path):
+    from livesharp.errors import LivesharpError
+
+    link = tmp_path / "out.mp4"
+    link.symlink_to(tmp_path / "gone" / "x.mp4")
+    with pytest.raises(LivesharpError, match=r"already exists \(a symbolic link to .*x\.mp4, which does not exist\); pass --overwrite"):
+        run_file(video, link)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
+
+
+def test_an_output_named_only_by_its_suffix_is_refused(video, tmp_path):
+    r = CliRunner().invoke(cli, ["file", str(video), str(tmp_path / ".mp4"), "--model", "unsharp"])
+    assert r.exit_code == 1
+    assert r.output.strip() == f"error: {tmp_path / '.mp4'}: the name is only a suffix; give a name before it, such as {tmp_path / 'sharp.mp4'}"
+
+
+def test_an_animated_webp_is_named_as_such_not_called_damaged(tmp_path):
+    import cv2
+
+    from livesharp.errors import LivesharpError
+
+    # An animated WebP made by hand: VP8L frames from OpenCV in ANMF chunks.
+    frames = [cv2.imencode(".webp", photo(32, 32) // (i + 1), [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()[12:] for i in range(3)]
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return tag + len(body).to_bytes(4, "little") + body + (b"\0" if len(body) % 2 else b"")
+
+    vp8x = chunk(b"VP8X", bytes([0x02, 0, 0, 0]) + (31).to_bytes(3, "little") + (31).to_bytes(3, "little"))
+    anim = chunk(b"ANIM", bytes(4) + (0).to_bytes(2, "little"))
+    anmf = b"".join(chunk(b"ANMF", bytes(6) + (31).to_bytes(3, "little") + (31).to_bytes(3, "little") + (100).to_bytes(3, "little") + b"\0" + f)
+                    for f in frames)
+    body = b"WEBP" + vp8x + anim + anmf
+    src = tmp_path / "anim.webp"
+    src.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+    with pytest.raises(LivesharpError, match="animated WebP, which FFmpeg cannot decode"):
+        run_file(src, tmp_path / "out.mp4")
