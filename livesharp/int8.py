@@ -7,10 +7,14 @@ from (``NAME.onnx`` -> ``NAME.int8.xml`` + ``NAME.int8.bin``), and its OpenVINO 
 says which graph that was and what it cost. A stale one (the model retrained, the int8 graph not
 remade) is recognised by its digest and never used.
 
-int8 pays where the CPU has int8 dot-product instructions (VNNI, AMX-INT8): on 2 Zen 5 cores
-the tiny student at 720p took 19.0 ms in int8 against 28.1 ms in bf16 and 43.9 ms in fp32
-(benchmarks/int8_check.py). OpenVINO reports ``INT8`` among the CPU's capabilities on every
-x86 CPU, with or without them, so the CPU's own flags decide.
+Whether int8 pays is measured, not read from the CPU's flags. With int8 dot-product instructions
+(VNNI, AMX-INT8) it is clearly faster: on 2 Zen 5 cores the tiny student at 720p took 19.0 ms in
+int8 against 28.1 ms in bf16 and 43.9 ms in fp32 (benchmarks/int8_check.py). Without them it was
+expected to be emulated and slower, but on a 2-core AVX2-only AMD EPYC the int8 graph took 59-67
+ms against 71-74 ms for fp32 (issue 31): OpenVINO's AVX2 int8 kernels still win there, and the
+flags would have thrown that away. So ``auto`` times the two graphs on this CPU, once per CPU and
+model, and keeps the faster (``measured_precision``); the answer is cached beside the exported
+graphs (``CHOICES_FILE``).
 
 Nothing heavy is imported here: openvino only inside the functions that read graphs or ask the
 CPU, so that choosing ``fp32`` needs neither.
@@ -19,9 +23,15 @@ CPU, so that choosing ``fp32`` needs neither.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .errors import LivesharpError
 
@@ -33,6 +43,8 @@ INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 DIGEST_KEY = "livesharp_digest"  # the float graph's digest, see graph_digest()
 PASSED_KEY = "livesharp_int8_passed"  # "true" once the quality check passed
 COST_KEY = "livesharp_int8_cost_db"  # set 1 gain lost to int8, in dB
+# Where ``auto``'s measured choices are kept, in the cache folder beside the exported graphs.
+CHOICES_FILE = "precision-choices.json"
 
 log = logging.getLogger("livesharp")
 
@@ -91,8 +103,11 @@ def choose_precision(requested: str, capabilities: Iterable[str] | None = None, 
         (``int8_graph(graph) is not None``).
 
     ``auto`` is int8 only where both hold (``int8_capable`` and ``has_int8_graph``); else bf16
-    where the CPU computes it natively, else fp32. ``int8`` is int8 or a ``LivesharpError``
-    saying why not; ``fp32`` is fp32 everywhere.
+    where the CPU computes it natively, else fp32. That is the guess from the CPU's flags alone:
+    under OpenVINO, where an int8 graph exists, ``auto`` times it against the float graph
+    instead (``measured_precision``). ``int8`` is int8 wherever OpenVINO runs int8 (every x86
+    CPU: without VNNI it was still measured faster, see the module's docstring), or a
+    ``LivesharpError`` saying why not; ``fp32`` is fp32 everywhere.
 
     >>> zen5 = ["INT8", "BF16", "FP32", "avx512_vnni", "avx512_bf16"]
     >>> choose_precision("auto", zen5, has_int8_graph=True)
@@ -108,14 +123,130 @@ def choose_precision(requested: str, capabilities: Iterable[str] | None = None, 
         return "fp32"
     caps = _normalised(capabilities)
     if requested == "int8":
-        if not int8_capable(caps):
-            raise LivesharpError("--precision int8: this CPU has no int8 dot-product instructions (VNNI or AMX-INT8); use --precision auto")
+        if "int8" not in caps:
+            raise LivesharpError("--precision int8: OpenVINO runs no int8 on this CPU; use --precision auto")
         if not has_int8_graph:
             raise LivesharpError("--precision int8: this model ships no int8 weights that passed the quality check; use --precision auto")
         return "int8"
     if has_int8_graph and int8_capable(caps):
         return "int8"
-    return "bf16" if bf16_native(caps) else "fp32"
+    return float_precision(caps)
+
+
+def float_precision(capabilities: Iterable[str] | None = None) -> str:
+    """The float graph's arithmetic under ``auto``: bf16 where native, else fp32.
+
+    >>> float_precision(["BF16", "INT8"]), float_precision(["INT8", "avx2"])
+    ('bf16', 'fp32')
+    """
+    return "bf16" if bf16_native(capabilities) else "fp32"
+
+
+def cpu_kind(capabilities: Iterable[str] | None = None) -> str:
+    """The CPU's class of vector instructions, as the speed tables are split: ``AMX``,
+    ``AVX-512 VNNI``, ``AVX-512``, ``AVX-VNNI`` (AVX2 with 256-bit VNNI), ``AVX2`` or ``other``.
+
+    >>> cpu_kind(["avx2", "avx512f", "avx512_vnni"]), cpu_kind(["avx2", "fma"]), cpu_kind(["amx_int8", "avx512f"])
+    ('AVX-512 VNNI', 'AVX2', 'AMX')
+    """
+    caps = _normalised(capabilities)
+    if "amx_int8" in caps or "amx_bf16" in caps:
+        return "AMX"
+    if "avx512f" in caps:
+        return "AVX-512 VNNI" if "avx512_vnni" in caps else "AVX-512"
+    if "avx2" in caps:
+        return "AVX-VNNI" if "avx_vnni" in caps else "AVX2"
+    return "other"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What ``measured_precision`` chose: the precision, each candidate's median milliseconds
+    per frame, the frame size they were timed at, and whether this came from the cache."""
+
+    precision: str
+    ms: dict[str, float] = field(default_factory=dict)
+    size: str = ""
+    cached: bool = False
+
+    def describe(self) -> str:
+        """One line: ``int8 (measured: int8 61.2 ms, fp32 70.3 ms at 1280x720)``.
+
+        >>> Measured("int8", {"int8": 61.2, "fp32": 70.34}, "1280x720", cached=True).describe()
+        'int8 (measured: int8 61.2 ms, fp32 70.3 ms at 1280x720; cached)'
+        """
+        times = ", ".join(f"{p} {ms:.1f} ms" for p, ms in self.ms.items())
+        return f"{self.precision} (measured: {times} at {self.size}{'; cached' if self.cached else ''})"
+
+
+def _read_choices(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):  # none yet, or damaged: measure again and rewrite it
+        return {}
+
+
+def _write_choices(path: Path, choices: dict) -> None:
+    # Whole or not at all: a reader never sees half a file (a damaged one only costs a re-measure).
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".choices-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(choices, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning(f"cannot keep the measured precision in {path} ({e.strerror}); it will be measured again next time")
+
+
+def measured_precision(key: str, candidates: dict[str, Callable[[], Callable[[], object]]], cache_file: Path, size: str = "",
+                       rounds: int = 5, clock: Callable[[], float] = time.perf_counter) -> Measured:
+    """The fastest of ``candidates`` on this machine, timed once per ``key`` and then cached.
+
+    key: what the answer depends on (CPU, model, runtime version, threads); a new key measures.
+    candidates: precision -> a function that prepares it (compiles the graph for the frame
+        size) and returns a function that computes one frame. Only called when measuring.
+    cache_file: the JSON file of earlier answers (``CHOICES_FILE`` in the cache folder).
+    size: the frame size it is timed at, for the record.
+    rounds: each candidate computes one frame per round, in turns, so that a change in the
+        machine's load hits them alike; the median of the rounds counts. One untimed frame
+        each first (allocation, caches).
+    clock: seconds, as ``time.perf_counter`` (tests pass their own).
+
+    A tie goes to the candidate listed first: list the float graph first, as it costs no quality.
+    """
+    cache_file = Path(cache_file)
+    known = _read_choices(cache_file).get(key)
+    if isinstance(known, dict) and known.get("precision") in candidates:
+        return Measured(known["precision"], {p: float(v) for p, v in known.get("ms", {}).items()}, known.get("size", ""), cached=True)
+    runs = {p: prepare() for p, prepare in candidates.items()}
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {p: [] for p in runs}
+    for _ in range(rounds):
+        for p, run in runs.items():
+            t0 = clock()
+            run()
+            times[p].append(1000 * (clock() - t0))
+    ms = {p: round(statistics.median(t), 2) for p, t in times.items()}  # a hundredth of a ms: no clock is finer
+    best = min(ms, key=ms.get)  # min keeps the first of equals
+    choices = _read_choices(cache_file)
+    choices[key] = {"precision": best, "ms": ms, "size": size}
+    _write_choices(cache_file, choices)
+    return Measured(best, ms, size)
 
 
 def openvino_hint(precision: str, capabilities: Iterable[str] | None = None) -> str:
@@ -186,5 +317,5 @@ def int8_graph(graph: str | Path) -> Path | None:
     return xml
 
 
-__all__ = ["PRECISIONS", "INT8_FLAGS", "DIGEST_KEY", "PASSED_KEY", "COST_KEY", "cpu_capabilities", "int8_capable", "bf16_native",
-           "choose_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]
+__all__ = ["PRECISIONS", "INT8_FLAGS", "DIGEST_KEY", "PASSED_KEY", "COST_KEY", "CHOICES_FILE", "cpu_capabilities", "int8_capable",
+           "bf16_native", "choose_precision", "float_precision", "cpu_kind", "cpu_model", "Measured", "measured_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]

@@ -37,8 +37,8 @@ from .errors import LivesharpError
 
 BACKENDS = ("torch", "onnx", "openvino")
 # auto: the fastest arithmetic the device does well and the model was checked in (fp16 on CUDA;
-# under OpenVINO int8 where the CPU has VNNI/AMX-INT8 and the model ships a checked int8 graph,
-# else bf16 where native); fp32: full precision everywhere; int8: OpenVINO's int8 or an error.
+# under OpenVINO the model's checked int8 graph where it times faster than the float one on this
+# CPU, else bf16 where native); fp32: full precision everywhere; int8: OpenVINO's int8 or an error.
 PRECISIONS = ("auto", "fp32", "int8")
 # The extra that installs each optional runtime, and the modules it needs: the runtime, and
 # onnx, which torch's exporter needs to write the graph the runtime loads (running a graph that
@@ -395,32 +395,80 @@ class OpenVinoRunner(GraphRunner):
         # Compiled blobs go beside the graphs; a read-only cache gets the temporary stand-in.
         self.core.set_property({"CACHE_DIR": str(writable_cache_dir() / "openvino")})
         # The shipped model may come with an int8 graph beside its float one; it is taken only
-        # when it passed its quality check and the CPU has int8 dot products (livesharp.int8).
+        # when it passed its quality check (livesharp.int8), and under auto only where it
+        # proved faster on this CPU: timed against the float graph at the first frame size met
+        # (``_measure``), once per CPU and model, as the CPU's flags misjudged it (issue 31).
         check_precision(precision)
-        caps = None if precision == "fp32" else int8.cpu_capabilities()
-        quantized = None if precision == "fp32" else int8.int8_graph(graph)
-        self.precision = int8.choose_precision(precision, caps, has_int8_graph=quantized is not None)
-        self.graph = str(quantized if self.precision == "int8" else graph)
-        hint = int8.openvino_hint(self.precision, caps)
+        self.caps = None if precision == "fp32" else int8.cpu_capabilities()
+        self.float_graph = Path(graph)
+        self.quantized = None if precision == "fp32" else int8.int8_graph(graph)
+        self.threads = threads
+        self.measured: int8.Measured | None = None  # auto's timing of int8 against float, once taken
+        self.pending = precision == "auto" and self.quantized is not None and "int8" in self.caps
+        chosen = int8.float_precision(self.caps) if self.pending else \
+            int8.choose_precision(precision, self.caps, has_int8_graph=self.quantized is not None)
         self.streams = max(1, min(streams, threads))
-        self.config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         self.requests: dict[tuple[int, ...], object] = {}  # batch shape -> request on all the threads
         self.queues: dict[tuple[int, ...], object] = {}  # frame shape -> one request per stream
         self.min_side = min_side
+        self._use(chosen)
 
-    def _compile(self, shape: tuple[int, ...], config: dict, cache: dict):
+    def _use(self, precision: str) -> None:
+        self.precision = precision
+        self.graph = str(self.quantized if precision == "int8" else self.float_graph)
+        self.config = self._config(precision)
+
+    def _config(self, precision: str) -> dict:
+        hint = int8.openvino_hint(precision, self.caps)
+        return {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
+
+    def choice_key(self) -> str:
+        """What ``auto``'s measured choice depends on: the CPU, the threads, the model, OpenVINO."""
+        import openvino as ov
+
+        return (f"{int8.cpu_model()} [{int8.cpu_kind(self.caps)}], {self.threads} threads | {int8.graph_digest(self.float_graph)}"
+                f" | openvino {ov.__version__} | graph {GRAPH_VERSION}")
+
+    def _measure(self, shape: tuple[int, ...]) -> None:
+        """Choose between the int8 and the float graph by timing one frame of ``shape`` in each
+        (``int8.measured_precision``), unless the cache beside the exported graphs knows."""
+        one = (1, *shape[1:])
+        frame, s = np.zeros(one, np.uint8), np.ones(1, np.float32)
+        compiled = {}
+
+        def prepare(precision: str):
+            def compile_it():
+                graph = self.quantized if precision == "int8" else self.float_graph
+                request = self._compile(one, self._config(precision), {}, graph).create_infer_request()
+                compiled[precision] = request
+                return lambda: request.infer({"input": frame, "strength": s}, share_inputs=True)
+            return compile_it
+
+        float_precision = int8.float_precision(self.caps)
+        self.measured = int8.measured_precision(self.choice_key(), {float_precision: prepare(float_precision), "int8": prepare("int8")},
+                                                writable_cache_dir() / int8.CHOICES_FILE, size=f"{one[2]}x{one[1]}")
+        self.pending = False
+        self._use(self.measured.precision)
+        if self.measured.precision in compiled:  # compiled for the timing: keep it
+            self.requests[one] = compiled[self.measured.precision]
+
+    def _compile(self, shape: tuple[int, ...], config: dict, cache: dict, graph=None):
         if len(cache) >= self.MAX_SHAPES:
             cache.pop(next(iter(cache)))
-        model = self.core.read_model(self.graph)
+        model = self.core.read_model(str(graph or self.graph))
         model.reshape({"input": list(shape), "strength": [1]})
         return self.core.compile_model(model, "CPU", config)
 
     def _request(self, shape: tuple[int, ...]):
+        if self.pending:
+            self._measure(shape)
         if shape not in self.requests:
             self.requests[shape] = self._compile(shape, self.config, self.requests).create_infer_request()
         return self.requests[shape]
 
     def _queue(self, shape: tuple[int, ...]):
+        if self.pending:
+            self._measure(shape)
         if shape not in self.queues:
             import openvino as ov
 
