@@ -11,6 +11,12 @@ A live source keeps only the newest frame (latency beats completeness): a stage 
 keep up sees fewer frames, never older ones. The output stage runs in the calling thread
 because GUI toolkits want their window there. What the user changes during a session
 (``Controls``) belongs to that thread; the inference stage reads one snapshot per frame.
+
+On a CPU too slow for the network at the capture size, the inference stage runs it on a smaller
+copy of the frame and adds what it changed, enlarged, to the full frame (``Sharpener.sharpen``'s
+``scale``). ``ScaleGovernor`` picks that scale from timings taken at warm-up and while running:
+the largest that fits the frame interval, lowered before frames would be dropped, raised again
+when there is room. Video-call apps lower resolution before they drop frames; so does this.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +33,7 @@ import cv2
 import numpy as np
 
 from . import ops, sinks
-from .engine import Sharpener
+from .engine import Sharpener, scaled_size
 from .errors import LivesharpError
 from .io import camera_file, check_output
 from .pipeline import END, Stages, published
@@ -72,6 +78,120 @@ class LatestSlot:
             return END if self._ended else None
 
 
+# The processing scales ``--scale auto`` chooses among, largest first. On the shipped tiny v8
+# and real blurred pairs the gain was +0.824 dB at 1, +0.675 at 0.75, +0.394 at 0.5 (issue 31).
+SCALES = (1.0, 0.75, 0.5)
+
+
+def parse_scale(value) -> float | None:
+    """``--scale``: ``"auto"`` -> None (the governor chooses), else one of ``SCALES``.
+
+    >>> parse_scale("auto"), parse_scale("0.75"), parse_scale(1)
+    (None, 0.75, 1.0)
+    """
+    if value is None or value == "auto":
+        return None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = -1.0
+    if scale not in SCALES:
+        raise LivesharpError(f"--scale {value}: use auto, {', '.join(f'{s:g}' for s in SCALES)}")
+    return scale
+
+
+class ScaleGovernor:
+    """Which processing scale the inference stage uses, from what inference has been costing.
+
+    ``observe(scale, ms)`` after each frame; ``scale`` is what the next frame uses. Each scale's
+    cost is predicted as its cost at warm-up (``estimates``, ms per frame) times the machine's
+    present ``load``: a moving average of how much slower than at warm-up frames are running
+    now (so one slow frame is not a trend), whichever scale they ran at, since what slows one
+    slows all. It keeps to the largest scale predicted to fit within ``share`` of the frame
+    interval (the rest goes to capture, composing and output on the same cores):
+
+    - lower, one step, as soon as the current scale's prediction exceeds that target (after
+      ``settle`` frames at it): the target is below the interval, so this happens before
+      frames queue up and are dropped;
+    - raise, one step, when the larger scale is predicted to fit with ``raise_margin`` to
+      spare and ``patience`` frames have passed at this one. Between the two thresholds it
+      stays: the hysteresis that keeps a steady load at one scale.
+
+    A raise undone within ``2 * patience`` frames means the warm-up misjudged that scale: its
+    cost is corrected from the frames it took (and the load put back where it was), and the
+    patience before the next raise doubles, so a raise that keeps failing is tried ever more
+    rarely rather than oscillated on.
+
+    ``fixed``: always this scale (``--scale 1``), whatever the times.
+
+    >>> g = ScaleGovernor(33.3, {1.0: 50.0, 0.75: 25.0, 0.5: 14.0})  # 30 FPS: a target of 26.6 ms
+    >>> g.scale
+    0.75
+    """
+
+    def __init__(self, interval_ms: float, estimates: dict[float, float] | None = None, fixed: float | None = None, *,
+                 share: float = 0.8, raise_margin: float = 0.85, alpha: float = 0.15, settle: int = 8, patience: int = 45):
+        self.scales = sorted(estimates or {1.0: 0.0}, reverse=True) if fixed is None else [fixed]
+        self.target = share * interval_ms
+        self.base = {s: max(1e-3, ms) for s, ms in (estimates or {s: 0.0 for s in self.scales}).items()}
+        self.load = 1.0
+        self.fixed, self.raise_margin, self.alpha, self.settle = fixed, raise_margin, alpha, settle
+        self.patience = self.base_patience = patience
+        self.frames_here, self.ms_here = 0, 0.0  # frames observed at the current scale, and their sum
+        self.raised: tuple[int, float] | None = None  # (frames since, load before) a recent raise
+        self.changes = 0
+        self.scale = fixed if fixed is not None else next((s for s in self.scales if self.base[s] <= self.target), self.scales[-1])
+
+    @property
+    def estimates(self) -> dict[float, float]:
+        """Each scale's predicted milliseconds per frame now."""
+        return {s: self.load * self.base[s] for s in self.scales}
+
+    def observe(self, scale: float, ms: float) -> float:
+        """Take one frame's inference time at ``scale``; return the scale for the next frame."""
+        if self.fixed is not None or scale != self.scale:  # a frame begun before the last change
+            return self.scale
+        self.load += self.alpha * (ms / self.base[scale] - self.load)
+        self.frames_here, self.ms_here = self.frames_here + 1, self.ms_here + ms
+        if self.raised is not None:
+            self.raised = (self.raised[0] + 1, self.raised[1]) if self.raised[0] < 2 * self.base_patience else None
+        i, predicted = self.scales.index(scale), self.estimates
+        if predicted[scale] > self.target and i + 1 < len(self.scales) and self.frames_here >= self.settle:
+            if self.raised is not None:  # a raise that did not hold: this scale costs more than warm-up said
+                load_before = self.raised[1]
+                self.base[scale] = max(self.base[scale], self.ms_here / self.frames_here / load_before)
+                self.load, self.raised = load_before, None
+                self.patience = min(32 * self.base_patience, 2 * self.patience)
+            self._move(self.scales[i + 1])
+        elif i > 0 and self.frames_here >= self.patience and predicted[self.scales[i - 1]] <= self.raise_margin * self.target:
+            self.raised = (0, self.load)
+            self._move(self.scales[i - 1])
+        return self.scale
+
+    def _move(self, scale: float) -> None:
+        self.scale, self.frames_here, self.ms_here, self.changes = scale, 0, 0.0, self.changes + 1
+
+    def describe(self) -> str:
+        """The predicted times and the target, for the status line."""
+        est = ", ".join(f"{s:g}: {ms:.0f} ms" for s, ms in self.estimates.items())
+        return f"{est}; target {self.target:.0f} ms per frame"
+
+
+def calibrate(sharpener: Sharpener, height: int, width: int, scales=SCALES, runs: int = 3) -> dict[float, float]:
+    """Median milliseconds per frame of ``sharpener`` at each scale, in turns, after one
+    untimed frame each (which compiles that size). For ``ScaleGovernor``'s first estimates."""
+    for s in scales:
+        sharpener.warm_up(height, width, runs=1, scale=s)
+    frame = np.zeros((height, width, 3), np.uint8)
+    times: dict[float, list[float]] = {s: [] for s in scales}
+    for _ in range(runs):
+        for s in scales:
+            t0 = time.perf_counter()
+            sharpener.sharpen(frame, 1.0, s)
+            times[s].append(1000 * (time.perf_counter() - t0))
+    return {s: float(np.median(t)) for s, t in times.items()}
+
+
 @dataclass(frozen=True)
 class Controls:
     """What the user changes during a live session: sharpening on/off, side by side, strength.
@@ -108,6 +228,7 @@ class LiveResult:
     seconds: float
     dropped: int
     latency_ms: list
+    scales: list = field(default_factory=list)  # the processing scale of each output frame
 
     @property
     def fps(self) -> float:
@@ -115,8 +236,12 @@ class LiveResult:
 
     def summary(self) -> str:
         lat = np.array(self.latency_ms) if self.latency_ms else np.zeros(1)
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), latency mean {lat.mean():.1f} ms "
+        line = (f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), latency mean {lat.mean():.1f} ms "
                 f"p95 {np.percentile(lat, 95):.1f} ms, dropped {self.dropped}")
+        if self.scales and set(self.scales) != {1.0}:
+            counts = {s: self.scales.count(s) for s in sorted(set(self.scales), reverse=True)}
+            line += ", scale " + ", ".join(f"{s:g} ({n} frames)" for s, n in counts.items())
+        return line
 
 
 @dataclass
@@ -127,6 +252,7 @@ class Sharpened:
     after: np.ndarray
     t_capture: float  # time.monotonic() when the source captured it
     infer_ms: float
+    scale: float = 1.0  # the processing scale it was computed at
 
 
 class Capture:
@@ -165,10 +291,13 @@ class Capture:
 
 class Infer:
     """Stage 2, a thread: sharpen the newest capture (batch 1, as soon as it is there) with the
-    controls of that moment, read once per frame through ``controls()``."""
+    controls of that moment, read once per frame through ``controls()``, at the scale the
+    ``governor`` says, which it then tells how long the frame took."""
 
-    def __init__(self, sharpener: Sharpener, captured: LatestSlot, sharpened: LatestSlot, controls: Callable[[], Controls]):
+    def __init__(self, sharpener: Sharpener, captured: LatestSlot, sharpened: LatestSlot, controls: Callable[[], Controls],
+                 governor: ScaleGovernor | None = None):
         self.sharpener, self.captured, self.sharpened, self.controls = sharpener, captured, sharpened, controls
+        self.governor = governor or ScaleGovernor(1000.0, fixed=1.0)
 
     def __call__(self, stages: Stages) -> None:
         while (item := self.captured.get()) is not END:
@@ -178,8 +307,17 @@ class Infer:
                 continue
             t0 = time.monotonic()
             c = self.controls()  # this frame's snapshot
-            out = self.sharpener.sharpen(item.rgb, c.strength) if c.on else item.rgb
-            self.sharpened.put(Sharpened(item.rgb, out, capture_time(item), (time.monotonic() - t0) * 1000))
+            scale = self.governor.scale
+            if not c.on:
+                out = item.rgb
+            elif scale == 1.0:  # the full-resolution path, called exactly as before scales existed
+                out = self.sharpener.sharpen(item.rgb, c.strength)
+            else:
+                out = self.sharpener.sharpen(item.rgb, c.strength, scale)
+            ms = (time.monotonic() - t0) * 1000
+            if c.on:
+                self.governor.observe(scale, ms)
+            self.sharpened.put(Sharpened(item.rgb, out, capture_time(item), ms, scale))
         self.sharpened.put(END)
 
 
@@ -195,7 +333,7 @@ class Output:
                  stats=None, max_frames: int | None = None):
         self.capture, self.sharpened, self.controls, self.name = capture, sharpened, controls, name
         self.virtual, self.preview, self.stats, self.max_frames = virtual, preview, stats, max_frames
-        self.frames, self.latencies = 0, []
+        self.frames, self.latencies, self.scales = 0, [], []
         self.t_start = time.monotonic()
 
     @property
@@ -218,11 +356,11 @@ class Output:
         panels = [cv2.resize(p, half, interpolation=cv2.INTER_AREA) for p in (s.before, s.after)]
         return ops.side_by_side(*panels, ("input", self.name))[:, :w]
 
-    def hud(self, c: Controls, infer_ms: float) -> list[str]:
+    def hud(self, c: Controls, infer_ms: float, scale: float = 1.0) -> list[str]:
         elapsed = max(1e-6, time.monotonic() - self.t_start)
         latency = self.latencies[-1] if self.latencies else 0
         return [f"capture {self.capture.count / elapsed:.1f} fps  output {self.frames / elapsed:.1f} fps",
-                f"inference {infer_ms:.1f} ms  latency {latency:.1f} ms",
+                f"inference {infer_ms:.1f} ms at scale {scale:g}  latency {latency:.1f} ms",
                 f"dropped {self.dropped}  strength {c.strength:.1f}  {self.name}{'' if c.on else ' (off)'}"]
 
     def __call__(self, stages: Stages) -> None:
@@ -246,11 +384,12 @@ class Output:
                 self.frames += 1
                 latency = (time.monotonic() - last.t_capture) * 1000
                 self.latencies.append(latency)
+                self.scales.append(last.scale)
                 if self.stats is not None:
                     self.stats.write({"frame": self.frames, "t": round(last.t_capture - self.t_start, 4), "latency_ms": round(latency, 2),
-                                      "infer_ms": round(last.infer_ms, 2), "dropped": self.dropped})
+                                      "infer_ms": round(last.infer_ms, 2), "scale": last.scale, "dropped": self.dropped})
             if self.preview is not None:
-                key = self.preview.show(frame, self.hud(c, last.infer_ms))
+                key = self.preview.show(frame, self.hud(c, last.infer_ms, last.scale))
                 if key in ("q", "closed"):
                     return
                 self.controls = c.after_key(key)
@@ -268,13 +407,15 @@ def run_camera(
     max_frames: int | None = None,
     stats=None,
     lost_timeout: float = 10.0,
+    governor: ScaleGovernor | None = None,
 ) -> LiveResult:
     """The live stages on a source and sinks that are already open; ``run_live`` opens them.
 
     source: has ``read() -> io.Frame | None``, ``reopen() -> bool``, ``close()`` (see
     ``sources``), and is closed here once its thread has stopped. virtual: a
     ``sinks.VirtualCamera`` or anything with ``send`` and ``sleep_until_next_frame``; preview:
-    a ``sinks.PreviewWindow``; stats: a ``sinks.StatsWriter``. Returns when the source ends,
+    a ``sinks.PreviewWindow``; stats: a ``sinks.StatsWriter``; governor: a ``ScaleGovernor``
+    (None: scale 1 throughout). Returns when the source ends,
     ``max_frames`` frames were output, the user quits, or Ctrl-C; a stage's failure is raised.
     """
     stages = Stages()
@@ -282,7 +423,7 @@ def run_camera(
     output = Output(capture, sharpened, Controls(split=side_by_side, strength=sharpener.strength), name=sharpener.name,
                     virtual=virtual, preview=preview, stats=stats, max_frames=max_frames)
     # The inference stage reads the controls the output stage owns, one snapshot per frame.
-    infer = Infer(sharpener, capture.slot, sharpened, lambda: output.controls)
+    infer = Infer(sharpener, capture.slot, sharpened, lambda: output.controls, governor)
     try:
         stages.start("capture", capture, stages)
         stages.start("infer", infer, stages)
@@ -296,7 +437,7 @@ def run_camera(
         stages.wait()
     finally:
         source.close()
-    return LiveResult(output.frames, time.monotonic() - output.t_start, output.dropped, output.latencies)
+    return LiveResult(output.frames, time.monotonic() - output.t_start, output.dropped, output.latencies, output.scales)
 
 
 def run_live(
@@ -317,6 +458,7 @@ def run_live(
     stats=None,
     overwrite: bool = False,
     status: Callable[[str], None] | None = None,
+    scale: str | float = "auto",
 ) -> LiveResult:
     """Sharpen a camera live into a virtual camera and/or a preview window, until it ends.
 
@@ -329,11 +471,14 @@ def run_live(
         preview: a window with HUD and hotkeys; None opens one when a display exists.
         side_by_side: start with input | result (the ``s`` hotkey toggles it).
         model, device, backend, precision, strength: as for ``Sharpener``.
+        scale: ``"auto"`` (``ScaleGovernor`` chooses among ``SCALES`` and adapts while running),
+            or a fixed 1, 0.75 or 0.5: the network runs on the frame shrunk by it.
         max_frames: stop after this many output frames. stats: a path for per-frame JSON lines,
             written like every output (never the camera's file, never over a file unless
             ``overwrite``) and published when the session ends.
         status: called with each status line: the first says what was opened, at which size
-            and rate, and how long warming the model up at that size took.
+            and rate, and how long warming the model up at that size took; the second the
+            precision and the processing scale, with the times they were chosen by.
 
     Ends on ``max_frames``, the end of a file, ``q`` in the preview or Ctrl-C (KeyboardInterrupt
     is a normal end here); bad input is a ``LivesharpError``.
@@ -341,6 +486,7 @@ def run_live(
     >>> run_live("clip.mp4", preview=False, model="unsharp", max_frames=30).fps  # doctest: +SKIP
     """
     say = status or (lambda line: None)
+    fixed = parse_scale(scale)
     if preview and not sinks.has_display():
         raise LivesharpError("--preview: no display here (DISPLAY/WAYLAND_DISPLAY unset); run with --no-preview")
     if stats is not None:
@@ -350,8 +496,10 @@ def run_live(
         out_fps = fps if source.fps <= 0 else min(fps, source.fps)
         sharpener = opened.enter_context(Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True))
         # Before the first frame is taken: a slow first call would drop the frames behind it.
-        warm = sharpener.warm_up(source.height, source.width)
+        warm = sharpener.warm_up(source.height, source.width, scale=fixed or 1.0)
         say(f"{source.describe()}; {sharpener.name} warmed up at {source.width}x{source.height} in {warm * 1000:.0f} ms")
+        governor = _governor(sharpener, source.height, source.width, out_fps, fixed)
+        say(_describe_choice(sharpener, governor, source.height, source.width))
         vcam = None
         if virtual:
             try:
@@ -367,4 +515,21 @@ def run_live(
         # Written under a hidden name, renamed once the session has ended (after the writer closed).
         writer = opened.enter_context(sinks.StatsWriter(opened.enter_context(published(Path(stats), overwrite)))) if stats else None
         return run_camera(source, sharpener=sharpener, virtual=vcam, preview=window, side_by_side=side_by_side,
-                          max_frames=max_frames, stats=writer)
+                          max_frames=max_frames, stats=writer, governor=governor)
+
+
+def _governor(sharpener: Sharpener, height: int, width: int, fps: float, fixed: float | None) -> ScaleGovernor:
+    """A fixed scale as asked; for auto, the scales timed at this size (each compiled here, so
+    a later change of scale does not stall a frame on a compilation)."""
+    if fixed is not None:
+        return ScaleGovernor(1000 / fps, fixed=fixed)
+    return ScaleGovernor(1000 / fps, calibrate(sharpener, height, width))
+
+
+def _describe_choice(sharpener: Sharpener, governor: ScaleGovernor, height: int, width: int) -> str:
+    measured = sharpener.measured
+    precision = measured.describe() if measured is not None else sharpener.precision
+    h, w = scaled_size(height, width, governor.scale)
+    if governor.fixed is not None:
+        return f"precision {precision}; scale {governor.scale:g} ({w}x{h})"
+    return f"precision {precision}; scale auto: {governor.scale:g} ({w}x{h}; {governor.describe()})"

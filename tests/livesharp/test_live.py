@@ -150,6 +150,7 @@ def test_cam_from_a_video_file_writes_stats(video, tmp_path):
     rows = [json.loads(line) for line in stats.read_text().splitlines()]
     assert [row["frame"] for row in rows] == list(range(1, 9))
     assert all(row["latency_ms"] >= 0 for row in rows)
+    assert all(row["scale"] == 1.0 for row in rows)  # the unsharp baseline keeps up at full size
     assert "8 frames" in r.output and "latency mean" in r.output
 
 
@@ -309,8 +310,23 @@ def test_cam_is_a_shim_over_run_live(video):
     assert args == (str(video),)
     assert {k: v for k, v in kw.items() if k != "status"} == dict(
         size=(640, 480), fps=25, loop=True, virtual=True, preview=False, side_by_side=True, model="unsharp", device="auto",
-        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl", overwrite=False)
+        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl", overwrite=False, scale="auto")
     assert "3 frames" in r.output
+
+
+@pytest.mark.parametrize("flag, expected", [([], "auto"), (["--scale", "0.75"], "0.75"), (["--scale", "1"], "1")])
+def test_cam_scale_defaults_to_auto_and_passes_a_fixed_one_through(video, flag, expected):
+    with mock.patch("livesharp.live.run_live", autospec=True, return_value=live.LiveResult(3, 1.0, 0, [5.0])) as run:
+        r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", *flag])
+    assert r.exit_code == 0, r.output
+    assert run.call_args.kwargs["scale"] == expected
+
+
+def test_a_bad_scale_is_one_error_line(video):
+    r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--scale", "0.3"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "'0.3' is not one of" in r.output
+    with pytest.raises(LivesharpError, match=r"^--scale 0.3: use auto, 1, 0.75, 0.5$"):
+        live.run_live(str(video), preview=False, model="unsharp", scale=0.3)
 
 
 def test_run_live_from_a_file_camera_reports_what_it_opened(video, tmp_path):
@@ -394,3 +410,125 @@ def test_a_file_camera_hands_out_the_frame_type_files_do_stamped_with_its_captur
         frame = source.read()
     assert type(frame) is Frame and frame.rgb.shape == (48, 64, 3) and frame.rgb.dtype == np.uint8
     assert 0 <= time.monotonic() - capture_time(frame) < 1
+
+
+# --- the processing scale: the residual path and the governor ------------------------------
+
+
+def test_scale_1_is_the_full_resolution_path_bit_for_bit(random_student):
+    s = Sharpener(model=random_student(), device="cpu", backend="torch")
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    assert np.array_equal(s.sharpen(rgb, 0.8, scale=1.0), s.sharpen_batch([rgb], 0.8)[0])
+
+
+def test_a_live_session_at_scale_1_outputs_what_sharpen_gives(random_student):
+    s = Sharpener(model=random_student(), device="cpu", backend="torch")
+    still = np.random.default_rng(3).integers(0, 256, (48, 64, 3), np.uint8)
+
+    class StillCamera(SyntheticCamera):
+        def read(self):
+            time.sleep(1 / self.fps)
+            return captured_now(still.copy())
+
+    vcam = RecordingVirtualCam(64, 48, fps=50)
+    r = live.run_camera(StillCamera(fps=30), sharpener=s, virtual=vcam, max_frames=3, governor=live.ScaleGovernor(33.3, fixed=1.0))
+    expected = s.sharpen(still)
+    assert r.scales == [1.0] * 3 and vcam.frames and all(np.array_equal(f, expected) for f in vcam.frames)
+
+
+@pytest.mark.parametrize("scale", [0.75, 0.5])
+def test_an_identity_network_at_a_lower_scale_leaves_the_frame_unchanged(identity_student, scale):
+    s = Sharpener(model=identity_student(), device="cpu", backend="torch")
+    rgb = np.random.default_rng(1).integers(0, 256, (72, 128, 3), np.uint8)
+    assert np.array_equal(s.sharpen(rgb, 1.0, scale=scale), rgb)
+
+
+def test_the_upscaled_residual_leaves_regions_the_network_did_not_touch_unchanged():
+    from livesharp.engine import add_upscaled_residual, shrink
+
+    frame = np.random.default_rng(2).integers(0, 256, (72, 128, 3), np.uint8)
+    small = shrink(frame, 0.5)
+    out = small.copy()
+    out[5:10, 5:10] = np.clip(out[5:10, 5:10].astype(int) + 20, 0, 255)  # the network changed one patch
+    y = add_upscaled_residual(frame, small, out)
+    assert np.array_equal(y[:, 40:], frame[:, 40:])  # far from the patch: the full-resolution frame itself
+    assert (y[12:18, 12:18].astype(int) - frame[12:18, 12:18] >= 0).all() and (y != frame).any()
+
+
+def fed(governor, cost, frames):
+    """Feed ``governor`` ``frames`` frames whose inference costs ``cost(scale)`` ms; the scales used."""
+    used = []
+    for _ in range(frames):
+        s = governor.scale
+        used.append(s)
+        governor.observe(s, cost(s))
+    return used
+
+
+def test_the_governor_lowers_the_scale_when_inference_slows_and_raises_it_back():
+    fast = {1.0: 20.0, 0.75: 12.0, 0.5: 6.0}
+    g = live.ScaleGovernor(33.3, dict(fast), patience=20)
+    assert g.scale == 1.0
+    slow = fed(g, lambda s: 2.5 * fast[s], 100)  # the machine gets busy: 50, 30, 15 ms against a 26.6 ms target
+    assert g.scale == 0.5 and slow == sorted(slow, reverse=True)  # down step by step, never back up meanwhile
+    assert slow.index(0.75) <= 10  # within a few frames, before a queue of late frames builds up
+    back = fed(g, lambda s: fast[s], 200)
+    assert back == sorted(back) and g.scale == 1.0
+
+
+def test_the_governor_does_not_oscillate_on_a_steady_load():
+    cost = {1.0: 40.0, 0.75: 24.0, 0.5: 11.0}  # at 30 FPS only 0.75 and below fit
+    g = live.ScaleGovernor(33.3, dict(cost), patience=10)
+    used = fed(g, lambda s: cost[s], 600)
+    assert set(used) == {0.75} and g.changes == 0
+
+
+def test_a_raise_that_failed_corrects_the_warm_up_estimate_and_is_not_retried_at_the_same_load():
+    # Warm-up predicted scale 1 much cheaper than it is: the raise is undone, and its cost learnt.
+    g = live.ScaleGovernor(33.3, {1.0: 20.0, 0.75: 24.0, 0.5: 11.0}, patience=10)
+    used = fed(g, lambda s: {1.0: 45.0, 0.75: 16.0, 0.5: 8.0}[s], 1000)
+    raises = sum(1 for a, b in zip(used, used[1:]) if b > a)
+    assert raises == 1 and set(used[-900:]) == {0.75}  # one try, then the corrected cost says no
+
+
+def test_a_fixed_scale_never_moves():
+    g = live.ScaleGovernor(33.3, fixed=0.5)
+    assert set(fed(g, lambda s: 500.0, 50)) == {0.5}
+
+
+class SleepySharpener(Sharpener):
+    """The unsharp baseline plus a delay proportional to the pixels computed: ``delay`` seconds
+    at full size, changed while running through ``set_delay``."""
+
+    def __init__(self, delay):
+        super().__init__(model="unsharp", device="cpu")
+        self.delay = delay
+
+    def sharpen(self, rgb, strength=None, scale=1.0):
+        time.sleep(self.delay * scale * scale)
+        return super().sharpen(rgb, strength)
+
+
+def test_a_live_session_lowers_the_scale_when_the_runner_sleeps_more_and_raises_it_back():
+    s = SleepySharpener(0.005)
+    g = live.ScaleGovernor(50.0, live.calibrate(s, 48, 64), patience=8, settle=3)  # 20 FPS: a 40 ms target
+    assert g.scale == 1.0
+    vcam = RecordingVirtualCam(64, 48, fps=100)
+    phases = iter([(15, 0.12), (40, 0.005)])  # after 15 frames: 120 ms at full size (0.5: 30 ms); then fast again
+    until, delay = next(phases)
+
+    class Switching(RecordingVirtualCam):
+        def send(self, frame):
+            nonlocal until, delay
+            super().send(frame)
+            if len(self.frames) == until:
+                s.delay = delay
+                until, delay = next(phases, (None, None))
+
+    out = Switching(64, 48, fps=100)
+    r = live.run_camera(SyntheticCamera(fps=100), sharpener=s, virtual=out, max_frames=70, governor=g)
+    assert r.scales[:10] == [1.0] * 10
+    slow = r.scales[15:55]
+    assert 0.5 in slow  # lowered while inference was slow
+    assert r.scales[-1] == 1.0  # and raised back once it was fast again
+    assert "scale 1 (" in r.summary() and "0.5 (" in r.summary()
