@@ -11,11 +11,16 @@ so the encoder does real work), then, in the same run:
 
 Runs are interleaved (floor, then every backend, then again) so drift in machine load hits all
 alike, and every figure is the median over runs. Ratios are taken within the same run.
+
+It also names the CPU's kind (AVX2, AVX-512, VNNI, AMX: ``int8.cpu_kind``), says which precision
+OpenVINO's ``auto`` chose and the two times it chose by (``int8.measured_precision``), and what
+``livesharp cam`` would do at each size: the processing scale ``--scale auto`` starts at for a
+30 FPS camera (``live.calibrate`` and ``live.ScaleGovernor``, as ``cam`` runs them) and the
+sharpening gain that scale gives up.
 """
 
 from __future__ import annotations
 
-import platform
 import statistics
 import tempfile
 import time
@@ -26,7 +31,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from . import __version__
+from . import __version__, int8, live
 from .engine import DEFAULT_MODEL, Sharpener, pick_device
 from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
@@ -35,16 +40,15 @@ from .runtimes import BACKENDS, choose_backend, device_type, installed
 from .settings import FILE_BATCH, cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
+# The camera rate the live figures are for: what --fps asks by default.
+LIVE_FPS = 30
+# Sharpening gain (dB PSNR) of the shipped tiny v8 at each processing scale, on
+# ../shared/data/gopro_real_pairs_val (issue 31); other models have no such figures yet.
+SCALE_GAIN_DB = {"tiny": {1.0: 0.824, 0.75: 0.675, 0.5: 0.394}}
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return int8.cpu_model()
 
 
 def default_backends(device: str) -> list[str]:
@@ -129,7 +133,7 @@ def run_bench(
             backends.insert(0, "torch")  # the reference for the speed-up ratios; without torch there is none
     result: dict = {
         "livesharp": __version__, "torch": torch.__version__ if torch else None, "device": dev,
-        "cpu": cpu_name(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if device_type(dev) == "cuda" else None,
+        "cpu": cpu_name(), "cpu_kind": int8.cpu_kind(), "cores": cpu_cores(), "gpu": torch.cuda.get_device_name(dev) if device_type(dev) == "cuda" else None,
         "model": str(model), "precision": precision, "batch": batch, "file_batch": file_batch, "frames": frames, "runs": runs, "preset": preset, "sizes": {},
     }
     # int8 exists only as OpenVINO graphs: ONNX Runtime is left out (and said so); torch stays
@@ -185,7 +189,8 @@ def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log
             prof[b].append(s.profile(rgb[:batch] if len(rgb) >= batch else rgb, repeats=10))
             e2e[b].append(file_fps(sharpener=s))
     floor_fps = med(floor)
-    res: dict = {"width": w, "height": h, "decode_ms": med(decode), "encode_ms": med(encode), "io_floor_fps": floor_fps, "backends": {}}
+    res: dict = {"width": w, "height": h, "decode_ms": med(decode), "encode_ms": med(encode), "io_floor_fps": floor_fps, "backends": {},
+                 "live": _live_scale(sharpeners, h, w, log, key)}
     torch_fps = None
     for b, s in sharpeners.items():
         stages = {k: med(p[k] for p in prof[b]) for k in prof[b][0]}
@@ -196,8 +201,12 @@ def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log
         if b == "torch":
             torch_fps = infer_fps
         e = med(e2e[b])
+        measured = s.measured
         res["backends"][b] = {
             "precision": s.precision,
+            # auto's timing of the int8 graph against the float one (None: nothing to choose between)
+            "precision_measured": None if measured is None else
+            {"chosen": measured.precision, "ms": measured.ms, "size": measured.size, "cached": measured.cached},
             **{k: v / n for k, v in stages.items()},  # per frame
             "inference_fps": infer_fps,
             "model_fps": 1000 * n / sum(stages.values()),  # upload + inference + download
@@ -211,10 +220,26 @@ def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log
     return res
 
 
+def _live_scale(sharpeners: dict, h: int, w: int, log, key: str) -> dict | None:
+    """What ``cam --scale auto`` starts at for a ``LIVE_FPS`` camera of this size, under the
+    runtime ``cam`` would use (the first CPU runtime measured, as ``auto`` prefers them)."""
+    backend = next((b for b in ("openvino", "onnx", "torch") if b in sharpeners), None)
+    if backend is None:
+        return None
+    s = sharpeners[backend]
+    log(f"{key}: timing {backend} at each processing scale")
+    ms = live.calibrate(s, h, w, runs=5)
+    scale = live.ScaleGovernor(1000 / LIVE_FPS, ms).scale
+    gains = SCALE_GAIN_DB.get(s.name)
+    return {"backend": backend, "fps": LIVE_FPS, "scale_ms": {f"{k:g}": v for k, v in ms.items()}, "scale": scale,
+            "gain_db": None if gains is None else gains[scale], "gain_db_full": None if gains is None else gains[1.0]}
+
+
 def format_table(result: dict) -> str:
     """The results as one aligned table per size."""
+    kind = f", {result['cpu_kind']}" if result.get("cpu_kind") and not result["gpu"] else ""
     lines = [f"livesharp {result['livesharp']}, torch {result['torch'] or 'not installed'}, {result['device']}"
-             f" ({result['gpu'] or result['cpu']}, {result['cores']} cores), model {result['model']}, batch {result['batch']}"
+             f" ({result['gpu'] or result['cpu']}{kind}, {result['cores']} cores), model {result['model']}, batch {result['batch']}"
              f" (end to end: up to {result['file_batch']}),"
              f" median of {result['runs']} runs, libx264 {result['preset']}"]
     cols = ("backend", "precision", "upload", "infer", "download", "model FPS", "GFLOP/s", "e2e FPS", "e2e÷floor", "infer÷torch")
@@ -228,6 +253,18 @@ def format_table(result: dict) -> str:
                          f"{v['end_to_end_vs_io_floor']:.2f}", "—" if v["inference_vs_torch"] is None else f"{v['inference_vs_torch']:.2f}x"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
         lines += ["  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))) for row in rows]
+        for b, v in r["backends"].items():
+            m = v.get("precision_measured")
+            if m:
+                times = ", ".join(f"{p} {ms:.1f} ms" for p, ms in m["ms"].items())
+                lines.append(f"{b} --precision auto: {m['chosen']}, measured {times} per frame at {m['size']}"
+                             f"{' (cached from an earlier run)' if m['cached'] else ''}")
+        lv = r.get("live")
+        if lv:
+            times = ", ".join(f"{k}: {ms:.1f} ms" for k, ms in lv["scale_ms"].items())
+            gain = "" if lv["gain_db"] is None else \
+                f"; gain {lv['gain_db']:+.3f} dB against {lv['gain_db_full']:+.3f} at scale 1 (model card)"
+            lines.append(f"cam at {lv['fps']} FPS ({lv['backend']}): --scale auto starts at {lv['scale']:g} ({times}){gain}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from livesharp import int8
 from livesharp.cli import cli
 
 STAGES = ("upload_ms", "inference_ms", "download_ms")
@@ -33,6 +34,32 @@ def test_bench_json_has_every_size_and_backend(bench_json):
             assert b["end_to_end_vs_io_floor"] == pytest.approx(b["end_to_end_fps"] / size["io_floor_fps"])
             assert b["inference_vs_torch"] == pytest.approx(b["inference_fps"] / size["backends"]["torch"]["inference_fps"])
         assert size["backends"]["torch"]["inference_vs_torch"] == 1
+        # auto under OpenVINO chose between the shipped int8 graph and the float one by timing them
+        m = size["backends"]["openvino"]["precision_measured"]
+        assert m["chosen"] == size["backends"]["openvino"]["precision"] and set(m["ms"]) == {"int8", int8.float_precision()}
+        assert size["backends"]["onnx"]["precision_measured"] is None
+        lv = size["live"]
+        assert lv["backend"] == "openvino" and lv["fps"] == 30 and set(lv["scale_ms"]) == {"1", "0.75", "0.5"}
+        assert lv["scale"] in (1.0, 0.75, 0.5) and lv["gain_db"] == {1.0: 0.824, 0.75: 0.675, 0.5: 0.394}[lv["scale"]]
+    assert data["cpu_kind"] in ("AMX", "AVX-512 VNNI", "AVX-512", "AVX-VNNI", "AVX2", "other")
+
+
+def test_the_table_names_the_cpu_kind_the_precision_choice_and_the_live_scale():
+    from livesharp.bench import format_table
+
+    result = {"livesharp": "0", "torch": None, "device": "cpu", "gpu": None, "cpu": "AMD EPYC", "cpu_kind": "AVX2", "cores": 2,
+              "model": "tiny", "batch": 1, "file_batch": 4, "runs": 3, "preset": "medium", "sizes": {"1280x720": {
+                  "decode_ms": 3.0, "encode_ms": 20.0, "io_floor_fps": 40.0,
+                  "backends": {"openvino": {"precision": "int8", "upload_ms": 0.0, "inference_ms": 45.0, "download_ms": 0.0, "model_fps": 22.2,
+                                            "gflops": 100.0, "end_to_end_fps": 15.0, "end_to_end_vs_io_floor": 0.375, "inference_vs_torch": None,
+                                            "precision_measured": {"chosen": "int8", "ms": {"fp32": 52.0, "int8": 45.0}, "size": "1280x720",
+                                                                   "cached": False}}},
+                  "live": {"backend": "openvino", "fps": 30, "scale_ms": {"1": 45.0, "0.75": 26.0, "0.5": 13.0}, "scale": 0.75,
+                           "gain_db": 0.675, "gain_db_full": 0.824}}}}
+    table = format_table(result)
+    assert "(AMD EPYC, AVX2, 2 cores)" in table
+    assert "openvino --precision auto: int8, measured fp32 52.0 ms, int8 45.0 ms per frame at 1280x720" in table
+    assert "cam at 30 FPS (openvino): --scale auto starts at 0.75 (1: 45.0 ms, 0.75: 26.0 ms, 0.5: 13.0 ms); gain +0.675 dB against +0.824" in table
 
 
 def test_the_end_to_end_columns_run_livesharp_file_as_users_do(monkeypatch):
