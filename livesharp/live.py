@@ -334,6 +334,7 @@ class Output:
         self.capture, self.sharpened, self.controls, self.name = capture, sharpened, controls, name
         self.virtual, self.preview, self.stats, self.max_frames = virtual, preview, stats, max_frames
         self.frames, self.latencies, self.scales = 0, [], []
+        self.precision = "none"  # the arithmetic the frames were computed in, for --stats
         self.t_start = time.monotonic()
 
     @property
@@ -387,7 +388,8 @@ class Output:
                 self.scales.append(last.scale)
                 if self.stats is not None:
                     self.stats.write({"frame": self.frames, "t": round(last.t_capture - self.t_start, 4), "latency_ms": round(latency, 2),
-                                      "infer_ms": round(last.infer_ms, 2), "scale": last.scale, "dropped": self.dropped})
+                                      "infer_ms": round(last.infer_ms, 2), "scale": last.scale, "precision": self.precision,
+                                      "dropped": self.dropped})
             if self.preview is not None:
                 key = self.preview.show(frame, self.hud(c, last.infer_ms, last.scale))
                 if key in ("q", "closed"):
@@ -422,6 +424,7 @@ def run_camera(
     capture, sharpened = Capture(source, lost_timeout), LatestSlot()
     output = Output(capture, sharpened, Controls(split=side_by_side, strength=sharpener.strength), name=sharpener.name,
                     virtual=virtual, preview=preview, stats=stats, max_frames=max_frames)
+    output.precision = sharpener.precision  # chosen by now: run_live warmed the model up at this size
     # The inference stage reads the controls the output stage owns, one snapshot per frame.
     infer = Infer(sharpener, capture.slot, sharpened, lambda: output.controls, governor)
     try:

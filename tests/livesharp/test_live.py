@@ -151,6 +151,7 @@ def test_cam_from_a_video_file_writes_stats(video, tmp_path):
     assert [row["frame"] for row in rows] == list(range(1, 9))
     assert all(row["latency_ms"] >= 0 for row in rows)
     assert all(row["scale"] == 1.0 for row in rows)  # the unsharp baseline keeps up at full size
+    assert all(row["precision"] == "none" for row in rows)  # no network: no arithmetic to choose
     assert "8 frames" in r.output and "latency mean" in r.output
 
 
