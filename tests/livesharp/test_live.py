@@ -533,3 +533,8 @@ def test_a_live_session_lowers_the_scale_when_the_runner_sleeps_more_and_raises_
     assert 0.5 in slow  # lowered while inference was slow
     assert r.scales[-1] == 1.0  # and raised back once it was fast again
     assert "scale 1 (" in r.summary() and "0.5 (" in r.summary()
+
+
+def test_the_hud_shows_the_scale_in_use():
+    out = live.Output(live.Capture(SyntheticCamera(), 1.0), live.LatestSlot(), live.Controls(), name="tiny")
+    assert "inference 12.0 ms at scale 0.75" in out.hud(live.Controls(), 12.0, 0.75)[1]
