@@ -387,6 +387,9 @@ class VideoReader:
                 continue
             why = "livesharp writes one video stream, the first" if other.type == "video" else "it cannot be copied"
             self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))
+        # Whether the video's first packet is a keyframe, known once it is read: if not (a stream
+        # cut mid-GOP), the frames before the first keyframe are lost, and the output starts at it.
+        self.clean_start = True
         self.rotation = 0  # degrees counter-clockwise, known once the first frame is decoded
         self.matrix: list[int] | None = None
 
@@ -418,6 +421,8 @@ class VideoReader:
                             on_packet(packet)
                     continue
                 if packet.size or packet.dts is not None:  # not the demuxer's empty end-of-stream packet; AVI's empty "dropped frame" chunks count
+                    if stored == 0:
+                        self.clean_start = packet.is_keyframe
                     stored += 1
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
@@ -523,10 +528,11 @@ class VideoWriter:
     """Encode RGB frames to H.264 (yuv420p) with the timestamps they came with; copy audio as is.
 
     The container is opened on the first frame, when the output size is known. The output's
-    timeline starts at that frame: every stream is moved back by its time, so a transport
-    stream whose clock read 3600 s (or a recording cut from the middle of one) does not become
-    an hour of empty lead-in, and audio keeps its offset to the video. Audio that ends before
-    the first frame has nothing to play against and is left out.
+    timeline starts at that frame, or at ``start`` when it is earlier (audio that leads the
+    picture): every stream is moved back by that time, so a transport stream whose clock read
+    3600 s (or a recording cut from the middle of one) does not become an hour of empty
+    lead-in, and audio keeps its offset to the video. Audio that ends before that has nothing
+    to play against and is left out.
     """
 
     def __init__(
@@ -537,8 +543,10 @@ class VideoWriter:
         preset: str = "medium",
         matrix: list[int] | None = None,
         label: str | Path | None = None,
+        start: int | None = None,
     ):
         self.path = Path(path)
+        self.start = start  # in the input video's time base: where the output's time 0 may be, before the first frame
         self.label = label or self.path  # how messages name the output: the user's name, not a temp file's
         self.format = OUTPUT_FORMATS[self.path.suffix.lower()]
         self.info, self.crf, self.preset, self.matrix = info, crf, preset, matrix
@@ -601,7 +609,7 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts: int, duration: int | None = None) -> None:
         if self._t0 is None:
-            self._t0 = pts
+            self._t0 = pts if self.start is None else min(pts, self.start)
         if self.container is None:
             self._open(rgb.shape[1], rgb.shape[0])
         pts -= self._t0

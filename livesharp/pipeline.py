@@ -8,6 +8,7 @@ inference stage batches opportunistically: it takes whatever frames are already 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import signal
 import threading
@@ -15,6 +16,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -301,8 +303,10 @@ def process_file(
             f = Frame(composed, source.pts, source.duration)
             rgb = ops.pad_to_even(f.rgb)
             if written == 0:
-                # Opened here: the rotation is known once the reader has decoded a frame.
-                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst)
+                # Opened here: the rotation is known once the reader has decoded a frame, and
+                # the audio read so far says whether sound starts before the picture.
+                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst,
+                                     start=_lead(audio, source.pts, reader, info.time_base))
                 size[:] = rgb.shape[1], rgb.shape[0]
                 if rgb.shape != f.rgb.shape:
                     h, w = f.rgb.shape[:2]
@@ -343,6 +347,26 @@ def process_file(
         if own:
             sharpener.close()
     return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1], model_seconds)
+
+
+def _lead(packets, first_pts: int, reader: VideoReader, time_base) -> int | None:
+    """Where the output's timeline starts, in ``time_base``, when audio starts before the first
+    video frame (None: at that frame). Kept from the audio's first packet (an encoder's priming
+    packet aside), unless the video before its first frame was lost (a stream cut mid-GOP):
+    then the output starts at the first whole frame, and the audio before it is said to be cut."""
+    leading = [p for p in packets if p.stream.type == "audio" and p.pts is not None and not p.is_discard]
+    starts = [p.pts * p.time_base for p in leading]
+    first = first_pts * time_base
+    # An encoder's priming (AAC's first 1024 samples, a transport stream keeps no flag for it)
+    # leads by about one packet: it is kept as it is, before 0, where players skip it.
+    packet = max([p.duration * p.time_base for p in leading if p.duration] or [0])
+    if not starts or first - min(starts) <= max(packet, Fraction(1, 20)):
+        return None
+    if reader.clean_start:
+        return math.floor(min(starts) / time_base)
+    log.warning(f"{reader.path.name}: its first {float(first - min(starts)):.2f} s of audio come before the first video frame "
+                f"that can be decoded (the file starts mid-GOP) and are not kept")
+    return None
 
 
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # 16 bits per channel

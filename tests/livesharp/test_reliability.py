@@ -272,3 +272,46 @@ def test_an_animated_webp_is_named_as_such_not_called_damaged(tmp_path):
     src.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
     with pytest.raises(LivesharpError, match="animated WebP, which FFmpeg cannot decode"):
         run_file(src, tmp_path / "out.mp4")
+
+
+def shift_video(src: Path, dst: Path, seconds: float) -> Path:
+    """Copy every packet of ``src`` into ``dst``, the video ``seconds`` later than the audio."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "video":
+                offset = round(Fraction(seconds) / packet.time_base)
+                packet.pts += offset
+                packet.dts += offset
+            packet.stream = streams[packet.stream.index]
+            o.mux(packet)
+    return dst
+
+
+def audio_and_video_starts(path: Path) -> tuple[int, float, float]:
+    """(audio packets, first audio time, first video frame time) as a player sees them."""
+    import av
+
+    with av.open(str(path)) as c:
+        a = [p for p in c.demux(audio=0) if p.size]
+        first_audio = min(float(p.pts * p.time_base) for p in a)
+    with av.open(str(path)) as c:
+        first_video = float(next(c.decode(video=0)).time)
+    return len(a), first_audio, first_video
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_audio_that_starts_before_the_first_video_frame_is_kept(video_with_audio, tmp_path, suffix):
+    src = shift_video(video_with_audio, tmp_path / "early_audio.mkv", 0.52)
+    n_in, a_in, v_in = audio_and_video_starts(src)
+    assert v_in - a_in >= 0.52  # (and the AAC encoder's priming, before 0)
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+    n_out, a_out, v_out = audio_and_video_starts(out)
+    assert n_out == n_in  # every packet, the 0.52 s before the picture included
+    assert v_out - a_out == pytest.approx(v_in - a_in, abs=0.01)  # and still that far ahead of the picture
