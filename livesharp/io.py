@@ -473,7 +473,9 @@ class VideoReader:
         if declared > 0:
             # Packets, not decoded frames: a file cut with `-ss ... -c copy` starts at the
             # keyframe before the cut, and its edit list hides the frames up to the cut.
-            if stored < declared:
+            # AVI stores a repeated frame as a 0-byte chunk that its header counts and the
+            # demuxer skips: there, a file whose RIFF chunks run whole to its end is complete.
+            if stored < declared and not (self.container.format.name == "avi" and _riff_complete(self.path)):
                 raise truncated(f"the video ends after {stored} of the {declared} frames its header lists")
             return
         frame = 1 / float(self.info.rate or 30)
@@ -510,6 +512,24 @@ class VideoReader:
 
     def close(self) -> None:
         self.container.close()
+
+
+def _riff_complete(path: Path) -> bool:
+    """Whether a RIFF file (AVI, and OpenDML's RIFF AVIX extensions) is as long as its chunks
+    say: a file cut short ends inside one. Not a file (a pipe): cannot tell, so False."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            at = 0
+            while at + 8 <= size:
+                f.seek(at)
+                head = f.read(8)
+                if head[:4] != b"RIFF":
+                    return False
+                at += 8 + int.from_bytes(head[4:8], "little") + (head[4] & 1)
+            return at == size or at == size + 1  # an odd last chunk may lack its pad byte
+    except OSError:
+        return False
 
 
 def _copy_labels(src, dst) -> None:

@@ -315,3 +315,33 @@ def test_audio_that_starts_before_the_first_video_frame_is_kept(video_with_audio
     n_out, a_out, v_out = audio_and_video_starts(out)
     assert n_out == n_in  # every packet, the 0.52 s before the picture included
     assert v_out - a_out == pytest.approx(v_in - a_in, abs=0.01)  # and still that far ahead of the picture
+
+
+def test_an_avi_with_empty_repeat_chunks_is_not_called_truncated(tmp_path, probe):
+    """AVI stores a repeated frame as a 0-byte chunk: its header counts it, the demuxer skips it."""
+    src = tmp_path / "xvid.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "2", "-r", "25", "-fps_mode", "vfr", "-c:v", "mpeg4", "-vtag", "xvid", str(src))
+    import av
+
+    with av.open(str(src)) as c:
+        declared = c.streams.video[0].frames
+    a = probe(src)
+    assert len(a.frames) < declared  # the case: fewer pictures stored than the header lists
+    out = tmp_path / "out.mp4"
+    run_file(src, out)
+    b = probe(out)
+    assert len(b.frames) == len(a.frames)
+    assert b.times == pytest.approx([t - a.times[0] for t in a.times], abs=1e-3)
+    assert b.duration == pytest.approx(2.0, abs=0.05)
+
+
+def test_an_avi_cut_short_is_still_refused(tmp_path):
+    from livesharp.errors import LivesharpError
+
+    src = tmp_path / "xvid.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "2", "-r", "25", "-fps_mode", "vfr", "-c:v", "mpeg4", "-vtag", "xvid", str(src))
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size * 7 // 10])
+    with pytest.raises(LivesharpError, match="truncated or damaged|damaged video data"):
+        run_file(cut, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
