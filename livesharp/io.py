@@ -324,6 +324,19 @@ def _is_animated_webp(path: Path) -> bool:
     return head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] == b"VP8X" and bool(head[20] & 0x02)
 
 
+def main_video(container):
+    """The video stream to sharpen, chosen as FFmpeg chooses: never a cover picture (attached
+    picture) while a real video exists, and among the rest the one FFmpeg finds best (more
+    frames seen while probing, then the higher bit rate), not merely the first."""
+    videos = list(container.streams.video)
+    real = [v for v in videos if not v.disposition & av.stream.Disposition.attached_pic] or videos
+    try:
+        best = container.streams.best("video")
+    except (av.error.FFmpegError, ValueError):
+        best = None
+    return best if best in real else real[0]
+
+
 def _pixel_aspect(v) -> Fraction | None:
     """A video stream's sample (pixel) aspect ratio, None when square or unknown."""
     sar = v.sample_aspect_ratio or v.codec_context.sample_aspect_ratio
@@ -350,7 +363,7 @@ class VideoReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.container = _open_input(self.path)
-        self.video = self.container.streams.video[0]
+        self.video = main_video(self.container)
         self.video.thread_type = "AUTO"
         v = self.video
         rate = v.average_rate or v.guessed_rate or Fraction(30)
@@ -385,7 +398,7 @@ class VideoReader:
             # video's labels, from which the output's muxer writes it back (.mkv: as the tag).
             if other.type == "data" and other.metadata.get("timecode") and other.metadata.get("timecode") == v.metadata.get("timecode"):
                 continue
-            why = "livesharp writes one video stream, the first" if other.type == "video" else "it cannot be copied"
+            why = "livesharp writes one video stream, the main one" if other.type == "video" else "it cannot be copied"
             self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))
         # Whether the video's first packet is a keyframe, known once it is read: if not (a stream
         # cut mid-GOP), the frames before the first keyframe are lost, and the output starts at it.

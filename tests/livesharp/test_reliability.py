@@ -345,3 +345,14 @@ def test_an_avi_cut_short_is_still_refused(tmp_path):
     with pytest.raises(LivesharpError, match="truncated or damaged|damaged video data"):
         run_file(cut, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_real_video_is_chosen_over_a_one_frame_cover_picture(tmp_path, livesharp_warnings):
+    clip, cover = tmp_path / "clip.mp4", tmp_path / "cover.jpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", str(clip))
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=32x32", "-frames:v", "1", str(cover))
+    src = tmp_path / "with_cover.mkv"
+    ffmpeg("-i", str(cover), "-i", str(clip), "-map", "0", "-map", "1", "-c", "copy", str(src))  # the cover is stream 0
+    r = run_file(src, tmp_path / "out.mp4")
+    assert (r.frames, r.width, r.height) == (20, 64, 48)
+    assert livesharp_warnings == ["not copied: video stream 0 (mjpeg, 32x32): livesharp writes one video stream, the main one"]
