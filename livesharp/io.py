@@ -414,6 +414,7 @@ class VideoReader:
         streams = [v, *self.info.audio, *self.info.subtitles]
         n, first_pts, last_pts = 0, None, None
         stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
+        keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
         video_end = audio_end = None  # seconds on the file's clock
 
         def damaged(why: str) -> LivesharpError:
@@ -437,6 +438,11 @@ class VideoReader:
                     if stored == 0:
                         self.clean_start = packet.is_keyframe
                     stored += 1
+                # Pictures the decoder must give back: stored, shown (not hidden by an edit
+                # list), from the first keyframe on (before it, a stream cut mid-GOP has none).
+                keyed = keyed or (packet.is_keyframe and packet.size > 0)
+                if keyed and packet.size and packet.pts is not None and not packet.is_discard:
+                    expected.add(packet.pts)
                 for frame in packet.decode():
                     # A decoder that meets bad data often hides it instead of failing: it fills
                     # the broken part in from other frames and only flags the frame. Writing
@@ -460,6 +466,7 @@ class VideoReader:
                     if first_pts is None:
                         first_pts = pts
                     last_pts = pts
+                    seen.add(frame.pts)
                     end = float((pts + (frame.duration or step)) * tb)
                     video_end = end if video_end is None else max(video_end, end)
                     n += 1
@@ -470,6 +477,15 @@ class VideoReader:
             raise damaged(e.strerror or str(e)) from None
         if n == 0:
             raise LivesharpError(f"{self.path}: the video stream has no decodable frames; check the file")
+        # A decoder that meets a frame whose reference is lost (a keyframe gone) may skip it
+        # without an error: a hole in the video. Frames before the first one shown (an open
+        # GOP's leading pictures in a cut stream) are not expected.
+        lost = sorted(t for t in expected - seen if t > first_pts)
+        if lost:
+            raise LivesharpError(
+                f"{self.path}: damaged video data: the decoder could not decode {len(lost)} of the {len(expected)} stored frames "
+                f"(the first at {float((lost[0] - first_pts) * tb):.2f} s); repair or re-encode the file first"
+            )
         self._check_complete(stored, first_pts, video_end, audio_end)
         self.frames_read = n
 

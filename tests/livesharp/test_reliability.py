@@ -356,3 +356,32 @@ def test_the_real_video_is_chosen_over_a_one_frame_cover_picture(tmp_path, lives
     r = run_file(src, tmp_path / "out.mp4")
     assert (r.frames, r.width, r.height) == (20, 64, 48)
     assert livesharp_warnings == ["not copied: video stream 0 (mjpeg, 32x32): livesharp writes one video stream, the main one"]
+
+
+def test_frames_the_decoder_drops_are_not_passed_off_as_a_good_file(tmp_path):
+    """The second GOP's keyframe lost: the decoder skips frames until the next keyframe."""
+    import av
+
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_io import write_clip
+
+    from livesharp.errors import LivesharpError
+
+    full = write_clip(tmp_path / "full.mp4", frames=40, gop=10, audio=False)
+    src = tmp_path / "lost_key.mkv"
+    with av.open(str(full)) as i, av.open(str(src), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        keys = 0
+        for packet in i.demux(video=0):
+            if packet.dts is None:
+                continue
+            if packet.is_keyframe:
+                keys += 1
+                if keys == 2:
+                    continue
+            packet.stream = v
+            o.mux(packet)
+    with pytest.raises(LivesharpError, match=r"damaged video data: the decoder could not decode \d+ of the 39 stored frames"):
+        run_file(src, tmp_path / "out.mkv")
+    assert not (tmp_path / "out.mkv").exists()
