@@ -171,11 +171,13 @@ class FileSource(Closing):
         self._start()
         info = self.reader.info
         self.width, self.height, self.fps = info.width, info.height, float(info.rate)
+        self.t0 = None  # when the first frame went out (time.monotonic())
+        self.offset = 0.0  # seconds the loops before this one lasted
+        self.end = 0.0  # where the last frame handed out ends, in seconds since the first
 
     def _start(self) -> None:
         self.reader = VideoReader(self.path)
         self.frames = self.reader.frames()
-        self.t0 = None
         self.pts0 = None
 
     def describe(self) -> str:
@@ -188,14 +190,20 @@ class FileSource(Closing):
             self.reader.close()
             if not self.loop:
                 return None
+            # The next loop starts when this one's last frame has had its time: the clock runs
+            # on across loops, so a one-frame file plays at its rate, not as fast as it decodes.
+            self.offset = self.end
             self._start()
             frame = next(self.frames)
         tb = self.reader.info.time_base
         if self.t0 is None:
-            self.t0, self.pts0 = time.monotonic(), frame.pts
+            self.t0 = time.monotonic()
+        if self.pts0 is None:
+            self.pts0 = frame.pts
+        at = self.offset + float((frame.pts - self.pts0) * tb)
+        self.end = at + (float(frame.duration * tb) if frame.duration else 1 / (self.fps or 30))
         if self.realtime:
-            due = self.t0 + float((frame.pts - self.pts0) * tb)
-            delay = due - time.monotonic()
+            delay = self.t0 + at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         return captured_now(frame.rgb)

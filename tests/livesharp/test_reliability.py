@@ -385,3 +385,18 @@ def test_frames_the_decoder_drops_are_not_passed_off_as_a_good_file(tmp_path):
     with pytest.raises(LivesharpError, match=r"damaged video data: the decoder could not decode \d+ of the 39 stored frames"):
         run_file(src, tmp_path / "out.mkv")
     assert not (tmp_path / "out.mkv").exists()
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_looping_file_camera_keeps_its_frame_rate_across_loops(make_video, frames):
+    import time
+
+    from livesharp.sources import FileSource
+
+    src = make_video(f"f{frames}.mp4", frames=frames, rate=10)
+    with FileSource(src, loop=True) as s:
+        t0 = time.monotonic()
+        got = [s.read() for _ in range(7)]
+        took = time.monotonic() - t0
+    assert all(f is not None for f in got)
+    assert took == pytest.approx(0.6, abs=0.08)  # 7 frames at 10 FPS: 0.6 s from the first to the last
