@@ -387,9 +387,47 @@ _ORIENTATIONS = [lambda a: a, np.fliplr, np.flipud, lambda a: np.rot90(a, 2), np
                  lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 2).swapaxes(0, 1)]
 
 
+def _read_bmp16(src: Path) -> np.ndarray | None:
+    """A 16-bit BMP (5-5-5, or the 5-6-5 and other masks of BI_BITFIELDS) as (H, W, 3) uint8 RGB,
+    each channel scaled to full range (31 -> 255); None for any other file.
+
+    OpenCV shifts 5- and 6-bit channels left instead, so white came out 248 and every colour darker.
+    """
+    with open(src, "rb") as f:
+        head = f.read(70)
+    if len(head) < 54 or head[:2] != b"BM" or int.from_bytes(head[28:30], "little") != 16:
+        return None
+    u32 = lambda at: int.from_bytes(head[at : at + 4], "little")  # noqa: E731
+    offset, width, height, compression = u32(10), u32(18), int.from_bytes(head[22:26], "little", signed=True), u32(30)
+    if compression == 0:
+        masks = (0x7C00, 0x03E0, 0x001F)
+    elif compression in (3, 6) and len(head) >= 66:  # BI_BITFIELDS (masks after a 40-byte header, or inside a longer one)
+        masks = (u32(54), u32(58), u32(62))
+    else:
+        return None
+    if width <= 0 or height == 0 or not all(masks):
+        return None
+    h, stride = abs(height), (width * 2 + 3) // 4 * 4
+    data = np.fromfile(src, np.uint8, count=h * stride, offset=offset)
+    if data.size < h * stride:
+        raise LivesharpError(f"{src}: truncated BMP: the file ends before the picture does; copy or export it again")
+    px = data.reshape(h, stride)[:, : width * 2].copy().view("<u2").astype(np.uint32)
+    if height > 0:  # stored bottom row first
+        px = px[::-1]
+    channels = []
+    for mask in masks:
+        shift = (mask & -mask).bit_length() - 1
+        top = mask >> shift
+        channels.append(((((px & mask) >> shift) * 255 * 2 + top) // (2 * top)).astype(np.uint8))  # rounded
+    return np.ascontiguousarray(np.dstack(channels))
+
+
 def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """The picture upright (EXIF orientation applied) as RGB, uint8 or uint16 as stored, and its
     alpha channel (same orientation) or None."""
+    bmp16 = _read_bmp16(src)
+    if bmp16 is not None:
+        return bmp16, None
     raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, but not turned upright
     colour = cv2.imread(str(src), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # turned upright, no alpha
     if raw is None or colour is None:

@@ -400,3 +400,34 @@ def test_a_looping_file_camera_keeps_its_frame_rate_across_loops(make_video, fra
         took = time.monotonic() - t0
     assert all(f is not None for f in got)
     assert took == pytest.approx(0.6, abs=0.08)  # 7 frames at 10 FPS: 0.6 s from the first to the last
+
+
+def bmp16(path: Path, rgb565, *, top_down: bool = False) -> Path:
+    """A 16-bit BMP (BI_BITFIELDS, 5-6-5) of these (H, W) uint16 pixels."""
+    import numpy as np
+
+    h, w = rgb565.shape
+    stride = (w * 2 + 3) // 4 * 4
+    rows = np.zeros((h, stride), np.uint8)
+    rows[:, : w * 2] = rgb565.astype("<u2").view(np.uint8).reshape(h, w * 2)
+    pixels = (rows if top_down else rows[::-1]).tobytes()
+    info = (40).to_bytes(4, "little") + w.to_bytes(4, "little") + (-h if top_down else h).to_bytes(4, "little", signed=True)
+    info += (1).to_bytes(2, "little") + (16).to_bytes(2, "little") + (3).to_bytes(4, "little") + len(pixels).to_bytes(4, "little") + bytes(16)
+    masks = b"".join(m.to_bytes(4, "little") for m in (0xF800, 0x07E0, 0x001F))
+    off = 14 + len(info) + len(masks)
+    path.write_bytes(b"BM" + (off + len(pixels)).to_bytes(4, "little") + bytes(4) + off.to_bytes(4, "little") + info + masks + pixels)
+    return path
+
+
+@pytest.mark.parametrize("top_down", [False, True])
+def test_an_rgb565_bmp_is_read_at_full_scale(tmp_path, top_down):
+    import cv2
+    import numpy as np
+
+    r5, g6, b5 = np.meshgrid(np.arange(32), np.arange(0, 64, 2), [0, 31], indexing="ij")
+    r5, g6, b5 = r5.reshape(32, -1), g6.reshape(32, -1), b5.reshape(32, -1)  # 32 x 64: every red, every other green
+    src = bmp16(tmp_path / "565.bmp", (r5 << 11) | (g6 << 5) | b5, top_down=top_down)
+    out = run_image(src, tmp_path / "out.png", strength=0.0)
+    back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
+    want = np.stack([np.round(r5 * 255 / 31), np.round(g6 * 255 / 63), np.round(b5 * 255 / 31)], -1)
+    assert np.abs(back - want).max() <= 1  # white is 255, not 248
