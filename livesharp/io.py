@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import os
+import re
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from .errors import LivesharpError
+
+log = logging.getLogger("livesharp")
 
 # Containers we can write H.264 into, by file suffix.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -128,6 +132,7 @@ class VideoInfo:
     subtitles: list = field(default_factory=list)  # input subtitle streams, copied untouched
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (stream index, why) of streams not carried
     metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
+    hdr: dict = field(default_factory=dict)  # HDR10 side data of the first frame, by type: mastering display, content light
     chapters: list = field(default_factory=list)
     video_stream: object = None  # the input's video stream: its language, title, disposition
     sample_aspect_ratio: Fraction | None = None  # a pixel's width / height where not square (anamorphic PAL 64:45)
@@ -200,7 +205,13 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
         else:
             kept.append(sub)
     info.subtitles = kept
-    return [f"not copied: {what}" for _, what in sorted(info.skipped)]
+    lines = [f"not copied: {what}" for _, what in sorted(info.skipped)]
+    v = info.video_stream
+    pix = (v.codec_context.pix_fmt or "") if v is not None else ""
+    if re.match(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)", pix):  # pixel formats that carry alpha
+        name = Path(v.container.name).name if getattr(v, "container", None) is not None else "the input"
+        lines.append(f"{name} has transparency (an alpha channel, {pix}) and H.264 cannot store it: it is dropped")
+    return lines
 
 
 def check_input(path: Path) -> None:
@@ -337,6 +348,33 @@ def main_video(container):
     return best if best in real else real[0]
 
 
+_HDR_SIDE_DATA = ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")
+
+
+def x264_hdr_params(hdr: dict) -> str:
+    """HDR10 side data as libx264's options (it writes them as SEI messages): the mastering
+    display's primaries and white point in 1/50000, its luminance in 1/10000 cd/m2, and the
+    content light levels in cd/m2. Empty when there is none.
+
+    >>> x264_hdr_params({"CONTENT_LIGHT_LEVEL": struct.pack("<2I", 1000, 400)})
+    'cll=1000,400'
+    """
+    params = []
+    md = hdr.get("MASTERING_DISPLAY_METADATA")
+    if md and len(md) >= 88:
+        r = struct.unpack("<20i2i", md[:88])
+        q = [Fraction(r[2 * i], r[2 * i + 1]) if r[2 * i + 1] else Fraction(0) for i in range(10)]
+        has_primaries, has_luminance = r[20], r[21]
+        if has_primaries and has_luminance:
+            c = [round(x * 50000) for x in q[:8]]  # R, G, B, white point: (x, y) each
+            params.append(f"mastering-display=G({c[2]},{c[3]})B({c[4]},{c[5]})R({c[0]},{c[1]})WP({c[6]},{c[7]})"
+                          f"L({round(q[9] * 10000)},{round(q[8] * 10000)})")
+    cll = hdr.get("CONTENT_LIGHT_LEVEL")
+    if cll and len(cll) >= 8:
+        params.append("cll=%d,%d" % struct.unpack("<2I", cll[:8]))
+    return ":".join(params)
+
+
 def _pixel_aspect(v) -> Fraction | None:
     """A video stream's sample (pixel) aspect ratio, None when square or unknown."""
     sar = v.sample_aspect_ratio or v.codec_context.sample_aspect_ratio
@@ -360,8 +398,8 @@ class VideoReader:
     so the writer can copy them untouched.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, quiet: bool = False):
+        self.path, self.quiet = Path(path), quiet  # quiet: its warnings were given already (a looping file camera)
         self.container = _open_input(self.path)
         self.video = main_video(self.container)
         self.video.thread_type = "AUTO"
@@ -415,6 +453,7 @@ class VideoReader:
         n, first_pts, last_pts = 0, None, None
         stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
         keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
+        interlaced = False
         video_end = audio_end = None  # seconds on the file's clock
 
         def damaged(why: str) -> LivesharpError:
@@ -452,6 +491,12 @@ class VideoReader:
                     if n == 0:
                         self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
+                        self.info.hdr = {sd.type.name: bytes(sd) for sd in frame.side_data if sd.type.name in _HDR_SIDE_DATA}
+                    if frame.interlaced_frame and not interlaced:
+                        interlaced = True
+                        if not self.quiet:
+                            log.warning(f"{self.path.name} is interlaced: it is sharpened and written as whole (progressive) frames; deinterlace it first "
+                                        f"for the best result (e.g. ffmpeg -i {self.path.name} -vf bwdif -c:a copy progressive.mkv)")
                     pts = frame.pts
                     if pts is None:  # raw streams carry no timestamps: space frames at the nominal rate
                         pts = 0 if last_pts is None else last_pts + step
@@ -629,6 +674,9 @@ class VideoWriter:
         s.time_base = self.info.time_base
         s.codec_context.time_base = self.info.time_base
         s.options = {"crf": str(self.crf), "preset": self.preset}
+        hdr = x264_hdr_params(self.info.hdr)
+        if hdr:  # HDR10's mastering display and light levels, written again as the input had them
+            s.options = dict(s.options, **{"x264-params": hdr})
         if self.matrix is not None:
             s.set_display_matrix(self.matrix)
         self.stream = s

@@ -176,7 +176,7 @@ class FileSource(Closing):
         self.end = 0.0  # where the last frame handed out ends, in seconds since the first
 
     def _start(self) -> None:
-        self.reader = VideoReader(self.path)
+        self.reader = VideoReader(self.path, quiet=hasattr(self, "reader"))  # warnings once, not every loop
         self.frames = self.reader.frames()
         self.pts0 = None
 

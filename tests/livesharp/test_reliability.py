@@ -431,3 +431,42 @@ def test_an_rgb565_bmp_is_read_at_full_scale(tmp_path, top_down):
     back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
     want = np.stack([np.round(r5 * 255 / 31), np.round(g6 * 255 / 63), np.round(b5 * 255 / 31)], -1)
     assert np.abs(back - want).max() <= 1  # white is 255, not 248
+
+
+def side_data(path: Path) -> dict:
+    """The first frame's HDR side data, as bytes by type name."""
+    import av
+
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        return {sd.type.name: bytes(sd) for sd in f.side_data if sd.type.name in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_hdr10_mastering_display_and_content_light_are_kept(tmp_path, suffix):
+    src = tmp_path / "hdr.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-pix_fmt", "yuv420p10le", "-c:v", "libx265", "-x265-params",
+           "log-level=0:hdr10=1:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:"
+           "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400", str(src))
+    before = side_data(src)
+    assert set(before) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+    assert side_data(out) == before
+
+
+def test_interlaced_input_is_said_once(tmp_path, livesharp_warnings):
+    src = tmp_path / "tff.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "1", "-vf", "setfield=tff", "-flags", "+ilme+ildct",
+           "-c:v", "libx264", "-preset", "ultrafast", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert [w for w in livesharp_warnings if "interlaced" in w] == [
+        "tff.mkv is interlaced: it is sharpened and written as whole (progressive) frames; deinterlace it first for the best result "
+        "(e.g. ffmpeg -i tff.mkv -vf bwdif -c:a copy progressive.mkv)"]
+
+
+def test_alpha_in_a_video_is_said_to_be_dropped(tmp_path, livesharp_warnings):
+    src = tmp_path / "alpha.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-vf", "format=rgba", "-c:v", "png", str(src))
+    run_file(src, tmp_path / "out.mp4")
+    assert livesharp_warnings == ["alpha.mov has transparency (an alpha channel, rgba) and H.264 cannot store it: it is dropped"]
