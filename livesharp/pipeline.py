@@ -7,12 +7,14 @@ inference stage batches opportunistically: it takes whatever frames are already 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
 import signal
 import threading
 import time
+import zlib
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -387,6 +389,93 @@ _ORIENTATIONS = [lambda a: a, np.fliplr, np.flipud, lambda a: np.rot90(a, 2), np
                  lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 2).swapaxes(0, 1)]
 
 
+def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
+    """The ICC colour profile a JPEG, PNG or WebP file carries (None when it has none), and the
+    other metadata in it, by name, that livesharp does not copy (OpenCV drops it all).
+
+    >>> image_metadata(bytes.fromhex("ffd8 ffe1000a 457869660000 ffd9"))
+    (None, ['EXIF metadata'])
+    """
+    icc: dict[int, bytes] = {}
+    others: list[str] = []
+    text: list[str] = []
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data) and data[i] == 0xFF:
+            marker = data[i + 1]
+            if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:
+                i += 1 if marker == 0xFF else 2
+                continue
+            if marker in (0xDA, 0xD9):  # the picture starts: no metadata after it
+                break
+            n = int.from_bytes(data[i + 2 : i + 4], "big")
+            body = data[i + 4 : i + 2 + n]
+            if marker == 0xE1 and body.startswith(b"Exif\x00"):
+                others.append("EXIF metadata")
+            elif marker == 0xE1 and body.startswith(b"http://ns.adobe.com/xap/1.0/\x00"):
+                others.append("XMP metadata")
+            elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and len(body) > 14:
+                icc[body[12]] = body[14:]
+            elif marker == 0xED and body.startswith(b"Photoshop 3.0\x00"):
+                others.append("IPTC metadata")
+            elif marker == 0xFE:
+                others.append("a JPEG comment")
+            i += 2 + n
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        i = 8
+        while i + 8 <= len(data):
+            n, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+            body = data[i + 8 : i + 8 + n]
+            if kind == b"iCCP":
+                with contextlib.suppress(zlib.error, IndexError):
+                    icc[1] = zlib.decompress(body[body.index(b"\x00") + 2 :])
+            elif kind == b"eXIf":
+                others.append("EXIF metadata")
+            elif kind in (b"tEXt", b"zTXt", b"iTXt"):
+                keyword = body.split(b"\x00", 1)[0].decode("latin-1")
+                (others.append("XMP metadata") if keyword == "XML:com.adobe.xmp" else text.append(keyword))
+            elif kind in (b"IDAT", b"IEND"):
+                break
+            i += 12 + n
+        if text:
+            others.append(f"PNG text ({', '.join(dict.fromkeys(text))})")
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        i = 12
+        while i + 8 <= len(data):
+            kind, n = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+            if kind == b"ICCP":
+                icc[1] = data[i + 8 : i + 8 + n]
+            elif kind == b"EXIF":
+                others.append("EXIF metadata")
+            elif kind == b"XMP ":
+                others.append("XMP metadata")
+            i += 8 + n + (n & 1)
+    return (b"".join(icc[k] for k in sorted(icc)) or None), list(dict.fromkeys(others))
+
+
+def with_icc(data: bytes, icc: bytes) -> bytes | None:
+    """An encoded PNG or JPEG with ``icc`` as its colour profile; None for other formats.
+
+    >>> with_icc(bytes.fromhex("ffd8 ffd9"), b"p")[:18]
+    b'\\xff\\xd8\\xff\\xe2\\x00\\x11ICC_PROFILE\\x00\\x01\\x01'
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        body = b"ICC profile\x00\x00" + zlib.compress(icc)
+        chunk = len(body).to_bytes(4, "big") + b"iCCP" + body + zlib.crc32(b"iCCP" + body).to_bytes(4, "big")
+        end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
+        return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+    if data[:2] == b"\xff\xd8":
+        size = 65519  # what one APP2 segment holds after its 14-byte header
+        parts = [icc[i : i + size] for i in range(0, len(icc), size)]
+        if len(parts) > 255:
+            return None
+        segments = b"".join(b"\xff\xe2" + (len(p) + 16).to_bytes(2, "big") + b"ICC_PROFILE\x00" + bytes([k + 1, len(parts)]) + p
+                            for k, p in enumerate(parts))
+        at = 2 + (2 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 0)  # after SOI and JFIF's APP0
+        return data[:at] + segments + data[at:]
+    return None
+
+
 def _read_bmp16(src: Path) -> np.ndarray | None:
     """A 16-bit BMP (5-5-5, or the 5-6-5 and other masks of BI_BITFIELDS) as (H, W, 3) uint8 RGB,
     each channel scaled to full range (31 -> 255); None for any other file.
@@ -469,10 +558,25 @@ def process_image(
         open_sharpener(sharpener, **options)  # both given: refused before any work
     check_input(src)
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
-    if not jpeg_is_complete(src.read_bytes()):  # by content: a JPEG named .jfif, .png or nothing is still one
+    data = src.read_bytes()
+    if not jpeg_is_complete(data):  # by content: a JPEG named .jfif, .png or nothing is still one
         # libjpeg would print a warning and fill the missing part with grey
         raise LivesharpError(f"{src}: truncated JPEG: the file ends before the picture does; copy or export it again")
     full, alpha = _read_image(src)
+    kind = dst.suffix.lower()
+    # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
+    # the rest, and whatever cannot be put back, is named once.
+    icc, others = image_metadata(data)
+    if icc and kind not in (".png", ".jpg", ".jpeg"):
+        log.warning(f"{src.name}: its colour profile (ICC) cannot be stored in {kind} by livesharp and is dropped: colours may look different; write .png or .jpg to keep it")
+    if others:
+        log.warning(f"{src.name}: not copied: {', '.join(others)}")
+    with contextlib.suppress(cv2.error):
+        count = cv2.imcount(str(src))
+        if count > 1:
+            what = "pages" if data[:4] in (b"II*\x00", b"MM\x00*") else "frames"
+            hint = "" if what == "pages" else "; livesharp file sharpens every frame into a video"
+            log.warning(f"{src.name} has {count} {what}: only the first is sharpened{hint}")
     deep = full.dtype == np.uint16
     rgb = _to_8bit(full) if deep else full  # what the network sees
     sharpener, own = open_sharpener(sharpener, **options)
@@ -481,7 +585,6 @@ def process_image(
     finally:
         if own:
             sharpener.close()
-    kind = dst.suffix.lower()
     if deep and (side_by_side or kind not in DEEP_SUFFIXES):
         why = "a side-by-side comparison is written 8-bit" if side_by_side else f"{kind} stores 8 bits per channel; write .png or .tiff to keep 16"
         log.warning(f"{src.name} has 16 bits per channel: {why}")
@@ -502,4 +605,10 @@ def process_image(
     with published(dst, overwrite) as tmp:
         if not cv2.imwrite(str(tmp), bgr):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
+        if icc and kind in (".png", ".jpg", ".jpeg"):
+            tagged = with_icc(tmp.read_bytes(), icc)
+            if tagged is None:
+                log.warning(f"{src.name}: its colour profile (ICC) is too large for {kind} and is dropped: colours may look different")
+            else:
+                tmp.write_bytes(tagged)
     return dst

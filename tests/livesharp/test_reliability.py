@@ -470,3 +470,97 @@ def test_alpha_in_a_video_is_said_to_be_dropped(tmp_path, livesharp_warnings):
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-vf", "format=rgba", "-c:v", "png", str(src))
     run_file(src, tmp_path / "out.mp4")
     assert livesharp_warnings == ["alpha.mov has transparency (an alpha channel, rgba) and H.264 cannot store it: it is dropped"]
+
+
+PROFILE = b"\x00\x00\x02\x0clcms\x02\x10\x00\x00mntrRGB XYZ " + bytes(range(256)) * 3  # stands in for an ICC profile
+
+
+def jpeg_icc(data: bytes) -> bytes:
+    """The ICC profile a JPEG's APP2 segments carry, joined in order."""
+    parts, i = {}, 2
+    while data[i] == 0xFF and data[i + 1] not in (0xDA, 0xD9):
+        n = int.from_bytes(data[i + 2 : i + 4], "big")
+        body = data[i + 4 : i + 2 + n]
+        if data[i + 1] == 0xE2 and body.startswith(b"ICC_PROFILE\x00"):
+            parts[body[12]] = body[14:]
+        i += 2 + n
+    return b"".join(parts[k] for k in sorted(parts))
+
+
+def jpeg_with(segments: list[bytes]) -> bytes:
+    import cv2
+
+    data = cv2.imencode(".jpg", photo())[1].tobytes()
+    return data[:2] + b"".join(segments) + data[2:]
+
+
+def app(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def png_chunks(data: bytes) -> dict:
+    import zlib
+
+    out, i = {}, 8
+    while i < len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        kind, body = data[i + 4 : i + 8], data[i + 8 : i + 8 + n]
+        assert zlib.crc32(kind + body) == int.from_bytes(data[i + 8 + n : i + 12 + n], "big")
+        out.setdefault(kind.decode(), []).append(body)
+        i += 12 + n
+    return out
+
+
+def test_a_jpeg_colour_profile_is_kept_in_png_and_jpeg_and_the_rest_is_named(tmp_path, livesharp_warnings):
+    import zlib
+
+    exif = app(0xE1, b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    icc = app(0xE2, b"ICC_PROFILE\x00\x01\x01" + PROFILE)
+    src = tmp_path / "in.jpg"
+    src.write_bytes(jpeg_with([exif, icc]))
+
+    run_image(src, tmp_path / "out.png")
+    chunks = png_chunks((tmp_path / "out.png").read_bytes())
+    name, _, rest = chunks["iCCP"][0].partition(b"\x00")
+    assert rest[0] == 0 and zlib.decompress(rest[1:]) == PROFILE
+    assert livesharp_warnings == ["in.jpg: not copied: EXIF metadata"]
+
+    run_image(src, tmp_path / "out.jpg")
+    assert jpeg_icc((tmp_path / "out.jpg").read_bytes()) == PROFILE
+
+    livesharp_warnings.clear()
+    run_image(src, tmp_path / "out.tiff")
+    assert livesharp_warnings == ["in.jpg: its colour profile (ICC) cannot be stored in .tiff by livesharp and is dropped: colours may look different; "
+                                  "write .png or .jpg to keep it", "in.jpg: not copied: EXIF metadata"]
+
+
+def test_a_png_colour_profile_and_text_are_kept_or_named(tmp_path, livesharp_warnings):
+    import zlib
+
+    import cv2
+
+    data = cv2.imencode(".png", photo())[1].tobytes()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    extra = chunk(b"iCCP", b"Display P3\x00\x00" + zlib.compress(PROFILE)) + chunk(b"tEXt", b"Comment\x00hello")
+    src = tmp_path / "in.png"
+    src.write_bytes(data[:33] + extra + data[33:])  # after the signature and IHDR
+    run_image(src, tmp_path / "out.jpg")
+    assert jpeg_icc((tmp_path / "out.jpg").read_bytes()) == PROFILE
+    assert livesharp_warnings == ["in.png: not copied: PNG text (Comment)"]
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "pages.tiff"])
+def test_only_the_first_of_several_frames_or_pages_is_sharpened_and_said(tmp_path, livesharp_warnings, name):
+    import numpy as np
+    from PIL import Image
+
+    frames = [Image.fromarray(photo(32, 32) // (i + 1)) for i in range(3)]
+    src = tmp_path / name
+    frames[0].save(src, save_all=True, append_images=frames[1:], **({} if name.endswith("tiff") else {"duration": 100, "loop": 0}))
+    run_image(src, tmp_path / "out.png")
+    what = "pages" if name.endswith("tiff") else "frames"
+    assert [w for w in livesharp_warnings if what in w] == [f"{name} has 3 {what}: only the first is sharpened"
+                                                            + ("" if what == "pages" else "; livesharp file sharpens every frame into a video")]
