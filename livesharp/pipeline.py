@@ -456,7 +456,7 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
 def with_icc(data: bytes, icc: bytes) -> bytes | None:
     """An encoded PNG or JPEG with ``icc`` as its colour profile; None for other formats.
 
-    >>> with_icc(bytes.fromhex("ffd8 ffd9"), b"p")[:18]
+    >>> with_icc(bytes.fromhex("ffd8 ffd9"), b"p")[:20]
     b'\\xff\\xd8\\xff\\xe2\\x00\\x11ICC_PROFILE\\x00\\x01\\x01'
     """
     if data[:8] == b"\x89PNG\r\n\x1a\n":
