@@ -40,10 +40,12 @@ from tqdm import tqdm
 from livesharp.files import atomic_output
 from livesharp.model import VARIANTS, ModelError, Student, load_student, save_student
 from train import losses
+from train.bank import RollingBank, order_from
 from train.data import DataError, RealClips, list_images, load_frames, split_files
 from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.evaluate import SETS, baseline_methods, evaluate, format_table, open_sets, selection_score, student_method, to_uint8
 from train.motion import TrajectoryBlur, with_sharp_share
+from train.soft import SoftBlur, by_recipe
 from train.synthetic import SyntheticBlur
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
@@ -69,7 +71,10 @@ class DistillConfig:
     stills: tuple = _f((), "folders of still photos for synthetic blur (camera shake, defocus, noise, JPEG); 10%% held out by file-name hash")
     stills_fraction: float = _f(0.3, "share of training samples drawn from stills when both kinds are given")
     motion: tuple = _f((), "folders of still photos blurred by rendered camera and object motion through a camera model (train.motion); all files train")
-    motion_fraction: float = _f(0.5, "share of training samples drawn from --motion stills when other sources are given")
+    motion_fraction: float = _f(0.5, "share of training samples drawn from --motion stills when other sources are given (of those left after --soft)")
+    soft: tuple = _f((), "softness (train.soft): high-frame-rate videos (their training range, as video-sharp targets) and folders of stills (made video-sharp), softened by random lens blur, defocus, upscaling, noise and compression")
+    soft_fraction: float = _f(0.4, "share of training samples drawn from --soft sources when other sources are given")
+    soft_sharp_fraction: float = _f(0.3, "share of --soft samples that are sharp -> sharp, unchanged")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
@@ -81,6 +86,8 @@ class DistillConfig:
     clip_len: int = _f(2, "consecutive frames per sample; 2 or more enables the temporal loss")
     min_edge_energy: float = _f(0.002, "reject crops flatter than this Sobel energy (0 = keep all)")
     workers: int = _f(1, "data-loading worker processes")
+    reuse: int = _f(1, "use each rendered sample this many times (train.bank: a rolling bank of --bank-window samples, each pass shuffled; needs --workers 1); 1 = a fresh sample every draw")
+    bank_window: int = _f(4096, "samples per block of the rolling bank (held in the data worker's memory)")
     # teacher
     teacher: str = _f("none", "none | restormer:PATH (official motion_deblurring.pth) | onnx:PATH (any image-to-image ONNX model)")
     teacher_cache: str = _f("cache/teacher", "folder where teacher outputs are cached (reused across runs)")
@@ -104,11 +111,13 @@ class DistillConfig:
     eval_every: int = _f(500, "evaluate on the held-out split every N steps")
     val_real: str = _f("", "set 1: real blurry/sharp pairs of unseen scenes (DIR/blur, DIR/sharp), e.g. ../shared/data/gopro_real_pairs_val; never train on them")
     val_sharp: tuple = _f((), "set 3: folders of sharp frames, fed as input to measure harm")
+    val_soft: tuple = _f((), "set 4: folders of sharp frames of unseen scenes, softened by fixed recipes (train.soft.RECIPES), e.g. ../shared/data/gopro_test_sharp_frames; never train on them")
     ckpt_every: int = _f(250, "write out/last.pt every N steps (atomic)")
     val_items: int = _f(16, "held-out clips per evaluation")
     seed: int = _f(0, "seed of data sampling and initialisation")
     device: str = _f("auto", "auto | cpu | cuda")
     threads: int = _f(0, "CPU threads for torch (0 = all cores)")
+    compile: bool = _f(False, "torch.compile the student's training step (a minute or two to compile per crop size; faster steps after)")
     resume: bool = _f(False, "continue from out/last.pt")
     dry_run: bool = _f(False, "two steps on tiny crops, one evaluation, then stop: a smoke test")
 
@@ -150,10 +159,12 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
     cfg = DistillConfig(**values)
     if cfg.variant not in VARIANTS:
         p.error(f"--variant {cfg.variant}: choose one of {', '.join(VARIANTS)}")
-    if not (cfg.gopro or cfg.highfps or cfg.stills or cfg.motion):
-        p.error("no training data: pass --gopro, --highfps, --stills or --motion")
+    if not (cfg.gopro or cfg.highfps or cfg.stills or cfg.motion or cfg.soft):
+        p.error("no training data: pass --gopro, --highfps, --stills, --motion or --soft")
     if cfg.real and (cfg.teacher == "none" or not cfg.w_distill):
         p.error("--real videos have no ground truth and learn from the teacher alone: pass --teacher (and a --w-distill above 0)")
+    if cfg.reuse > 1 and (cfg.workers != 1 or cfg.pool):
+        p.error(f"--reuse {cfg.reuse}: the bank lives in one data worker: use --workers 1 and no --pool")
     if cfg.pool and cfg.pool < cfg.batch:
         p.error(f"--pool {cfg.pool}: must hold at least one batch ({cfg.batch})")
     return cfg
@@ -173,7 +184,13 @@ def build_data(cfg: DistillConfig, samples: int):
         n_real = max(1, round(samples * cfg.real_fraction))
         train_sets.append(RealClips(cfg.real, cfg.clip_len, crop, seed=cfg.seed, length=n_real, min_edge_energy=cfg.min_edge_energy))
         samples = max(1, samples - n_real)
-    if cfg.motion:
+    if cfg.soft:
+        others = cfg.gopro or cfg.highfps or cfg.stills or cfg.motion
+        n_soft = max(1, round(samples * (cfg.soft_fraction if others else 1.0)))
+        train_sets.append(SoftBlur(cfg.soft, crop, cfg.clip_len, seed=cfg.seed, length=n_soft, sharp_fraction=cfg.soft_sharp_fraction,
+                                   min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1]))
+        samples = max(0, samples - n_soft)
+    if cfg.motion and samples:
         others = cfg.gopro or cfg.highfps or cfg.stills
         n_motion = max(1, round(samples * (cfg.motion_fraction if others else 1.0)))
         train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy,
@@ -257,12 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1) data: random training crops, and the held-out split the model is judged on
     try:
-        train_set, val_set = build_data(cfg, samples=cfg.pool or cfg.steps * cfg.batch)
+        train_set, val_set = build_data(cfg, samples=cfg.pool or math.ceil(cfg.steps * cfg.batch / cfg.reuse))
     except DataError as e:
         sys.exit(f"error: {e}")
     sampler = DistributedSampler(train_set, seed=cfg.seed) if ddp else None
-    loader = DataLoader(train_set, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    if cfg.reuse > 1 and not ddp:
+        train_set = RollingBank(train_set, cfg.bank_window, cfg.reuse, seed=cfg.seed)
+    loader_args = dict(batch_size=cfg.batch, num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
 
     # 2) student, its EMA twin, and the teacher (frozen; its outputs are cached on disk)
     try:
@@ -271,8 +289,13 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: --init: {e}")
     if cfg.zero_mean and not student.cfg.zero_mean:  # no weights change, only what forward does
         student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
+    # Channels-last: the CPU's convolutions run without reordering each layer's input.
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    student = student.to(memory_format=memory_format)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     model = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None) if ddp else student
+    if cfg.compile:
+        model = torch.compile(model)
     try:
         teacher = make_teacher(cfg.teacher, device)
     except TeacherError as e:
@@ -293,6 +316,10 @@ def main(argv: list[str] | None = None) -> dict:
         start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
+    if isinstance(train_set, RollingBank):  # resumes with the very samples an unbroken run would draw next
+        loader = DataLoader(train_set, sampler=order_from(train_set, start * cfg.batch), **loader_args)
+    else:
+        loader = DataLoader(train_set, shuffle=sampler is None, sampler=sampler, **loader_args)
     log_file = open(out / "log.csv", "a+", newline="")
     log_file.seek(0)
     # A resumed run keeps the columns its log began with (an older livesharp wrote fewer terms).
@@ -304,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     # The sets checkpoints are chosen on: real blur of unseen scenes (1) and sharp input (3).
     try:
-        select_sets = open_sets(cfg.val_real or None, sharp=cfg.val_sharp)
+        select_sets = open_sets(cfg.val_real or None, sharp=cfg.val_sharp, soft=cfg.val_soft)
     except DataError as e:
         sys.exit(f"error: {e}")
     baselines = evaluate(baseline_methods(), val_set, cfg.val_items) if rank == 0 and val_set is not None else {}
@@ -345,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         with amp:
-            pred = model(blur.flatten(0, 1)).view_as(blur).float()
+            pred = model(blur.flatten(0, 1).contiguous(memory_format=memory_format)).reshape(blur.shape).float()
 
         # 4) losses, each a pure function; weights from the config
         terms = {
@@ -387,11 +414,18 @@ def main(argv: list[str] | None = None) -> dict:
             if select_sets:
                 # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
                 # the input is the reference of "gain"; unsharp masking never changes between evaluations
-                scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp") for k, d in select_sets.items()}
+                scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp", per_item=k == "soft",
+                                      structure=k != "soft")
+                          for k, d in select_sets.items()}
+                if "soft" in scored:  # per recipe, not per frame
+                    per_recipe = by_recipe(scored["soft"])["student"]
+                    scored["soft"] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in scored["soft"].items()}
+                    scored["soft"]["student"]["per_recipe"] = per_recipe
                 score = selection_score(scored)
                 history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
                 parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
                 parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
+                parts += [f"set 4 gain {scored['soft']['student']['gain']:+.3f} dB (" + " ".join(f"{r} {g:+.2f}" for r, g in scored["soft"]["student"]["per_recipe"].items()) + ")"] if "soft" in scored else []
                 tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
                 # Every scored checkpoint is kept: the best score is one trade-off between gain
                 # and harm, and the run's later ones may be the better pick under another bar.

@@ -12,6 +12,10 @@ there are three sets, reported in this order, each optional:
 3. ``--sharp DIR ...``: **do no harm**: sharp frames as input (plus the held-out sharp frames of
    ``--data`` when it is a clip). PSNR(output, input) and the mean brightness shift in grey
    levels; a sharpener that changes a sharp frame much, or darkens it, harms every video.
+4. ``--soft DIR ...``: **softness**: sharp frames of unseen scenes (e.g.
+   ``../shared/data/gopro_test_sharp_frames``) softened by ``train.soft.RECIPES`` (lens blur,
+   defocus, upscaled footage, compression): the gain per recipe, beside the best of a grid of
+   unsharp masks chosen per recipe, the fixed filter a user could tune by hand.
 
 Prints PSNR, SSIM and MS-SSIM for the blurry input, the unsharp-mask baseline and each model,
 and for clips a flow-based warping error (how much the output flickers beyond real motion;
@@ -40,6 +44,7 @@ from livesharp.files import atomic_output
 from train.data import IMAGE_SUFFIXES, DataError, list_images, load_frames, read_rgb
 from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.losses import MS_SSIM_MIN_SIDE, psnr
+from train.soft import UNSHARP_GRID, SoftnessSet, by_recipe
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 Method = Callable[[torch.Tensor], torch.Tensor]  # (N, 3, H, W) float in [0, 1] -> same
@@ -85,13 +90,14 @@ def flow_warp_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> fl
 
 
 def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, teacher=None, cache: TeacherCache | None = None,
-             per_item: bool = False, gains: bool = True) -> dict[str, dict[str, float]]:
+             per_item: bool = False, gains: bool = True, structure: bool = True) -> dict[str, dict[str, float]]:
     """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp).
 
     ``shift`` is the mean brightness change of the output against the ground truth in grey
     levels (0-255; negative = darker). With an ``input`` method among ``methods`` and ``gains``,
     ``gain`` is each method's PSNR minus the input's, and ``worst_gain`` its smallest value over
     the items (off for sharp-input sets, where the input is the target).
+    ``structure`` False leaves out SSIM and MS-SSIM (seconds per 720p frame on a CPU core).
     ``per_item`` True adds ``items_detail``: {source: {metric: value}} for each method.
     Clips (T >= 2) add ``warp_error`` to each method and a ``ground truth`` row holding only
     the sharp frames' own warping error.
@@ -121,11 +127,12 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                 out = torch.stack([from_uint8(to_uint8(f)) for f in out])
                 m = sums[name]
                 m.setdefault("psnr", []).append(float(psnr(out, sharp)))
-                m.setdefault("ssim", []).append(float(ssim(out, sharp, data_range=1.0)))
+                if structure:
+                    m.setdefault("ssim", []).append(float(ssim(out, sharp, data_range=1.0)))
                 m.setdefault("shift", []).append(float((out - sharp).mean() * 255))
                 if target is not None and name != "teacher":
                     m.setdefault("psnr_teacher", []).append(float(psnr(out, target)))
-                if min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
+                if structure and min(sharp.shape[-2:]) > MS_SSIM_MIN_SIDE:
                     m.setdefault("ms_ssim", []).append(float(ms_ssim(out, sharp, data_range=1.0)))
                 if len(out) > 1:
                     m.setdefault("warp_error", []).append(flow_warp_error([to_uint8(f) for f in out], ref))
@@ -153,6 +160,37 @@ def student_method(net: torch.nn.Module, device: torch.device) -> Method:
 
 def baseline_methods() -> dict[str, Method]:
     return {"input": lambda x: x, "unsharp": unsharp}
+
+
+def unsharp_grid() -> dict[str, Method]:
+    """The unsharp masks of ``train.soft.UNSHARP_GRID``, named ``unsharp a<amount> s<sigma>``."""
+    def one(amount: float, sigma: float) -> Method:
+        return lambda x: torch.stack([from_uint8(ops.unsharp_mask(to_uint8(f), amount, sigma)) for f in x])
+
+    return {f"unsharp a{a:g} s{s:g}": one(a, s) for a, s in UNSHARP_GRID}
+
+
+def soft_report(results: dict) -> tuple[dict[str, dict[str, float]], str]:
+    """Set 4 per recipe: ({method or "best unsharp": {recipe: gain}}, a printable table).
+
+    The unsharp grid's rows collapse into one, the best mask for each recipe on its own (named
+    in the table): the bar a learned sharpener has to clear on every kind of softness.
+    """
+    gains = by_recipe(results)
+    recipes = list(gains["input"])
+    grid = {n: g for n, g in gains.items() if n.startswith("unsharp a")}
+    rows = {n: g for n, g in gains.items() if n != "input" and n not in grid}
+    if grid:
+        best = {r: max(grid, key=lambda n: grid[n][r]) for r in recipes}
+        rows["best unsharp"] = {r: grid[best[r]][r] for r in recipes}
+    rows = {n: g | {"mean": float(np.mean([g[r] for r in recipes]))} for n, g in rows.items()}
+    width = max([16, *(len(n) + 2 for n in rows)])
+    lines = [f"{'gain over input (dB)':<{width}}" + "".join(f"{r:>20}" for r in [*recipes, "mean"])]
+    for name, g in rows.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{g[r]:>+20.3f}" for r in [*recipes, "mean"]))
+    if grid:
+        lines.append(f"{'(best mask)':<{width}}" + "".join(f"{best[r][8:]:>20}" for r in recipes))
+    return rows, "\n".join(lines)
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -227,11 +265,13 @@ SETS = {  # key: what a report calls it
     "real": "1. real blur, unseen scenes",
     "clip": "2. held-out frames (same scene as training)",
     "sharp": "3. do no harm: sharp input",
+    "soft": "4. softness: sharp frames of unseen scenes, softened by fixed recipes",
 }
 
 
 def open_sets(real_pairs: str | Path | None = None, data: str | Path | None = None, sharp: Sequence[str | Path] = (),
-              clip_len: int = 1, every: int = 4, window: tuple[int, int] = (7, 13), crop: int | None = None) -> dict:
+              clip_len: int = 1, every: int = 4, window: tuple[int, int] = (7, 13), crop: int | None = None,
+              soft: Sequence[str | Path] = ()) -> dict:
     """The validation sets that were given, keyed as in ``SETS``, in report order."""
     sets = {}
     if real_pairs:
@@ -243,6 +283,8 @@ def open_sets(real_pairs: str | Path | None = None, data: str | Path | None = No
         harm += clip_sharp_frames(data, max_window=window[1])
     if harm:
         sets["sharp"] = SharpFrames(harm)
+    if soft:
+        sets["soft"] = SoftnessSet(soft)
     return sets
 
 
@@ -251,16 +293,17 @@ HARM_MIN_PSNR, HARM_MAX_SHIFT = 35.0, 0.3
 
 
 def selection_score(results: dict) -> float:
-    """One number to choose a checkpoint by: set 1's mean gain (dB), less set 3's harm.
+    """One number to choose a checkpoint by: set 1's mean gain (dB) plus set 4's, less set 3's harm.
 
-    results: {set key: evaluate(...) output} holding "real" and/or "sharp" rows for "student".
+    results: {set key: evaluate(...) output} holding "real", "soft" and/or "sharp" rows for "student".
     Every dB below 35 dB PSNR(output, input) on sharp input and every grey level of brightness
     shift beyond 0.3 costs one dB of gain. Never set 2: fitting the training scene better is
     not what users see.
     """
     score = 0.0
-    if "real" in results:
-        score += results["real"]["student"]["gain"]
+    for key in ("real", "soft"):  # set 4's mean gain is the mean over its recipes (same frames in each)
+        if key in results:
+            score += results[key]["student"]["gain"]
     if "sharp" in results:
         s = results["sharp"]["student"]
         score -= max(0.0, HARM_MIN_PSNR - s["psnr"]) + max(0.0, abs(s["shift"]) - HARM_MAX_SHIFT)
@@ -292,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real-pairs", default=None, metavar="DIR", help="set 1: real blurry/sharp pairs of unseen scenes, DIR/blur/X and DIR/sharp/X")
     p.add_argument("--data", default=None, help="set 2: a high-frame-rate video or frame folder (uses its held-out last 20%%), or a GOPRO_Large root (uses test/)")
     p.add_argument("--sharp", nargs="*", default=[], metavar="DIR", help="set 3: folders of sharp frames, used as input to measure harm (a --data clip adds its held-out sharp frames)")
+    p.add_argument("--soft", nargs="*", default=[], metavar="DIR", help="set 4: folders of sharp frames of unseen scenes, softened by fixed recipes (train.soft.RECIPES)")
     p.add_argument("--clip-len", type=int, default=2, help="set 2: frames per clip; 2 or more also measures the warping error (default 2)")
     p.add_argument("--window", type=int, nargs=2, default=(7, 13), metavar=("LO", "HI"), help="high-fps data: sharp frames averaged per blurry frame, as in training (default 7 13)")
     p.add_argument("--every", type=int, default=4, help="high-fps data: a validation clip every N source frames (default 4)")
@@ -314,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
             if name in methods:  # two checkpoints both called student.pt: tell them apart
                 name = str(Path(model).parent.name) + "/" + name
             methods[name] = student_method(net, device)
-        if not (a.real_pairs or a.data or a.sharp):
-            raise LivesharpError("nothing to evaluate on: pass --real-pairs DIR, --data PATH and/or --sharp DIR")
-        sets = open_sets(a.real_pairs, a.data, a.sharp, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop)
+        if not (a.real_pairs or a.data or a.sharp or a.soft):
+            raise LivesharpError("nothing to evaluate on: pass --real-pairs DIR, --data PATH, --sharp DIR and/or --soft DIR")
+        sets = open_sets(a.real_pairs, a.data, a.sharp, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop, soft=a.soft)
         teacher = make_teacher(a.teacher, device)
     except (LivesharpError, DataError, TeacherError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -325,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     for key, data in sets.items():
         if key == "clip":
             results[key] = evaluate(methods, data, a.max_items, teacher=teacher, cache=TeacherCache(a.teacher_cache))
+        elif key == "soft":
+            results[key] = evaluate(methods | unsharp_grid(), data, per_item=True, structure=False)
+            per_recipe, table = soft_report(results[key])
+            results[key] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in results[key].items() if not n.startswith("unsharp a")}
+            results[key]["per_recipe"] = per_recipe
+            print(f"{SETS[key]} ({results[key]['input']['items']} items)")
+            print(table)
+            print()
+            continue
         else:
             results[key] = evaluate(methods, data, per_item=key == "real", gains=key != "sharp")
         print(f"{SETS[key]} ({results[key]['input']['items']} items)")

@@ -1,0 +1,224 @@
+"""train.soft (softness degradations, set 4) and train.bank (the rolling sample bank), on media
+the tests make; and train.distill with both, end to end."""
+
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from train import distill, evaluate, soft
+from train.bank import RollingBank, order_from
+from train.gopro import split_highfps
+
+
+def as_uint8(clip: torch.Tensor) -> np.ndarray:
+    return (clip.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def textured(seed: int, h: int, w: int, block: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // block + 1, w // block + 1, 3), dtype=np.uint8)
+    return cv2.resize(small, ((w // block + 1) * block, (h // block + 1) * block), interpolation=cv2.INTER_NEAREST)[:h, :w].copy()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A 40-frame video whose frame i is filled with grey level 5 * i over a texture (so a crop
+    tells which frame it came from), and a folder of four stills."""
+    root = tmp_path_factory.mktemp("soft")
+    video = root / "clip.mkv"
+    with av.open(str(video), "w") as out:
+        s = out.add_stream("ffv1", rate=Fraction(240))  # lossless: frame values survive exactly
+        s.width, s.height, s.pix_fmt = 96, 80, "bgr0"
+        for i in range(40):
+            img = np.full((80, 96, 3), 5 * i, np.uint8)
+            img[:, :48] = textured(i, 80, 48)
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")))
+        out.mux(s.encode(None))
+    stills = root / "stills"
+    stills.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(stills / f"s{i}.png"), textured(100 + i, 160, 200, block=6))
+    return {"video": video, "stills": stills, "root": root}
+
+
+# --- the degradations do what they say ----------------------------------------------------------
+
+
+def point(size: int = 31) -> np.ndarray:
+    img = np.zeros((1, size, size, 3), np.uint8)
+    img[0, size // 2, size // 2] = 255
+    return img
+
+
+def test_a_disc_spreads_a_point_over_its_radius_and_no_further():
+    out = soft.degrade(point(), [("disc", 2.0)], np.random.default_rng(0))[0, ..., 0].astype(int)
+    ys, xs = np.nonzero(out)
+    r = np.hypot(ys - 15, xs - 15)
+    assert r.max() <= 2.0 + 0.75  # edge pixels get their covered share
+    assert (out[13:18, 13:18] > 0).sum() >= 13  # the disc itself is filled
+
+
+def test_a_stronger_gaussian_softens_more():
+    img = textured(1, 64, 64)[None]
+    rng = np.random.default_rng(0)
+    p = [cv2.PSNR(img[0], soft.degrade(img, [("gauss", s)], rng)[0]) for s in (0.6, 1.0, 2.0)]
+    assert p[0] > p[1] > p[2]
+
+
+def test_an_upscale_round_trip_removes_detail_finer_than_its_factor():
+    checker = (np.indices((64, 64)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    img = np.repeat(checker[None, ..., None], 3, axis=3)
+    half = soft.degrade(img, [("resize", 0.5, "area", "linear")], np.random.default_rng(0))[0]
+    assert abs(int(half[8:56, 8:56].mean()) - 128) <= 1 and half[8:56, 8:56].std() < 2  # a 1 px checker becomes grey
+    coarse = ((np.indices((64, 64)) // 8).sum(axis=0) % 2 * 255).astype(np.uint8)
+    kept = soft.degrade(np.repeat(coarse[None, ..., None], 3, axis=3), [("resize", 0.5, "area", "linear")], np.random.default_rng(0))[0]
+    assert kept[8:56, 8:56].std() > 100  # 8 px squares survive a 0.5x round trip
+
+
+def test_a_higher_h264_crf_loses_more():
+    img = np.stack([textured(3, 64, 64, block=2)] * 2)
+    p = [cv2.PSNR(img[0], soft.degrade(img, [("h264", crf)], np.random.default_rng(0))[0]) for crf in (18, 30, 40)]
+    assert p[0] > p[1] > p[2]
+
+
+# --- the training samples -----------------------------------------------------------------------
+
+
+def test_samples_are_a_pure_function_of_seed_and_index(media):
+    def make(seed):
+        return soft.SoftBlur([media["video"], media["stills"]], crop=48, seed=seed, length=20, sharp_fraction=0.2, every=1)
+
+    a, b, c = make(0), make(0), make(1)
+    for i in (0, 5, 13):
+        x, y = a[i], b[i]
+        assert x["source"] == y["source"] and torch.equal(x["blur"], y["blur"]) and torch.equal(x["sharp"], y["sharp"])
+    assert any(a[i]["source"] != c[i]["source"] for i in range(5))
+    assert {a[i]["source"].split("|")[0] for i in range(20)} >= {"soft:clip.mkv"}
+
+
+def test_sharp_share_is_unchanged_and_the_rest_is_softened(media):
+    all_sharp = soft.SoftBlur([media["stills"]], crop=48, length=8, sharp_fraction=1.0)
+    assert all(torch.equal(s["blur"], s["sharp"]) and s["source"].endswith("|sharp") for s in all_sharp)
+    none_sharp = soft.SoftBlur([media["stills"]], crop=48, length=8, sharp_fraction=0.0)
+    for s in none_sharp:
+        assert not torch.equal(s["blur"], s["sharp"]), s["source"]
+
+
+def test_video_targets_come_from_the_training_range_only(media):
+    (start, stop), _ = split_highfps(40, max_window=5)
+    ds = soft.SoftBlur([media["video"]], crop=32, length=60, sharp_fraction=1.0, every=1, max_window=5)
+    seen = set()
+    for s in ds:
+        sharp = as_uint8(s["sharp"])[0]
+        flat = sharp[np.all(sharp == sharp[..., :1], axis=-1) & (sharp[..., 0] % 5 == 0)]
+        seen |= {int(v) // 5 for v in flat[:, 0]}
+    assert seen and max(seen) < stop  # the held-out tail (set 2) never trains
+
+
+def test_stills_are_made_as_sharp_as_video_frames(media):
+    """A still's target is shrunk and softened (a video frame's sharpness), never the still itself."""
+    ds = soft.SoftBlur([media["stills"]], crop=48, length=6, sharp_fraction=1.0)
+    for i in range(6):
+        plan = ds.plan(i)
+        assert 0.5 <= plan.shrink <= 1.0 and 0.5 <= plan.target_sigma <= 0.9
+        still = cv2.cvtColor(cv2.imread(str(ds.stills[plan.source])), cv2.COLOR_BGR2RGB)
+        target = as_uint8(ds[i]["sharp"])[0]
+        sharpness = [cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var() for x in (target, still)]
+        assert sharpness[0] < sharpness[1]
+
+
+# --- set 4 --------------------------------------------------------------------------------------
+
+
+def test_set4_softens_each_frame_by_each_recipe_and_reports_per_recipe(media, tmp_path, capsys):
+    from livesharp.model import Student, VARIANTS, save_student
+
+    frames = tmp_path / "sharp"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"f{i}.png"), textured(200 + i, 64, 96, block=3))
+    data = soft.SoftnessSet([frames])
+    assert len(data) == 2 * len(soft.RECIPES)
+    assert {data[i]["source"].split("/")[0] for i in range(len(data))} == set(soft.RECIPES)
+    save_student(Student(VARIANTS["tiny"]), tmp_path / "ident.pt")
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["--model", str(tmp_path / "ident.pt"), "--soft", str(frames), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4. softness" in text and "best unsharp" in text
+    import json
+
+    per = json.loads(out.read_text())["sets"]["soft"]["per_recipe"]
+    assert set(per["ident"]) == set(soft.RECIPES) | {"mean"}
+    assert all(abs(g) < 1e-9 for g in per["ident"].values())  # an identity network gains nothing
+    assert per["best unsharp"]["gauss1.6"] > 0  # some mask always helps a plain Gaussian
+
+
+def test_selection_adds_set4_gain():
+    real, soft_gain, clean = {"student": {"gain": 0.5}}, {"student": {"gain": 1.25}}, {"student": {"psnr": 40.0, "shift": 0.0}}
+    assert evaluate.selection_score({"real": real, "soft": soft_gain, "sharp": clean}) == pytest.approx(1.75)
+
+
+# --- the rolling bank ---------------------------------------------------------------------------
+
+
+class Counting(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n, self.calls = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.calls.append(i)
+        return i
+
+
+def test_the_bank_serves_every_sample_reuse_times_each_rendered_once_per_block():
+    base = Counting(10)
+    bank = RollingBank(base, window=4, reuse=3, seed=2)
+    served = [bank[n] for n in range(len(bank))]
+    assert len(served) == 30 and sorted(served) == sorted(list(range(10)) * 3)
+    assert sorted(base.calls) == list(range(10))  # rendered once each
+    for block in range(3):  # each pass over a block is a new order, and a block's samples stay in it
+        part = served[block * 12 : (block + 1) * 12]
+        assert len(set(part)) == len(part) // 3
+    assert served[:4] != served[4:8]
+
+
+def test_the_bank_resumes_with_the_samples_an_unbroken_run_draws():
+    bank = RollingBank(Counting(50), window=8, reuse=2, seed=5)
+    whole = [bank[i] for _, i in zip(range(60), iter(order_from(bank, 0)))]
+    again = RollingBank(Counting(50), window=8, reuse=2, seed=5)
+    resumed = [again[i] for _, i in zip(range(60 - 23), iter(order_from(again, 23)))]
+    assert resumed == whole[23:]
+
+
+def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, monkeypatch):
+    common = ["--soft", str(media["stills"]), "--crop", "48", "--curriculum", "48", "--batch", "2", "--clip-len", "1",
+              "--workers", "1", "--reuse", "2", "--bank-window", "4", "--warmup", "2", "--threads", "1", "--min-edge-energy", "0",
+              "--ckpt-every", "3", "--eval-every", "100", "--steps", "6"]
+    distill.main(["--out", str(tmp_path / "whole"), *common])
+
+    real_lr_at = distill.lr_at
+
+    def stop_after_the_third_step(cfg, step):  # an interruption right after the step-3 checkpoint
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_lr_at(cfg, step)
+
+    monkeypatch.setattr(distill, "lr_at", stop_after_the_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        distill.main(["--out", str(tmp_path / "cut"), *common])
+    monkeypatch.setattr(distill, "lr_at", real_lr_at)
+    distill.main(["--out", str(tmp_path / "cut"), *common, "--resume"])
+
+    whole, cut = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("whole", "cut"))
+    assert cut["step"] == whole["step"] == 6
+    for part in ("student", "model"):  # the trained weights and their EMA
+        assert all(torch.equal(whole[part][k], cut[part][k]) for k in whole[part]), part
+    logs = [(tmp_path / r / "log.csv").read_text().splitlines() for r in ("whole", "cut")]
+    assert [ln.split(",")[:9] for ln in logs[0]] == [ln.split(",")[:9] for ln in logs[1]]  # lr and every loss term, step by step

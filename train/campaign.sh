@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The training campaign: one schedule, resumed from its last checkpoint whenever it is run again.
+#   bash train/campaign.sh            # start, or continue where the last run stopped
+#   OUT=runs/other STEPS=20000 bash train/campaign.sh
+# Progress: tail -f $OUT/train.log; every evaluation's scores are in each $OUT/stepNNNNNN.pt and
+# in the log; $OUT/best.pt is the best by sets 1, 3 and 4 (python -m train.evaluate to compare).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=${DATA:-../shared/data}
+OUT=${OUT:-runs/campaign}
+STEPS=${STEPS:-8000}
+INIT=${INIT:-livesharp/weights/livesharp-tiny.pt}
+CLIP=$S/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv
+STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_crop500 $S/mcmaster18 $S/set5_set14 $S/pkg_images"
+mkdir -p "$OUT"
+RESUME=""
+[ -f "$OUT/last.pt" ] && RESUME=--resume
+echo $$ > "$OUT/train.pid"
+# exec: the pid written above is the trainer's, so `kill -STOP` pauses it for a benchmark
+exec env GOMP_SPINCOUNT=20000 python -m train.distill --init "$INIT" $RESUME \
+  --highfps "$CLIP" --camera --motion $STILLS --soft "$CLIP" $STILLS \
+  --soft-fraction 0.4 --motion-fraction 0.6 --linear-fraction 0.15 --sharp-fraction 0.1 --soft-sharp-fraction 0.3 \
+  --val-real $S/gopro_real_pairs_val --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames \
+  --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --reuse 2 --bank-window 4096 --compile \
+  --lr 3e-4 --warmup 100 --seed 11 --steps "$STEPS" --eval-every 2000 --ckpt-every 250 --out "$OUT" "$@"
