@@ -34,13 +34,28 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _label(img: np.ndarray, text: str, x0: int = 0) -> None:
-    """Draw a small readable label at the top-left of the panel starting at column ``x0``."""
+    """Draw a small readable label, white with a black outline, at the top-left of the panel
+    starting at column ``x0``.
+
+    The text is drawn once, as a mask, and the outline grown from that mask: two ``putText``
+    calls of different thickness are placed differently by OpenCV 5 (a ghost letter beside the
+    text, no outline on bright frames), one mask is the same on every OpenCV.
+    """
     h = img.shape[0]
     scale = max(0.35, h / 900)
     thick = max(1, round(scale * 2))
-    org = (x0 + max(4, h // 60), max(12, int(28 * scale) + h // 80))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    org = (max(4, h // 60), max(12, int(28 * scale) + h // 80))
+    # Only the label's corner is touched (this runs on every frame): twice the size OpenCV
+    # reports, so a font that sets wider still fits.
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    panel = img[: min(h, org[1] + 2 * (base + thick) + 4), x0 : min(img.shape[1], x0 + org[0] + 2 * tw + 8)]
+    mask = np.zeros(panel.shape[:2], np.uint8)
+    cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * thick + 1, 2 * thick + 1))
+    fill = mask.astype(np.float32)[..., None] / 255
+    # Saturated, so the anti-aliased edge of a thin small font still gets a solid ring.
+    outline = np.minimum(1.0, cv2.dilate(mask, ring).astype(np.float32)[..., None] / 128)
+    panel[:] = np.round(panel * (1 - outline) * (1 - fill) + 255 * fill).astype(np.uint8)
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, labels: tuple[str, str] | None = ("before", "after")) -> np.ndarray:

@@ -65,6 +65,26 @@ def test_side_by_side_labels_draw_on_both_panels_only_near_the_top():
     assert (before == 100).all() and (after == 100).all()
 
 
+@pytest.mark.parametrize("size", [(120, 160), (360, 640), (720, 1280)])
+@pytest.mark.parametrize("grey", [20, 128, 235])
+def test_a_label_is_white_text_in_a_black_outline_with_nothing_beside_it(size, grey):
+    """What a viewer reads: white letters, each ringed in black, on any background; and no
+    stray outline away from the letters (OpenCV 5 drew a second, shifted copy: 'inputt')."""
+    import cv2
+
+    h, w = size
+    frame = np.full((h, w, 3), grey, np.uint8)
+    out = ops.side_by_side(frame, frame, labels=("input", "livesharp tiny"))[..., 0].astype(int)
+    for panel in (out[:, :w], out[:, w:]):
+        drawn = panel != grey
+        white, black = drawn & (panel >= 150), drawn & (panel <= 60)
+        assert white.sum() >= 20 and black.sum() >= white.sum() // 2  # readable on dark and bright frames
+        near_text = cv2.dilate(white.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        assert not (black & ~near_text).any()  # every outline pixel hugs a letter
+        outlined = cv2.dilate(black.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        assert (white & outlined).sum() >= 0.9 * white.sum()  # and every letter has its outline
+
+
 def test_side_by_side_rejects_different_shapes():
     with pytest.raises(ValueError, match="equal shapes"):
         ops.side_by_side(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
