@@ -55,15 +55,14 @@ class StudentConfig:
 
 VARIANTS: dict[str, StudentConfig] = {
     # The shipped default since v5 (the frontier's naf16-m4; model card): 0.65 M params, 1.38
-    # GMAC per megapixel, 720p in 25.1 ms under OpenVINO int8 on 2 Zen 5 cores (v8, graph 5,
-    # bench; 20.3-26.9 ms in three runs). Its four blocks at 1/32 cost little time; the
-    # zero-mean residual keeps brightness.
+    # GMAC per megapixel; its speed per CPU kind is in benchmarks/README.md. Its four blocks at
+    # 1/32 cost little time; the zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
-    # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (27 FPS).
+    # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (no
+    # shipped weights).
     "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
     # Dense-convolution students (ConvBlock): several times the arithmetic of tiny in about the
-    # same milliseconds under OpenVINO bf16 (2 Zen 5 cores, 720p uint8 I/O: tiny 24.1 ms,
-    # conv32 28.0 ms, conv24-3 28.9 ms).
+    # same time under OpenVINO bf16 (``python -m train.frontier table`` times them).
     # 0.30 M params, 7.74 GMAC/MP: one level at 1/4 resolution (32 ch), three blocks at 1/8 (64 ch).
     "conv32": StudentConfig(unshuffle=4, width=32, enc_blocks=(1,), middle_blocks=3, dec_blocks=(1,), edge_kernel=3, block="conv", zero_mean=True),
     # 0.67 M params, 6.22 GMAC/MP: reaches 1/16 resolution, for the widest blur.
@@ -125,15 +124,12 @@ class ChannelNorm(nn.Module):
     Up to ``CONV_MAX`` channels the two channel means are 1x1 convolutions: ``centre`` (weight
     I - 1/c) gives x - mean(x) and ``spread`` (weight 1/c, bias eps) the variance at every
     channel, so no reduction runs. OpenVINO's CPU plugin reduces over channels slowly on the
-    wide, thin tensors of the first levels (8 of tiny's 50 ReduceMeans took 4.5 of its 25 ms
-    at 720p, per-layer profile): tiny v8's int8 graph ran 720p in 23.1 against 27.7 ms this way
-    (median of 40 turns, 2 Zen 5 cores; norms up to 16 channels 23.9 ms, up to 64 23.8, all
-    128 25.2). The two convolutions stay in float in int8 graphs (``train.quantize``).
+    wide, thin tensors of the first levels, so this form is faster there; ``CONV_MAX`` is where
+    the gain ended (the timings: ``git log -S "class ChannelNorm"``). The two convolutions stay
+    in float in int8 graphs (``train.quantize``).
 
     rsqrt, not pow(-0.5): ONNX Runtime and torch compute a general power per element, which made
-    the 720p graph 16 % slower under ONNX Runtime (119.6 against 103.2 ms) and torch's fused
-    model 11 % slower; with rsqrt both are as fast as with reductions (101.3 and 66.0 against
-    103.2 and 68.0 ms) and OpenVINO keeps its gain (21.9 against 24.4 ms in the same turns).
+    them slower than with reductions; with rsqrt they are not, and OpenVINO keeps its gain.
     """
 
     CONV_MAX = 32
@@ -163,9 +159,9 @@ class FusedNAFBlock(nn.Module):
     The gates' two halves come from two convolutions instead of a split of one, the norms'
     scale and shift and ``beta``/``gamma`` are folded into the 1x1 convolutions beside them, and
     narrow norms take their channel means by convolution (``ChannelNorm``).
-    OpenVINO splits bf16 tensors by channel with its reference kernel: this form ran tiny v4's
-    720p graph 7 % faster in int8 and 11 % in bf16 (31.1 -> 29.0 and 32.9 -> 29.1 ms, timed in
-    turns on 2 Zen 5 cores), with the same output within float rounding (``Student.fused``).
+    OpenVINO splits bf16 tensors by channel with its reference kernel, so this form is faster
+    there in int8 and bf16 (the timings: ``git log -S "class FusedNAFBlock"``), with the same
+    output within float rounding (``Student.fused``).
     """
 
     def __init__(self, block: NAFBlock):
@@ -327,8 +323,8 @@ class Student(nn.Module):
         is ``folded_frame``, which the zero-mean residual needs to average the frame alone.
 
         Working folded to the end lets an exported uint8 graph add the residual, round and
-        unfold without a full-resolution float frame: under OpenVINO int8 that made 720p about
-        1.4x faster (36-42 -> 27 ms in three paired runs, 2 Zen 5 cores) than unfolding first.
+        unfold without a full-resolution float frame, which under OpenVINO int8 is markedly
+        faster than unfolding first (the timings: ``git log -S "def folded_residual"``).
         """
         x = self.intro(x)
         skips = []
