@@ -411,12 +411,20 @@ def _unreadable(path: Path, e: Exception) -> str:
 
 
 def load_student(name_or_path: str | Path, map_location="cpu") -> Student:
-    """A student by variant name (random weights: for tests and training) or from a checkpoint.
+    """A student from a checkpoint, or by name: the *shipped* weights of that variant.
 
+    A name means the same here as to ``--model`` and ``Sharpener``, so ``train.distill --init
+    tiny`` fine-tunes the shipped model; fresh weights are ``Student(VARIANTS[name])``.
     Checkpoints are read with ``weights_only=True``: loading never runs code from the file.
     """
     if isinstance(name_or_path, str) and name_or_path in VARIANTS:
-        return Student(VARIANTS[name_or_path])
+        from .settings import shipped_weights
+
+        path = shipped_weights(name_or_path)
+        if not path.is_file():
+            raise ModelError(f"no trained weights for model {name_or_path!r} are installed (looked for {path}); "
+                             f"fresh weights of that architecture are --variant {name_or_path} in train.distill")
+        return load_student(path, map_location)
     path = Path(name_or_path)
     if not path.is_file():
         raise ModelError(f"model {str(name_or_path)!r} is neither a file nor one of {', '.join(VARIANTS)}, unsharp")

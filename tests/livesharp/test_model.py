@@ -110,8 +110,13 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.equal(loaded.eval()(x), net(x))
 
 
-def test_load_by_variant_name_builds_that_variant():
-    assert load_student("small").cfg == VARIANTS["small"]
+def test_a_name_loads_the_shipped_weights_as_everywhere_else(tmp_path, monkeypatch):
+    shipped = torch.load(Path(__file__).parents[2] / "livesharp" / "weights" / "livesharp-tiny.pt", weights_only=True)["model"]
+    tiny = load_student("tiny").state_dict()
+    assert all(torch.equal(tiny[k], v) for k, v in shipped.items())  # not a fresh initialisation
+    monkeypatch.setenv("LIVESHARP_MODELS", str(tmp_path))  # a variant with no weights installed: said, not random
+    with pytest.raises(ModelError, match="no trained weights for model 'small'.*--variant small"):
+        load_student("small")
 
 
 def _checkpoint(tmp_path: Path, **changes) -> Path:

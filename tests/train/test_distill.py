@@ -276,6 +276,12 @@ def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
+def test_init_tiny_fine_tunes_the_shipped_weights(tmp_path, stills):
+    distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--out", str(tmp_path / "ft"), "--workers", "0"])
+    tuned, shipped = load_student(tmp_path / "ft" / "dry-run" / "student.pt").state_dict(), load_student("tiny").state_dict()
+    assert max((tuned[k] - shipped[k]).abs().max().item() for k in shipped) < 0.01  # two small steps from the shipped model
+
+
 def test_init_fine_tunes_from_a_checkpoint_and_bad_init_is_one_line(tmp_path, stills, capsys):
     net = load_student("tiny")
     with torch.no_grad():
