@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${DATA:-../shared/data}
 OUT=${OUT:-runs/campaign}
-STEPS=${STEPS:-8000}
+STEPS=${STEPS:-6000}
 INIT=${INIT:-livesharp/weights/livesharp-tiny.pt}
 CLIP=$S/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv
 STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_crop500 $S/mcmaster18 $S/set5_set14 $S/pkg_images"
