@@ -1,14 +1,17 @@
 """Live outputs: the virtual camera that video-call apps pick, the preview window, stats.
 
-pyvirtualcam is GPL-2.0, so it is an optional extra (``pip install "livesharp[virtualcam]"``)
-and imported only when ``--virtual`` is asked for.
+pyvirtualcam is GPL-2.0, so it is an optional extra (``pip install ".[virtualcam]"``) and
+imported only when ``--virtual`` is asked for. ``virtual_camera_state`` says, per OS, what is
+missing and how to fix it (``livesharp devices``); ``require_virtual_camera`` refuses early.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,31 +21,146 @@ from .errors import LivesharpError
 from .sources import Closing
 
 MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=LiveSharp"
+EXTRA_MISSING = ('--virtual needs the optional pyvirtualcam package (GPL-2.0): '
+                 'pip install ".[virtualcam]" in the livesharp source folder')
+INSTALL_MODULE = ("install v4l2loopback first (Debian/Ubuntu: sudo apt install v4l2loopback-dkms; "
+                  "other distributions: their v4l2loopback package)")
+SECURE_BOOT = ('if modprobe says "Key was rejected by service" or "Operation not permitted", Secure Boot wants the module '
+               "signed: DKMS signs it; enrol its key once (sudo mokutil --import /var/lib/dkms/mok.pub; Ubuntu: "
+               "/var/lib/shim-signed/mok/MOK.der), reboot, confirm the enrolment, modprobe again")
+AT_BOOT = ("to load it at every boot: the line v4l2loopback in /etc/modules-load.d/v4l2loopback.conf and "
+           '"options v4l2loopback devices=1 exclusive_caps=1 card_label=LiveSharp" in /etc/modprobe.d/v4l2loopback.conf')
+# Where the Linux checks look; tests point these at stand-in trees (no v4l2loopback on a CI machine).
+SYS = Path("/sys")
+LIB_MODULES = Path("/lib/modules")
+ETC = Path("/etc")
+_SECURE_BOOT_VAR = "firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 
-def virtual_camera_help(reason: str = "") -> str:
-    """How to get a virtual-camera backend on this OS, in one line."""
-    why = f" ({reason.splitlines()[0]})" if reason else ""
-    if sys.platform.startswith("linux"):
-        return (f"no virtual camera device{why}. Load v4l2loopback: {MODPROBE} "
-                f"(exclusive_caps=1 is what Chrome-based apps need), or run with --preview only")
-    if sys.platform == "win32":  # pragma: no cover
-        return f"no virtual camera backend{why}. Install OBS Studio (its virtual camera) or Unity Capture, or run with --preview only"
-    return f"no virtual camera backend{why}. Install OBS Studio and start its virtual camera once, or run with --preview only"  # pragma: no cover
+@dataclass(frozen=True)
+class VirtualCameraState:
+    """What ``cam --virtual`` would find here, and what to do about it.
+
+    ready: True (a device is there), False (known missing), None (only opening one can tell: OBS on
+    macOS and Windows is found by pyvirtualcam when the camera opens).
+    """
+
+    ready: bool | None
+    summary: str
+    fixes: tuple[str, ...] = ()
 
 
-def virtual_camera_status() -> str:
-    """One line for ``livesharp devices``."""
+def virtual_camera_state() -> VirtualCameraState:
+    """The virtual camera's state on this OS, found without opening anything (well under a second)."""
     try:
         import pyvirtualcam  # noqa: F401
     except ImportError:
-        return 'not installed: pip install "livesharp[virtualcam]" (GPL-2.0 extra)'
+        return VirtualCameraState(False, "pyvirtualcam not installed", ('pip install ".[virtualcam]" in the livesharp source folder (GPL-2.0 extra)',))
     if sys.platform.startswith("linux"):
-        loops = [p for p in sorted(Path("/sys/class/video4linux").glob("video*")) if "loopback" in _read(p / "name").lower() or "livesharp" in _read(p / "name").lower()]
-        if not loops:
-            return f"pyvirtualcam installed, but no v4l2loopback device: {MODPROBE}"
-        return "ready: " + ", ".join(f"/dev/{p.name} ({_read(p / 'name')})" for p in loops)
-    return "pyvirtualcam installed (backend found when a camera is opened)"  # pragma: no cover
+        return _linux_state()
+    if sys.platform == "darwin":
+        obs = "OBS Studio 30+" if _macos_major() >= 13 else "OBS Studio 28+"
+        return VirtualCameraState(None, "pyvirtualcam installed; on macOS it sends through OBS's virtual camera (found when cam --virtual starts)", (
+            f"install {obs} (macOS 13+ needs 30+), start it once, Start then Stop Virtual Camera, quit",
+            'apps list the output as "OBS Virtual Camera" (OBS\'s own name, not LiveSharp)'))
+    return VirtualCameraState(None, "pyvirtualcam installed; on Windows it sends through OBS's virtual camera (found when cam --virtual starts)", (
+        "install OBS Studio 28+, start it once, Start then Stop Virtual Camera, quit (or install Unity Capture)",
+        'apps list the output as "OBS Virtual Camera" (OBS\'s own name, not LiveSharp)'))
+
+
+def virtual_camera_status() -> str:
+    """For ``livesharp devices``: the state on its first line, then one indented line per fix."""
+    st = virtual_camera_state()
+    return "\n".join([st.summary, *(f"  - {fix}" for fix in st.fixes)])
+
+
+def require_virtual_camera() -> None:
+    """Raise a one-line ``LivesharpError`` when ``cam --virtual`` is known not to work here: the
+    pyvirtualcam extra missing, or on Linux no v4l2loopback device. Opens no camera and loads no
+    model, so ``cam --virtual`` can call it before anything starts. Where only opening can tell
+    (OBS on macOS and Windows), it passes and ``VirtualCamera`` reports a failure when it opens.
+    """
+    st = virtual_camera_state()
+    if st.ready is not False:
+        return
+    if st.summary == "pyvirtualcam not installed":
+        raise LivesharpError(EXTRA_MISSING)
+    raise LivesharpError(virtual_camera_help(st.summary, st))
+
+
+def virtual_camera_help(reason: str = "", state: VirtualCameraState | None = None) -> str:
+    """How to get a virtual-camera backend on this OS, in one line."""
+    why = f" ({reason.splitlines()[0]})" if reason else ""
+    if sys.platform.startswith("linux"):
+        steps = [f for f in (state or _linux_state()).fixes if f not in (SECURE_BOOT, AT_BOOT)] or [MODPROBE]
+        return (f"no virtual camera device{why}: {'; '.join(steps)} (exclusive_caps=1 is what Chrome-based apps need); "
+                "Secure Boot and loading at every boot: livesharp devices; or run with --preview only")
+    if sys.platform == "darwin":
+        obs = "30+" if _macos_major() >= 13 else "28+"
+        return (f"no virtual camera backend{why}. Install OBS Studio {obs}, start it once, Start then Stop Virtual Camera, quit; "
+                "the output is listed as \"OBS Virtual Camera\". Or run with --preview only")
+    return (f"no virtual camera backend{why}. Install OBS Studio 28+ (or Unity Capture), start it once, Start then Stop Virtual "
+            "Camera, quit; the output is listed as \"OBS Virtual Camera\". Or run with --preview only")
+
+
+def _linux_state() -> VirtualCameraState:
+    if not (SYS / "module").is_dir():  # no sysfs (an unusual container): only opening can tell
+        return VirtualCameraState(None, "pyvirtualcam installed; cannot read /sys to look for v4l2loopback", (MODPROBE,))
+    devices = loopback_devices()
+    at_boot = "" if _loads_at_boot() else AT_BOOT
+    if devices:
+        return VirtualCameraState(True, "ready: " + ", ".join(devices), (at_boot,) if at_boot else ())
+    boot_fix = (AT_BOOT,)
+    if (SYS / "module" / "v4l2loopback").is_dir():
+        return VirtualCameraState(False, "v4l2loopback is loaded but made no device",
+                                  (f"sudo modprobe -r v4l2loopback && {MODPROBE}", *boot_fix))
+    secure = " (Secure Boot is on: the module must be signed)" if _secure_boot_on() else ""
+    installed = _module_installed()
+    if installed is False:
+        return VirtualCameraState(False, f"v4l2loopback is not installed{secure}", (INSTALL_MODULE, f"then {MODPROBE}", SECURE_BOOT, *boot_fix))
+    steps = (MODPROBE,) if installed else (f"{INSTALL_MODULE} if it is not", f"then {MODPROBE}")
+    return VirtualCameraState(False, f"v4l2loopback is {'installed but ' if installed else ''}not loaded{secure}", (*steps, SECURE_BOOT, *boot_fix))
+
+
+def loopback_devices() -> list[str]:
+    """The v4l2loopback devices, as "/dev/videoN (its label)". v4l2loopback gives each device a
+    ``max_openers`` attribute; its label is card_label (default "Dummy video device (0x...)")."""
+    found = []
+    for p in sorted((SYS / "class" / "video4linux").glob("video*"), key=lambda p: int("0" + p.name[5:]) if p.name[5:].isdigit() else 0):
+        name = _read(p / "name")
+        if (p / "max_openers").exists() or "loopback" in name.lower() or "livesharp" in name.lower():
+            found.append(f"/dev/{p.name} ({name})")
+    return found
+
+
+def _module_installed() -> bool | None:
+    """Whether this kernel has a v4l2loopback module (modules.dep lists every installed one, DKMS's too)."""
+    dep = LIB_MODULES / os.uname().release / "modules.dep"
+    try:
+        text = dep.read_text(errors="replace")
+    except OSError:
+        return None
+    return "/v4l2loopback.ko" in text
+
+
+def _loads_at_boot() -> bool:
+    """Whether v4l2loopback is listed to load at boot (systemd's modules-load.d, Debian's /etc/modules)."""
+    lists = [ETC / "modules", *sorted((ETC / "modules-load.d").glob("*.conf"))]
+    return any(line.split("#")[0].strip() == "v4l2loopback" for f in lists for line in _read(f).splitlines())
+
+
+def _secure_boot_on() -> bool:
+    try:
+        return (SYS / _SECURE_BOOT_VAR).read_bytes()[-1:] == b"\x01"  # 4 attribute bytes, then the value
+    except OSError:
+        return False
+
+
+def _macos_major() -> int:
+    try:
+        return int(platform.mac_ver()[0].split(".")[0])
+    except ValueError:
+        return 0
 
 
 def _read(p: Path) -> str:
@@ -59,7 +177,7 @@ class VirtualCamera(Closing):
         try:
             import pyvirtualcam
         except ImportError:
-            raise LivesharpError('--virtual needs the optional pyvirtualcam package (GPL-2.0): pip install "livesharp[virtualcam]"') from None
+            raise LivesharpError(EXTRA_MISSING) from None
         try:
             self.cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB, device=device, print_fps=False)
         except RuntimeError as e:

@@ -193,7 +193,7 @@ def test_virtual_without_the_extra_says_how_to_install(video, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # import fails as if not installed
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp"])
     assert r.exit_code == 1
-    assert 'pip install "livesharp[virtualcam]"' in r.output and "GPL-2.0" in r.output
+    assert 'pip install ".[virtualcam]"' in r.output and "GPL-2.0" in r.output
 
 
 def test_missing_camera_lists_what_was_found():
