@@ -329,11 +329,21 @@ def demo_cmd(out_dir, preview, model, device, frames, backend, precision):
     from . import sinks
     from .demo import run_demo
 
+    terminal = click.get_text_stream("stderr").isatty()
+
+    def progress(i, n):  # on a terminal one line counting up; in a log every 10th frame and the last
+        if terminal:
+            click.echo(f"\rframe {i}/{n}", err=True, nl=i == n)
+        elif i % 10 == 0 or i == n:
+            click.echo(f"frame {i}/{n}", err=True)
+
     window = sinks.PreviewWindow() if (preview if preview is not None else sinks.has_display()) else None
     try:
-        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames, backend=backend, precision=precision)
+        r = run_demo(out_dir, model=model, device=device, preview=window, frames=frames, backend=backend, precision=precision,
+                     status=lambda line: click.echo(line, err=True), progress=progress)
     finally:
         if window:
             window.close()
     click.echo(f"wrote {r.video} (input | {model}) and {r.image}")
-    click.echo(f"{r.frames} frames at {r.fps:.1f} FPS (model only); PSNR against the sharp frames: input {r.psnr_input:.2f} dB -> output {r.psnr_output:.2f} dB ({r.psnr_output - r.psnr_input:+.2f} dB)")
+    click.echo(f"PSNR against the sharp frames: input {r.psnr_input:.2f} dB -> output {r.psnr_output:.2f} dB ({r.psnr_output - r.psnr_input:+.2f} dB)")
+    click.echo(r.verdict)

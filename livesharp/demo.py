@@ -7,17 +7,23 @@ demo can say how much sharper the result is, not just show it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .engine import Sharpener
 from .files import atomic_output
 from .io import Frame, VideoReader
 from .ops import psnr
 from .pipeline import process_file
 from .settings import DEFAULT_MODEL
+
+CAMERA_FPS = (30, 24)  # the camera rates a verdict is given against, the common one first
+SCALES = (0.75, 0.5)  # cam --scale's smaller processing scales; the network's cost goes as scale squared
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -27,17 +33,54 @@ class DemoResult:
     video: Path
     image: Path
     frames: int
-    fps: float  # model only: frames per second inside the network, not decode or encode
+    fps: float  # frames per second inside the network, one frame at a time, as a camera feeds it
     psnr_input: float
     psnr_output: float
+    width: int = 0  # the clip's frame size, at which fps was measured
+    height: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return realtime_verdict(self.fps, self.width, self.height)
+
+
+def realtime_verdict(fps: float, width: int, height: int) -> str:
+    """What a frame rate measured at width x height means for a live camera, in one line.
+
+    >>> realtime_verdict(41.0, 1280, 720)
+    'this machine sharpens 1280x720 at 41 FPS: keeps up with a 30 FPS camera at that size'
+    >>> realtime_verdict(26.0, 1280, 720)
+    'this machine sharpens 1280x720 at 26 FPS: keeps up with a 24 FPS camera at that size, not 30 FPS; livesharp cam --scale auto keeps 30 FPS (about 46 FPS at --scale 0.75)'
+    >>> realtime_verdict(8.2, 1280, 720)
+    'this machine sharpens 1280x720 at 8.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto (about 33 FPS at --scale 0.5)'
+    >>> realtime_verdict(2.2, 1280, 720)
+    'this machine sharpens 1280x720 at 2.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto and a smaller camera size, --size 640x480 (even --scale 0.5 makes about 9 FPS)'
+    """
+    head = f"this machine sharpens {width}x{height} at {fps:.2g} FPS" if fps < 10 else f"this machine sharpens {width}x{height} at {fps:.0f} FPS"
+    fast, slow = CAMERA_FPS
+    if fps >= fast:
+        return f"{head}: keeps up with a {fast} FPS camera at that size"
+    # The network on a frame shrunk by s costs about s^2 of the full one (Sharpener.sharpen).
+    fits = [f"about {fps / s ** 2:.0f} FPS at --scale {s:g}" for s in SCALES if fps / s ** 2 >= fast][:1]
+    hint = f" ({fits[0]})" if fits else f" and a smaller camera size, --size 640x480 (even --scale 0.5 makes about {fps / 0.25:.0f} FPS)"
+    if fps >= slow:
+        return f"{head}: keeps up with a {slow} FPS camera at that size, not {fast} FPS; livesharp cam --scale auto keeps {fast} FPS{hint}"
+    return f"{head}: cannot keep up with a {fast} FPS camera at that size; use livesharp cam --scale auto{hint}"
 
 
 def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "auto", preview=None, frames: int | None = None,
-             backend: str = "auto", precision: str = "auto") -> DemoResult:
+             backend: str = "auto", precision: str = "auto", status: Callable[[str], None] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> DemoResult:
     """Sharpen the shipped clip (its first ``frames`` frames, or all) with ``process_file``; write a
     side-by-side video and a before/after PNG (the middle frame) into ``out_dir``, and score input
     and output against the clip's sharp frames. ``preview`` (a ``sinks.PreviewWindow`` or None)
-    shows each pair with its scores until the user closes it or presses q."""
+    shows each pair with its scores until the user closes it or presses q.
+
+    ``status(line)`` hears each step as it starts (loading, compiling); ``progress(i, n)`` each
+    frame written. The model is compiled for the clip's size before the clip runs, and frames go
+    through one at a time, as from a camera, so ``fps`` is the rate a live camera would get.
+    """
+    say = status or (lambda line: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     video, image = out_dir / "livesharp_demo.mp4", out_dir / "livesharp_demo.png"
@@ -45,7 +88,9 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
     scores_out: list[float] = []
     pairs: dict[str, np.ndarray] = {}
     sharp = VideoReader(DATA / "demo_sharp.mp4")
-    middle = (frames or sharp.info.frames) // 2
+    total = min(frames or sharp.info.frames, sharp.info.frames)
+    width, height = sharp.info.width, sharp.info.height
+    middle = total // 2
 
     def score(frame: Frame, out: np.ndarray, pair: np.ndarray) -> None:
         nonlocal preview
@@ -55,19 +100,26 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
         pairs["last"] = pair
         if len(scores_in) - 1 == middle:
             pairs["middle"] = pair
+        if progress is not None:
+            progress(len(scores_in), total)
         if preview is not None:
             hud = [f"frame {len(scores_in)}", f"PSNR {scores_in[-1]:.2f} -> {scores_out[-1]:.2f} dB"]
             if preview.show(pair, hud) in ("q", "closed"):
                 preview = None  # stop showing; the run and its outputs go on
 
     try:
-        truths = sharp.frames()
-        r = process_file(DATA / "demo_blurry.mp4", video, model=model, device=device, backend=backend, precision=precision,
-                         side_by_side=True, overwrite=True, crf=20, preset="veryfast", progress=False, max_frames=frames,
-                         on_frame=score)
+        say(f"loading the {model} model")
+        t = time.perf_counter()
+        with Sharpener(model=model, device=device, backend=backend, precision=precision) as sharpener:
+            say(f"compiling it for {width}x{height} on this machine ({sharpener.backend}; the first run at a size takes longest)")
+            sharpener.warm_up(height, width, runs=1)
+            say(f"ready in {time.perf_counter() - t:.1f} s: sharpening {total} frames of {DATA.joinpath('demo_blurry.mp4').name}")
+            truths = sharp.frames()
+            r = process_file(DATA / "demo_blurry.mp4", video, sharpener=sharpener, batch=1, side_by_side=True, overwrite=True,
+                             crf=20, preset="veryfast", progress=False, max_frames=frames, on_frame=score)
     finally:
         sharp.close()
     with atomic_output(image) as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(pairs.get("middle", pairs["last"]), cv2.COLOR_RGB2BGR))
-    fps = r.frames / r.model_seconds if r.model_seconds else 0.0
-    return DemoResult(video, image, r.frames, fps, float(np.mean(scores_in)), float(np.mean(scores_out)))
+    fps = r.frames / r.model_seconds if r.model_seconds else float("inf")
+    return DemoResult(video, image, r.frames, fps, float(np.mean(scores_in)), float(np.mean(scores_out)), width, height)
