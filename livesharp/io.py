@@ -328,6 +328,26 @@ def _open_input(path: Path):
     return container
 
 
+def refuse_still_image(path: Path) -> None:
+    """A one-line ``LivesharpError`` when FFmpeg reads ``path`` as a still image, by its content
+    (its image demuxers: png_pipe, jpeg_pipe, webp_pipe, ..., image2), whatever its name: a video
+    made of it would be one frame long. Anything else, unreadable files included, passes here and
+    is judged by ``VideoReader``. A pipe or device is not probed: what is read from it is gone."""
+    if not path.is_file():
+        return
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            formats = c.format.name.split(",")
+            codec = c.streams.video[0].codec_context.name if c.streams.video else ""
+    except (av.error.FFmpegError, OSError):
+        return
+    if "webp_pipe" in formats and _is_animated_webp(path):
+        return  # moving, though FFmpeg cannot decode it: VideoReader says so
+    if codec and any(f == "image2" or f.endswith("_pipe") for f in formats):
+        out = path.with_name(f"{path.stem}_sharp{path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else '.png'}")
+        raise LivesharpError(f"{path}: a still image ({codec.upper()}), not a video; sharpen it with: livesharp image {path} {out}")
+
+
 def _is_animated_webp(path: Path) -> bool:
     """Whether a WebP file has an animation chunk (FFmpeg's decoder reads still WebP only)."""
     with open(path, "rb") as f:

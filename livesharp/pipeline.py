@@ -31,7 +31,8 @@ from . import ops
 from .engine import Sharpener
 from .errors import LivesharpError
 from .files import OutputAppeared, atomic_output, remove_stale_partials
-from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete
+from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete,
+                 refuse_still_image)
 from .settings import FILE_BATCH
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ def process_file(
     if max_frames is not None and max_frames < 1:
         raise LivesharpError(f"max_frames={max_frames}: must be 1 or more, or None for every frame")
     check_input(src)
+    refuse_still_image(src)  # first: its output name is likely an image's too
     check_output(src, dst, overwrite, OUTPUT_FORMATS)
     options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision)
     if sharpener is not None:

@@ -368,3 +368,25 @@ def test_an_open_sharpener_and_model_options_together_are_an_error(video, tmp_pa
             assert not dst.exists()
         # the open one is still the caller's, and still works
         assert process_image(picture, tmp_path / "out.png", sharpener=s) == tmp_path / "out.png"
+
+
+@pytest.mark.parametrize("name, fmt", [("photo.png", "PNG"), ("photo.jpg", "MJPEG"), ("photo.webp", "WEBP"), ("named_like_a_video.mp4", "PNG")])
+def test_a_still_image_is_refused_by_its_content_pointing_at_livesharp_image(video, tmp_path, name, fmt):
+    """FFmpeg opens a picture as a one-frame video: `file` would write a one-frame clip. What it
+    is comes from its content (FFmpeg's image demuxers), so a PNG named .mp4 is caught too."""
+    from click.testing import CliRunner
+
+    from livesharp.cli import cli
+
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    src = folder / name
+    picture = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    ok, data = cv2.imencode(".png" if name.endswith(".mp4") else Path(name).suffix, picture)
+    src.write_bytes(data.tobytes())
+    with pytest.raises(LivesharpError, match=rf"a still image \({fmt}\), not a video; sharpen it with: livesharp image "):
+        process_file(src, folder / "out.mp4", model="unsharp")
+    r = CliRunner().invoke(cli, ["file", str(src), str(folder / "out.mp4"), "--model", "unsharp"])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "livesharp image" in r.output, r.output
+    assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written
+    process_file(video, tmp_path / "out.mp4", model="unsharp", max_frames=2)  # a video still passes
