@@ -14,6 +14,7 @@ import queue
 import signal
 import threading
 import time
+import warnings
 import zlib
 from collections import deque
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
+from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
 from . import ops
@@ -386,11 +388,6 @@ def _to_8bit(a: np.ndarray) -> np.ndarray:
     return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
-# The eight ways EXIF can turn a picture, as numpy sees them.
-_ORIENTATIONS = [lambda a: a, np.fliplr, np.flipud, lambda a: np.rot90(a, 2), np.transpose,
-                 lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 2).swapaxes(0, 1)]
-
-
 def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
     """The ICC colour profile a JPEG, PNG or WebP file carries (None when it has none), and the
     other metadata in it, by name, that livesharp does not copy (OpenCV drops it all).
@@ -519,23 +516,35 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
     bmp16 = _read_bmp16(src)
     if bmp16 is not None:
         return bmp16, None
-    raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, but not turned upright
-    colour = cv2.imread(str(src), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # turned upright, no alpha
-    if raw is None or colour is None:
+    raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, as stored (not turned)
+    if raw is None:
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
-    if colour.dtype in (np.float32, np.float64):  # TIFF's float samples run from 0 to 1
-        log.warning(f"{src.name} has {colour.dtype} samples: read as 0..1 and written as 8-bit")
-        colour, raw = np.clip(np.nan_to_num(colour) * 255 + 0.5, 0, 255).astype(np.uint8), None
-    elif colour.dtype not in (np.uint8, np.uint16):
-        raise LivesharpError(f"{src}: {colour.dtype} samples, which livesharp does not read; save it with 8 or 16 bits per channel")
-    alpha = None
-    if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
-        turn = next((t for t in _ORIENTATIONS if np.array_equal(t(raw[..., :3]), colour)), None)
-        if turn is None:  # cannot tell how it was turned: keep the picture, say what is lost
-            log.warning(f"{src.name}: its alpha channel could not be matched to the upright picture and is dropped")
-        else:
-            alpha = np.ascontiguousarray(turn(raw[..., 3]))
-    return cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), alpha
+    raw = _upright(src, raw if raw.ndim == 3 else raw[..., None])
+    if raw.dtype in (np.float32, np.float64):  # TIFF's float samples run from 0 to 1
+        log.warning(f"{src.name} has {raw.dtype} samples: read as 0..1 and written as 8-bit")
+        raw = np.clip(np.nan_to_num(raw[..., :3]) * 255 + 0.5, 0, 255).astype(np.uint8)
+    elif raw.dtype not in (np.uint8, np.uint16):
+        raise LivesharpError(f"{src}: {raw.dtype} samples, which livesharp does not read; save it with 8 or 16 bits per channel")
+    grey, alpha = raw.shape[2] <= 2, raw[..., -1] if raw.shape[2] in (2, 4) else None  # grey(+alpha) or BGR(A)
+    colour = cv2.cvtColor(raw[..., 0], cv2.COLOR_GRAY2RGB) if grey else cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
+    return colour, None if alpha is None else np.ascontiguousarray(alpha)
+
+
+def _upright(src: Path, a: np.ndarray) -> np.ndarray:
+    """``a`` (H, W, C) as stored, turned as the file's EXIF Orientation says: Pillow reads the tag
+    and turns a map of pixel indices, which then moves every channel, of any depth, alike."""
+    try:
+        with warnings.catch_warnings(), Image.open(src) as im:  # reads the header, not the pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except (OSError, ValueError, Image.DecompressionBombError):  # not a format Pillow knows: no tag to read
+        return a
+    if orientation == 1:
+        return a
+    h, w = a.shape[:2]
+    where = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w))
+    where.getexif()[ExifTags.Base.Orientation] = orientation
+    return a.reshape(h * w, -1)[np.asarray(ImageOps.exif_transpose(where))]
 
 
 def process_image(

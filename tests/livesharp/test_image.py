@@ -108,3 +108,39 @@ def test_side_by_side_of_an_rgba_image_keeps_alpha_for_both_panels(tmp_path):
     out = read(tmp_path / "out.png")
     assert out.shape == (40, 96, 4)
     np.testing.assert_array_equal(out[..., 3], np.hstack([rgba[..., 3]] * 2))
+
+
+def with_orientation(path, img: np.ndarray, orientation: int, fmt: str):
+    """``img`` saved by Pillow with an EXIF Orientation tag (the file stores it un-turned)."""
+    from PIL import ExifTags, Image
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    Image.fromarray(img).save(path, fmt, exif=exif, **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}))
+    return path
+
+
+def upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """What EXIF's orientations 1-8 mean, written out (CIPA DC-008), for the test to check against."""
+    return {1: a, 2: a[:, ::-1], 3: a[::-1, ::-1], 4: a[::-1], 5: a.swapaxes(0, 1), 6: a[::-1].swapaxes(0, 1),
+            7: a[::-1, ::-1].swapaxes(0, 1), 8: a[:, ::-1].swapaxes(0, 1)}[orientation]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_is_turned_upright_by_its_exif_orientation(tmp_path, identity_student, orientation):
+    rgb = picture(40, 48)
+    src = with_orientation(tmp_path / "in.jpg", rgb, orientation, "JPEG")
+    process_image(src, tmp_path / "out.png", model=identity_student(), device="cpu", backend="torch")
+    out = read(tmp_path / "out.png")
+    assert out.shape == upright(rgb, orientation).shape
+    assert np.abs(out.astype(int) - upright(rgb, orientation)).mean() < 3  # JPEG at quality 100
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_alpha_turns_with_the_picture_even_where_the_colour_is_uniform(tmp_path, identity_student, orientation):
+    """A one-colour logo whose shape is all in its alpha: nothing in the colour says how it was turned."""
+    rgba = with_hidden_colour(np.full((40, 48, 3), 200, np.uint8))
+    rgba[..., :3] = 200  # the hidden half too
+    src = with_orientation(tmp_path / "in.png", rgba, orientation, "PNG")
+    process_image(src, tmp_path / "out.png", model=identity_student(), device="cpu", backend="torch")
+    np.testing.assert_array_equal(read(tmp_path / "out.png"), upright(rgba, orientation))
