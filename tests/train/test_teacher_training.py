@@ -56,11 +56,21 @@ def data(tmp_path_factory):
     }
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """distill.main sets torch's thread count for the whole process: give the next test its own back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def args(tmp_path, data, *more):
+    # One thread: on 32-pixel crops two threads cost more in hand-offs than they save (60 steps
+    # took 35 s with 2 on two busy cores, 10 s with 1).
     # `--highfps` repeated: its default is the GoPro clip in ../shared, which these tests never use.
     return ["--highfps", str(data["highfps"]), "--highfps-window", "3", "5", "--real", str(data["real"]), "--teacher", f"onnx:{data['teacher']}",
             "--teacher-cache", str(tmp_path / "cache"), "--pool", str(POOL), "--crop", "32", "--curriculum", "32", "--batch", "2",
-            "--min-edge-energy", "0", "--workers", "0", "--threads", "2", "--out", str(tmp_path / "run"), "--val-items", "1", *more]
+            "--min-edge-energy", "0", "--workers", "0", "--threads", "1", "--out", str(tmp_path / "run"), "--val-items", "1", *more]
 
 
 def entries(tmp_path):
