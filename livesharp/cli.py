@@ -38,8 +38,8 @@ class _WarningLine(logging.Handler):
 
 PRECISION_HELP = ("auto: fp16 on CUDA; on the CPU under OpenVINO, where the model ships int8 weights that passed its "
                   "quality check (the default tiny does), whichever of int8 and the float graph (bf16 where the CPU computes "
-                  "it natively, else fp32) is faster here, timed once per CPU and model and cached. fp32: full precision "
-                  "everywhere, slower. int8: OpenVINO's int8, or an error saying why not.")
+                  "it natively, else fp32) is faster here, timed once per CPU, model and frame size and cached. "
+                  "fp32: full precision everywhere, slower. int8: OpenVINO's int8, or an error saying why not.")
 
 
 def precision_option(f):

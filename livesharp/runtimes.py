@@ -397,7 +397,7 @@ class OpenVinoRunner(GraphRunner):
         # The shipped model may come with an int8 graph beside its float one; it is taken only
         # when it passed its quality check (livesharp.int8), and under auto only where it
         # proved faster on this CPU: timed against the float graph at the first frame size met
-        # (``_measure``), once per CPU and model, as the CPU's flags misjudged it (issue 31).
+        # (``_measure``), once per CPU, model and size, as the CPU's flags misjudged it (issue 31).
         check_precision(precision)
         self.caps = None if precision == "fp32" else int8.cpu_capabilities()
         self.float_graph = Path(graph)
@@ -444,9 +444,11 @@ class OpenVinoRunner(GraphRunner):
                 return lambda: request.infer({"input": frame, "strength": s}, share_inputs=True)
             return compile_it
 
-        float_precision = int8.float_precision(self.caps)
-        self.measured = int8.measured_precision(self.choice_key(), {float_precision: prepare(float_precision), "int8": prepare("int8")},
-                                                writable_cache_dir() / int8.CHOICES_FILE, size=f"{one[2]}x{one[1]}")
+        float_precision, size = int8.float_precision(self.caps), f"{one[2]}x{one[1]}"
+        # Per frame size too: which wins depends on it (2 AVX2 cores: equal at 1280x720, fp32 4 %
+        # ahead at 640x360), and a thumbnail's answer must not decide for a camera's frames.
+        self.measured = int8.measured_precision(f"{self.choice_key()} | {size}", {float_precision: prepare(float_precision),
+                                                "int8": prepare("int8")}, writable_cache_dir() / int8.CHOICES_FILE, size=size)
         self.pending = False
         self._use(self.measured.precision)
         if self.measured.precision in compiled:  # compiled for the timing: keep it

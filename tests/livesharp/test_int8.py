@@ -278,6 +278,7 @@ def test_auto_runs_the_graph_the_measurement_chose_on_any_cpu(shipped_pair, monk
     key, candidates, cache_file, size = asked[0]
     assert candidates == sorted(["int8", "bf16" if "BF16" in caps else "fp32"]) and size == "48x32"
     assert cache_file == tmp_path / "cache" / int8.CHOICES_FILE and int8.cpu_kind(caps) in key and "0123456789abcdef" in key
+    assert key.endswith(" | 48x32")
     assert r.precision == winner and Path(r.graph) == (xml if winner == "int8" else graph)
     assert r.config["INFERENCE_PRECISION_HINT"] == hint
 
@@ -291,6 +292,9 @@ def test_auto_measures_once_per_machine_and_model_then_reads_the_cache(shipped_p
     second.run(np.zeros((1, 32, 48, 3), np.uint8))
     assert not first.measured.cached and second.measured.cached
     assert second.precision == first.precision and set(first.measured.ms) == {"int8", int8.float_precision()}
+    other = runtimes.OpenVinoRunner(graph, threads=1, precision="auto")
+    other.run(np.zeros((1, 64, 96, 3), np.uint8))
+    assert not other.measured.cached and other.measured.size == "96x64"  # another frame size is timed for itself
 
 
 def test_auto_without_an_int8_graph_measures_nothing(graphs, tmp_path, monkeypatch):
