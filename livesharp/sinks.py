@@ -104,22 +104,22 @@ def virtual_camera_help(reason: str = "", state: VirtualCameraState | None = Non
 
 
 def _linux_state() -> VirtualCameraState:
+    """From the most ready state down: a loopback device; the module loaded without one; the
+    module installed but not loaded; not installed (modules.dep, which lists DKMS's builds too)."""
     if not (SYS / "module").is_dir():  # no sysfs (an unusual container): only opening can tell
         return VirtualCameraState(None, "pyvirtualcam installed; cannot read /sys to look for v4l2loopback", (MODPROBE,))
     devices = loopback_devices()
-    at_boot = "" if _loads_at_boot() else AT_BOOT
+    boot = () if _loads_at_boot() else (AT_BOOT,)  # loaded by hand, it is gone after a reboot
     if devices:
-        return VirtualCameraState(True, "ready: " + ", ".join(devices), (at_boot,) if at_boot else ())
-    boot_fix = (AT_BOOT,)
+        return VirtualCameraState(True, "ready: " + ", ".join(devices), boot)
     if (SYS / "module" / "v4l2loopback").is_dir():
-        return VirtualCameraState(False, "v4l2loopback is loaded but made no device",
-                                  (f"sudo modprobe -r v4l2loopback && {MODPROBE}", *boot_fix))
+        return VirtualCameraState(False, "v4l2loopback is loaded but made no device", (f"sudo modprobe -r v4l2loopback && {MODPROBE}", *boot))
     secure = " (Secure Boot is on: the module must be signed)" if _secure_boot_on() else ""
     installed = _module_installed()
     if installed is False:
-        return VirtualCameraState(False, f"v4l2loopback is not installed{secure}", (INSTALL_MODULE, f"then {MODPROBE}", SECURE_BOOT, *boot_fix))
+        return VirtualCameraState(False, f"v4l2loopback is not installed{secure}", (INSTALL_MODULE, f"then {MODPROBE}", SECURE_BOOT, *boot))
     steps = (MODPROBE,) if installed else (f"{INSTALL_MODULE} if it is not", f"then {MODPROBE}")
-    return VirtualCameraState(False, f"v4l2loopback is {'installed but ' if installed else ''}not loaded{secure}", (*steps, SECURE_BOOT, *boot_fix))
+    return VirtualCameraState(False, f"v4l2loopback is {'installed but ' if installed else ''}not loaded{secure}", (*steps, SECURE_BOOT, *boot))
 
 
 def loopback_devices() -> list[str]:
