@@ -117,10 +117,11 @@ def file_cmd(input, output, side_by_side, model, strength, device, backend, prec
     """
     from pathlib import Path
 
-    from .io import OUTPUT_FORMATS, check_input, check_output
+    from .io import OUTPUT_FORMATS, check_input, check_output, refuse_still_image
 
     # A wrong path or name is told at once, before torch and the model load (seconds, ~700 MB).
     check_input(Path(input))
+    refuse_still_image(Path(input))  # before the output's name: photo.jpg -> photo_sharp.jpg is a still, not a bad video name
     check_output(Path(input), Path(output), overwrite, OUTPUT_FORMATS)
     from .pipeline import process_file, stop_on_term_and_hup
 

@@ -389,4 +389,7 @@ def test_a_still_image_is_refused_by_its_content_pointing_at_livesharp_image(vid
     r = CliRunner().invoke(cli, ["file", str(src), str(folder / "out.mp4"), "--model", "unsharp"])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "livesharp image" in r.output, r.output
     assert sorted(p.name for p in folder.iterdir()) == [name]  # nothing written
+    # an image's own kind of output name: still the pointer to livesharp image, not "unknown output type"
+    r = CliRunner().invoke(cli, ["file", str(src), str(folder / ("sharp" + Path(name).suffix)), "--model", "unsharp"])
+    assert r.exit_code == 1 and "livesharp image" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     process_file(video, tmp_path / "out.mp4", model="unsharp", max_frames=2)  # a video still passes
