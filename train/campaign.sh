@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${DATA:-../shared/data}
 OUT=${OUT:-runs/campaign}
-STEPS=${STEPS:-6000}
+STEPS=${STEPS:-3500}
+EVAL=${EVAL:-875}
 INIT=${INIT:-livesharp/weights/livesharp-tiny.pt}
 CLIP=$S/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv
 STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_crop500 $S/mcmaster18 $S/set5_set14 $S/pkg_images"
@@ -22,4 +23,4 @@ exec env GOMP_SPINCOUNT=20000 python -m train.distill --init "$INIT" $RESUME \
   --soft-fraction 0.4 --motion-fraction 0.6 --linear-fraction 0.15 --sharp-fraction 0.1 --soft-sharp-fraction 0.3 \
   --val-real $S/gopro_real_pairs_val --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames \
   --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --reuse 2 --bank-window 4096 --compile \
-  --lr 3e-4 --warmup 100 --seed 11 --steps "$STEPS" --eval-every 2000 --ckpt-every 250 --out "$OUT" "$@"
+  --lr 3e-4 --warmup 100 --seed 11 --steps "$STEPS" --eval-every "$EVAL" --ckpt-every 250 --out "$OUT" "$@"
