@@ -161,13 +161,10 @@ class CameraSource(Closing):
 
 
 class FileSource(Closing):
-    """A video file played at its own frame rate, as a webcam would deliver it.
+    """A video file played at its own frame rate, as a webcam would deliver it."""
 
-    ``realtime=False`` hands frames out as fast as they decode (for benchmarks of the I/O floor).
-    """
-
-    def __init__(self, path: str | Path, loop: bool = False, realtime: bool = True):
-        self.path, self.loop, self.realtime = Path(path), loop, realtime
+    def __init__(self, path: str | Path, loop: bool = False):
+        self.path, self.loop = Path(path), loop
         self._start()
         info = self.reader.info
         self.width, self.height, self.fps = info.width, info.height, float(info.rate)
@@ -202,10 +199,9 @@ class FileSource(Closing):
             self.pts0 = frame.pts
         at = self.offset + float((frame.pts - self.pts0) * tb)
         self.end = at + (float(frame.duration * tb) if frame.duration else 1 / (self.fps or 30))
-        if self.realtime:
-            delay = self.t0 + at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        delay = self.t0 + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
         return captured_now(frame.rgb)
 
     def reopen(self) -> bool:

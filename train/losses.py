@@ -1,20 +1,16 @@
 """Losses for training the student: pure functions returning scalar tensors.
 
 Images are (N, 3, H, W) float tensors in [0, 1]; clips (N, T, 3, H, W) are treated as N*T
-images by every image loss. Only ``temporal_consistency_loss`` looks across time, and only
-``VGGPerceptual`` holds weights.
+images by every image loss. Only ``temporal_consistency_loss`` looks across time; none holds
+weights.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from pytorch_msssim import ms_ssim, ssim
-from torch import nn
 
 # MS-SSIM halves the image 4 times and then still slides an 11-px window over it, so the
 # smaller side must exceed (11 - 1) * 2**4 = 160 px (pytorch_msssim asserts it).
@@ -120,41 +116,6 @@ def distill_loss(pred: torch.Tensor, teacher_out: torch.Tensor, eps: float = 1e-
     return charbonnier(pred, teacher_out.detach(), eps)
 
 
-def feature_matching_loss(
-    student_feats: Sequence[torch.Tensor],
-    teacher_feats: Sequence[torch.Tensor],
-    adapters: Sequence[nn.Module | None] | None = None,
-    kind: str = "l1",
-) -> torch.Tensor:
-    """Mean over levels of L1 (or "mse") between student and teacher feature maps.
-
-    adapters: one module (e.g. a 1x1 conv mapping student to teacher channels) or None per
-    level, applied to the student's feature. After it, shapes must match exactly.
-
-    >>> f = [torch.ones(1, 8, 4, 4)]
-    >>> feature_matching_loss(f, f)
-    tensor(0.)
-    """
-    if not student_feats or len(student_feats) != len(teacher_feats):
-        raise ValueError(f"need equally many features, got {len(student_feats)} and {len(teacher_feats)}")
-    adapters = list(adapters) if adapters is not None else [None] * len(student_feats)
-    if len(adapters) != len(student_feats):
-        raise ValueError(f"need one adapter (or None) per level, got {len(adapters)} for {len(student_feats)}")
-    if kind not in ("l1", "mse"):
-        raise ValueError(f"kind must be 'l1' or 'mse', got {kind!r}")
-    distance = F.l1_loss if kind == "l1" else F.mse_loss
-    total = 0.0
-    for level, (s, t, adapter) in enumerate(zip(student_feats, teacher_feats, adapters)):
-        s = adapter(s) if adapter is not None else s
-        if s.shape != t.shape:
-            raise ValueError(
-                f"level {level}: student feature {tuple(s.shape)} vs teacher {tuple(t.shape)}; "
-                "pass an adapter (e.g. a 1x1 conv) or match the resolutions"
-            )
-        total = total + distance(s, t.detach())
-    return total / len(student_feats)
-
-
 def temporal_consistency_loss(
     pred_clip: torch.Tensor, target_clip: torch.Tensor, mask_threshold: float | None = None, eps: float = 1e-3
 ) -> torch.Tensor:
@@ -193,63 +154,3 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, max_db: float = 100.0) -> tor
     _same_shape(pred, target)
     mse = (_images(pred).clamp(0, 1) - _images(target)).square().flatten(1).mean(1)
     return (10 * torch.log10(1 / mse.clamp_min(10 ** (-max_db / 10)))).mean()
-
-
-# ReLU outputs of torchvision's vgg16().features, by their usual names.
-VGG_LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
-
-
-class VGGPerceptual(nn.Module):
-    """Perceptual loss: mean L1 between VGG-16 features of pred and target (frozen network).
-
-    weights_path: a local file holding torchvision vgg16 ImageNet weights, either the whole
-    model's state dict or ``vgg16().features``'s. Nothing is ever downloaded.
-    Inputs (N, [T,] 3, H, W) RGB in [0, 1]; ImageNet normalisation is applied inside.
-
-    >>> loss = VGGPerceptual("models/vgg16.pth")(pred, target)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self, weights_path: str | Path | None = None, layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3")
-    ):
-        super().__init__()
-        if weights_path is None:
-            raise ValueError(
-                "VGGPerceptual needs weights_path: no VGG weights can be downloaded here. On a "
-                "machine with internet run torch.save(torchvision.models.vgg16(weights='IMAGENET1K_V1')"
-                ".state_dict(), 'vgg16.pth'), copy the file here and pass its path "
-                "(VGGPerceptual('vgg16.pth')), or train without the perceptual term."
-            )
-        unknown = [name for name in layers if name not in VGG_LAYERS]
-        if not layers or unknown:
-            raise ValueError(f"layers must be a non-empty subset of {list(VGG_LAYERS)}, got {list(layers)}")
-        path = Path(weights_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"VGG weights {path} not found; pass the path of a saved vgg16 state dict")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if any(key.startswith("features.") for key in state):  # a whole-model state dict
-            state = {key[len("features.") :]: v for key, v in state.items() if key.startswith("features.")}
-        self.taps = sorted(VGG_LAYERS[name] for name in layers)
-        depth = self.taps[-1] + 1
-        self.features = torchvision.models.vgg16(weights=None).features[:depth]
-        # strict: a wrong or truncated file must fail here, not train against random features.
-        keep = {k: v for k, v in state.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) < depth}
-        self.features.load_state_dict(keep)
-        self.features.requires_grad_(False).eval()
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x, out = (x - self.mean) / self.std, []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.taps:
-                out.append(x)
-        return out
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        _same_shape(pred, target)
-        with torch.no_grad():
-            wanted = self._features(_images(target))
-        got = self._features(_images(pred))
-        return sum(F.l1_loss(g, w) for g, w in zip(got, wanted)) / len(got)
