@@ -193,7 +193,7 @@ Examples:
 @click.option("--camera", default="0", show_default=True, help="Camera index, /dev/videoN, or a video FILE played in real time as a stand-in webcam.")
 @click.option("--size", default="1280x720", show_default=True, help="Capture size to ask the camera for (WIDTHxHEIGHT).")
 @click.option("--fps", type=click.FloatRange(1, 240), default=30, show_default=True, help="Capture and virtual-camera frame rate.")
-@click.option("--virtual", is_flag=True, help='Publish to a virtual camera (needs pip install "livesharp[virtualcam]", GPL-2.0).')
+@click.option("--virtual", is_flag=True, help='Publish to a virtual camera (needs pip install ".[virtualcam]", GPL-2.0; setup per OS: livesharp devices).')
 @click.option("--preview/--no-preview", default=None, help="Preview window with HUD and hotkeys (default: on when a display exists).")
 @model_options
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
@@ -214,6 +214,12 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
 
     if stats is not None:
         _check_stats(stats, camera, overwrite)  # before the heavy imports below
+    if virtual and preview is not True:
+        # A missing extra or device is said now, not after the camera opened and the model warmed
+        # up; with --preview asked for, the session goes on with the preview and a warning instead.
+        from .sinks import require_virtual_camera
+
+        require_virtual_camera()
     from .live import run_live
 
     # SIGTERM (a service manager, `kill`) ends the session like Ctrl-C: threads stop, camera closes.

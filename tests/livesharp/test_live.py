@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from livesharp import live, ops
+from livesharp import live, ops, sinks
 from livesharp.cli import cli
 from livesharp.engine import Sharpener
 from livesharp.errors import LivesharpError
@@ -170,6 +171,7 @@ def test_cam_virtual_through_the_cli_sends_frames(video, monkeypatch):
         return made[-1]
 
     monkeypatch.setitem(sys.modules, "pyvirtualcam", fake_pyvirtualcam(camera))
+    monkeypatch.setattr(sinks, "require_virtual_camera", lambda: None)  # stands in for a loopback device, which cannot exist here
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp", "--max-frames", "5"])
     assert r.exit_code == 0, r.output
     assert len(made) == 1 and len(made[0].frames) >= 5
@@ -181,6 +183,7 @@ def test_virtual_without_a_backend_prints_the_modprobe_line(video, monkeypatch):
         raise RuntimeError("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99].")
 
     monkeypatch.setitem(sys.modules, "pyvirtualcam", fake_pyvirtualcam(camera))
+    monkeypatch.setattr(sinks, "require_virtual_camera", lambda: None)  # the early check passed; opening is what fails
     monkeypatch.setattr(sys, "platform", "linux")
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp"])
     assert r.exit_code == 1
@@ -194,6 +197,24 @@ def test_virtual_without_the_extra_says_how_to_install(video, monkeypatch):
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--virtual", "--no-preview", "--model", "unsharp"])
     assert r.exit_code == 1
     assert 'pip install ".[virtualcam]"' in r.output and "GPL-2.0" in r.output
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_virtual_is_refused_before_the_camera_opens_or_the_model_loads(monkeypatch, tmp_path, extra):
+    """Without the extra, or on Linux without a loopback device (neither exists here: a stand-in
+    module and the platform are set), the one line comes first: the missing camera below is
+    never looked at, and no model is opened."""
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake_pyvirtualcam(lambda *a, **k: None) if extra else None)
+    monkeypatch.setattr(sys, "platform", "linux")
+    (tmp_path / "sys" / "module").mkdir(parents=True)  # a sysfs with no v4l2loopback loaded, nor installed
+    for name, where in (("SYS", "sys"), ("LIB_MODULES", "lib"), ("ETC", "etc")):
+        monkeypatch.setattr(sinks, name, tmp_path / where)
+    opened = []
+    monkeypatch.setattr(live, "run_live", lambda *a, **k: opened.append(1))
+    r = CliRunner().invoke(cli, ["cam", "--camera", "/dev/video97", "--virtual", "--no-preview"])
+    assert r.exit_code == 1 and not opened and "Traceback" not in r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and ("modprobe v4l2loopback" in lines[0] if extra else 'pip install ".[virtualcam]"' in lines[0]), r.output
 
 
 def test_missing_camera_lists_what_was_found():
@@ -302,7 +323,8 @@ def test_a_batch_may_carry_its_own_strength():
             s.sharpen(f, 2.5)
 
 
-def test_cam_is_a_shim_over_run_live(video):
+def test_cam_is_a_shim_over_run_live(video, monkeypatch):
+    monkeypatch.setattr(sinks, "require_virtual_camera", lambda: None)  # stands in for a loopback device, which cannot exist here
     with mock.patch("livesharp.live.run_live", autospec=True, return_value=live.LiveResult(3, 1.0, 0, [5.0])) as run:
         r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--size", "640x480", "--fps", "25", "--no-preview", "--virtual", "--loop",
                                      "--model", "unsharp", "--strength", "0.5", "--side-by-side", "--max-frames", "3", "--stats", "s.jsonl"])
