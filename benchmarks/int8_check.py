@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 from pathlib import Path
 from livesharp.model import load_student
-from livesharp.runtimes import cached_graph
+from livesharp.export import cached_graph
 from train.data import list_images
 from train.motion import TrajectoryBlur
 from train.evaluate import PairFolder, SharpFrames, to_uint8

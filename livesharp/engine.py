@@ -19,7 +19,8 @@ import numpy as np
 
 from . import ops
 from .errors import LivesharpError, ModelError
-from .runtimes import RUNNERS, GraphInfo, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, read_graph, require_torch
+from .graph import GraphInfo, read_graph
+from .runtimes import RUNNERS, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, require_torch
 from .settings import DEFAULT_MODEL, cpu_streams, cpu_threads, shipped_graph, shipped_weights
 
 if TYPE_CHECKING:

@@ -1,18 +1,19 @@
-"""From a torch student to the graphs the CPU runtimes load: export, its metadata, and the cache.
+"""From a torch student to the graphs the CPU runtimes load: the export, and the cached one.
 
 This is the one module of the graph side that needs torch (and the ``onnx`` package, which
 torch's exporter writes with): running a graph does not (``runtimes.py``), so a base install,
 which has no torch, runs the graph shipped in ``livesharp/weights/`` and never comes here.
 
-Every exported graph describes itself in its ONNX ``metadata_props`` (``graph_metadata``): the
-digest of the weights it holds, the graph version, the side multiple it pads to, its cost and
-its variant. That is all a runtime needs to run it without the checkpoint, and what tells a
-stale shipped graph from a current one.
+Every exported graph describes itself in its ONNX ``metadata_props`` (``graph_metadata``, the
+keys in ``livesharp.graph``): the digest of the weights it holds, the graph version, the side
+multiple it pads to, its cost and its variant. That is all a runtime needs to run it without
+the checkpoint, and what tells a stale shipped graph from a current one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import tempfile
 import warnings
@@ -26,7 +27,7 @@ from torch import nn
 from .errors import LivesharpError
 from .files import atomic_output
 from .model import VARIANTS, Student, count_macs
-from .runtimes import GRAPH_VERSION, META, OPSET, _exclusive, cache_dir, installed, writable_cache_dir
+from .graph import GRAPH_VERSION, META, OPSET, cache_dir, export_lock, writable_cache_dir
 
 
 def model_digest(net: Student) -> str:
@@ -44,7 +45,7 @@ def variant_of(net: Student) -> str:
 
 
 def graph_metadata(net: Student, io: str, name: str = "") -> dict[str, str]:
-    """The ``metadata_props`` of ``net``'s exported graph (keys in ``runtimes.META``).
+    """The ``metadata_props`` of ``net``'s exported graph (keys in ``graph.META``).
 
     ``name`` is the model's name as users pass it (``tiny``); ``variant`` its architecture's
     name in ``VARIANTS`` (``custom`` for any other).
@@ -140,7 +141,7 @@ def export_onnx(net: Student, path: str | Path, io: str = "float", name: str = "
 
 def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
     """Write ``net`` as OpenVINO IR: ``path`` (.xml) and the weights beside it (.bin)."""
-    if not installed("openvino", export=False):
+    if importlib.util.find_spec("openvino") is None:
         raise LivesharpError('--format openvino: openvino is not installed; pip install "livesharp[openvino]"')
     import openvino as ov
 
@@ -169,7 +170,7 @@ def cached_graph(net: Student) -> Path:
     folder = writable_cache_dir()
     path = folder / name
     try:
-        with _exclusive(folder):
+        with export_lock(folder):
             if not path.is_file():  # another process may have exported it while this one waited
                 export_onnx(net, path, io="uint8")
     except OSError as e:

@@ -55,7 +55,8 @@ def parity(checkpoint: Path, graph: Path, frame: np.ndarray | None = None) -> di
     """Largest difference in grey levels between torch fp32 on ``checkpoint`` and each CPU runtime
     installed on ``graph``, on ``frame`` (default: ``demo_frame()``)."""
     from livesharp.engine import Sharpener
-    from livesharp.runtimes import installed, read_graph
+    from livesharp.graph import read_graph
+    from livesharp.runtimes import installed
 
     frame = demo_frame() if frame is None else frame
     with Sharpener(str(checkpoint), device="cpu", backend="torch", precision="fp32") as ref:

@@ -15,6 +15,8 @@ import pytest
 
 from livesharp import int8, runtimes
 from livesharp.errors import LivesharpError
+from livesharp.export import export_onnx
+from livesharp.graph import GraphInfo
 from livesharp.model import load_student
 
 ZEN5 = ["BF16", "FP32", "INT8", "EXPORT_IMPORT", "avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
@@ -133,7 +135,7 @@ def graphs(tmp_path_factory):
     """The shipped tiny student's uint8-frame graph, without metadata_props and with a known
     digest among them."""
     root = tmp_path_factory.mktemp("int8_graphs")
-    exported = runtimes.export_onnx(load_student("tiny"), root / "exported.onnx", io="uint8")
+    exported = export_onnx(load_student("tiny"), root / "exported.onnx", io="uint8")
     m = onnx.load(str(exported))
     del m.metadata_props[:]
     onnx.save(m, str(root / "plain.onnx"))
@@ -316,7 +318,7 @@ def test_explicit_int8_where_the_runner_cannot_is_one_line(graphs, tmp_path, mon
         runtimes.OpenVinoRunner(graph, threads=1, precision="int8")
     from livesharp.engine import make_runner
 
-    info = runtimes.GraphInfo(graph, "0123456789abcdef", 4, 0.0, "tiny", "alone")
+    info = GraphInfo(graph, "0123456789abcdef", 4, 0.0, "tiny", "alone")
     with pytest.raises(LivesharpError, match=r"^--precision int8 runs under OpenVINO on the CPU, not onnx; use --backend openvino"):
         make_runner(None, "cpu", backend="onnx", precision="int8", graph=info)
 

@@ -24,6 +24,8 @@ from livesharp import engine, runtimes
 from livesharp.cli import cli
 from livesharp.engine import Sharpener
 from livesharp.errors import LivesharpError
+from livesharp.export import cached_graph
+from livesharp.graph import cache_dir
 from livesharp.model import save_student
 
 CPU = torch.device("cpu")
@@ -205,12 +207,12 @@ def test_runtimes_leave_torch_threads_alone_and_use_the_given_count(backend, ran
 def test_the_export_is_cached_by_model_hash(random_student, tmp_path, monkeypatch):
     monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
     a, b = random_student(seed=1), random_student(seed=2)
-    path = runtimes.cached_graph(a)
+    path = cached_graph(a)
     stamp = path.stat().st_mtime_ns
-    assert runtimes.cached_graph(random_student(seed=1)) == path  # same weights: same file, not re-exported
+    assert cached_graph(random_student(seed=1)) == path  # same weights: same file, not re-exported
     assert path.stat().st_mtime_ns == stamp
-    assert runtimes.cached_graph(b) != path
-    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == sorted([path.name, runtimes.cached_graph(b).name])
+    assert cached_graph(b) != path
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == sorted([path.name, cached_graph(b).name])
     assert not list((tmp_path / "cache").glob(".*"))  # no partial files left
 
 
@@ -220,7 +222,7 @@ def test_an_unwritable_cache_without_a_temporary_folder_is_one_clear_error(rando
     monkeypatch.setenv("LIVESHARP_CACHE", str(blocker / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))  # the fallback cannot be made either
     with pytest.raises(LivesharpError, match="LIVESHARP_CACHE"):
-        runtimes.cached_graph(random_student())
+        cached_graph(random_student())
 
 
 def unwritable_folder(tmp_path, how):
@@ -247,12 +249,12 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_one_with_one_warning(how,
         out = s.sharpen(frames(1, 40, 56)[0])
     with Sharpener(net, device="cpu", backend="torch", precision="fp32") as ref:
         assert np.abs(out.astype(int) - ref.sharpen(frames(1, 40, 56)[0])).max() <= 1
-    graph = runtimes.cached_graph(net)
-    assert not graph.is_relative_to(folder) and graph.parent == runtimes.cache_dir() and graph.is_file()
+    graph = cached_graph(net)
+    assert not graph.is_relative_to(folder) and graph.parent == cache_dir() and graph.is_file()
     assert len(caplog.records) == 1, caplog.records  # once per process, however often the cache is used
     assert "using a temporary one" in caplog.records[0].getMessage() and "LIVESHARP_CACHE" in caplog.records[0].getMessage()
     monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "writable"))  # pointed elsewhere: obeyed at once
-    assert runtimes.cache_dir() == tmp_path / "writable"
+    assert cache_dir() == tmp_path / "writable"
 
 
 def test_a_read_only_home_is_a_warning_line_not_an_error(tmp_path, monkeypatch, random_student):
@@ -280,7 +282,7 @@ import hashlib, pathlib, sys, time
 import livesharp.settings
 livesharp.settings.apply_thread_policy()
 import numpy as np
-from livesharp import export, runtimes
+from livesharp import export
 from livesharp.engine import Sharpener
 from livesharp.model import load_student
 ckpt, ready, go, backend, exports = sys.argv[1:]
@@ -296,7 +298,7 @@ while not pathlib.Path(go).exists():
     time.sleep(0.005)
 with Sharpener(net, device="cpu", backend=backend) as s:
     out = s.sharpen(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8))
-path = runtimes.cached_graph(net)
+path = export.cached_graph(net)
 print(path, path.stat().st_ino, hashlib.sha256(out.tobytes()).hexdigest())
 """
 
@@ -327,7 +329,8 @@ def test_two_processes_exporting_at_once_share_one_complete_graph(tmp_path, rand
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("LIVESHARP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert runtimes.cache_dir() == tmp_path / "livesharp"
+    assert cache_dir() == tmp_path / "livesharp"
+
 
 
 def test_export_refuses_baselines_bad_names_and_existing_files(tmp_path):

@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from livesharp import int8, runtimes, settings
+from livesharp import int8, settings
 from livesharp.engine import Sharpener
 from livesharp.export import model_digest, variant_of
+from livesharp.graph import read_graph
 from livesharp.model import load_student
 from train.ship import PARITY_GREY_LEVELS, demo_frame, parity
 
@@ -27,7 +28,7 @@ def test_the_shipped_weights_are_package_data():
 
 def test_the_shipped_graph_holds_the_shipped_checkpoint():
     net = load_student(PT)
-    graph = runtimes.read_graph(ONNX)
+    graph = read_graph(ONNX)
     assert graph.digest == model_digest(net), "livesharp-tiny.onnx is stale: run python -m train.ship livesharp/weights/livesharp-tiny.pt --name tiny"
     # the architecture's name as the checkpoint gives it (custom where no VARIANTS entry matches)
     assert graph.multiple == net.cfg.multiple and graph.name == "tiny" and graph.variant == variant_of(net)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from livesharp import int8, runtimes
+from livesharp import int8
 from livesharp.errors import LivesharpError
+from livesharp.export import export_onnx
 from livesharp.model import VARIANTS, Student
 from train import quantize as q
 
@@ -60,7 +61,7 @@ def graph(tmp_path_factory):
             p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
         net.ending.weight.mul_(0.05)
         net.ending.bias.zero_()
-    return runtimes.export_onnx(net, tmp_path_factory.mktemp("graph") / "student.onnx", io="uint8")
+    return export_onnx(net, tmp_path_factory.mktemp("graph") / "student.onnx", io="uint8")
 
 
 FAST = dict(crops=4, crop=64, progress=False)
@@ -126,7 +127,7 @@ def test_calibration_crops_are_the_same_every_time(folders):
 
 def test_bad_input_is_one_clear_line(folders, tmp_path):
     net = Student(VARIANTS["tiny"]).eval()
-    float_io = runtimes.export_onnx(net, tmp_path / "float.onnx", io="float")
+    float_io = export_onnx(net, tmp_path / "float.onnx", io="float")
     with pytest.raises(LivesharpError, match=r"float.onnx: not a uint8-frame graph"):
         q.quantize_shipped(float_io, tmp_path / "float.int8.xml", **folders, **FAST)
     with pytest.raises(LivesharpError, match=r"missing.onnx: no such ONNX graph"):
