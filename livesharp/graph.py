@@ -16,13 +16,15 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
+from filelock import FileLock
 
 from .errors import LivesharpError
 
@@ -36,11 +38,6 @@ GRAPH_VERSION = 5
 META = {k: f"livesharp_{k}" for k in ("digest", "graph_version", "multiple", "macs_per_pixel", "io", "variant", "name")}
 
 log = logging.getLogger("livesharp")
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: see export_lock
-    fcntl = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,9 @@ def read_graph(path: str | Path) -> GraphInfo:
 def _configured_cache() -> Path:
     if os.environ.get("LIVESHARP_CACHE"):
         return Path(os.environ["LIVESHARP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "livesharp"
+    # Linux: $XDG_CACHE_HOME/livesharp, else ~/.cache/livesharp; macOS ~/Library/Caches/livesharp;
+    # Windows %LOCALAPPDATA%\livesharp\Cache
+    return platformdirs.user_cache_path("livesharp", appauthor=False)
 
 
 # A configured cache folder that this process found it cannot write -> the temporary folder
@@ -132,9 +130,10 @@ _STAND_INS: dict[Path, Path] = {}
 
 
 def cache_dir() -> Path:
-    """``$LIVESHARP_CACHE``, else ``$XDG_CACHE_HOME/livesharp``, else ``~/.cache/livesharp``;
-    read on every call. Where that folder proved unwritable, the temporary one standing in for
-    it in this process (see ``writable_cache_dir``)."""
+    """``$LIVESHARP_CACHE``, else the user's cache folder for livesharp (``platformdirs``: on
+    Linux ``$XDG_CACHE_HOME/livesharp``, else ``~/.cache/livesharp``); read on every call. Where
+    that folder proved unwritable, the temporary one standing in for it in this process (see
+    ``writable_cache_dir``)."""
     configured = _configured_cache()
     return _STAND_INS.get(configured, configured)
 
@@ -170,19 +169,11 @@ def writable_cache_dir() -> Path:
     return stand_in
 
 
-@contextlib.contextmanager
-def export_lock(folder: Path):
-    """One process at a time exports into ``folder``: two first runs started at once export a
-    model once, the second waiting and then finding the graph (OS lock on ``export.lock``,
-    released when the file closes, so a killed holder never leaves the cache locked).
-
-    Without fcntl (Windows) there is no lock: both export, each into its own temporary file
-    (``atomic_output``), and the second rename puts the same graph in place again.
-    """
-    with open(folder / "export.lock", "a") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def export_lock(folder: Path) -> FileLock:
+    """One process at a time exports into ``folder``, on every OS: two first runs started at once
+    export a model once, the second waiting and then finding the graph. The OS lock on
+    ``export.lock`` is released when its holder exits, so a killed one never leaves it locked."""
+    return FileLock(folder / "export.lock")
 
 
 __all__ = ["OPSET", "GRAPH_VERSION", "META", "GraphInfo", "onnx_metadata", "read_graph", "cache_dir", "writable_cache_dir", "export_lock"]

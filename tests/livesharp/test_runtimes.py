@@ -332,6 +332,13 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "livesharp"
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the user's cache folder is another on macOS and Windows")
+def test_the_default_cache_dir_is_under_the_home_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("LIVESHARP_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "livesharp"
+
 
 def test_export_refuses_baselines_bad_names_and_existing_files(tmp_path):
     runner = CliRunner()
