@@ -108,10 +108,16 @@ class Runner(abc.ABC):
     ``run`` is ``download(infer(upload(frames), strength), frames)``; the steps are separate so
     that ``Sharpener.profile`` can time each, with ``sync()`` waiting for a device to finish.
     ``computing()`` is the context every step runs in (torch's inference mode and threads).
+
+    A network's runner gives it no side under ``min_side``, the network's multiple: a smaller
+    frame (a thumbnail) is computed as ``pad_to_min_side`` makes it, and cropped back. The
+    exported graphs need that (they reflect-pad to the multiple), and torch does the same, so
+    every backend computes the same pixels (a zero-mean residual averages the padded frame).
     """
 
     name = "none"
     precision = "none"
+    min_side = 1
 
     def computing(self):
         return contextlib.nullcontext()
@@ -137,24 +143,27 @@ class Runner(abc.ABC):
         pass
 
 
-class GraphRunner(Runner):
-    """A runtime that runs the exported uint8-frame graph (``cached_graph``) on the CPU.
+def pad_to_min_side(batch: np.ndarray, side: int) -> np.ndarray:
+    """(N, H, W, 3) frames with their edge pixels repeated, bottom and right, until both sides
+    are at least ``side``; the same array where they are. Crop back with ``[:, :H, :W]``.
 
-    The graph reflect-pads to the network's multiple, which needs sides of at least that
-    (``min_side``); a thumbnail gets its edge pixels repeated up to it instead, as the torch
-    model does for it, and the result is cropped back.
+    >>> pad_to_min_side(np.zeros((1, 9, 40, 3), np.uint8), 32).shape
+    (1, 32, 40, 3)
     """
+    h, w = batch.shape[1:3]
+    if h >= side and w >= side:
+        return batch
+    return np.pad(batch, ((0, 0), (0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="edge")
 
-    min_side = 1
+
+class GraphRunner(Runner):
+    """A runtime that runs the exported uint8-frame graph (``cached_graph``) on the CPU."""
 
     def upload(self, frames) -> np.ndarray:
         # A list of frames is stacked here, an array is taken as it is, and a live session's one
         # frame is viewed as a batch of one: stacking it would copy 2.7 MB per 720p frame.
         batch = frames[0][None] if isinstance(frames, (list, tuple)) and len(frames) == 1 else np.asarray(frames)
-        h, w, m = *batch.shape[1:3], self.min_side
-        if h < m or w < m:
-            batch = np.pad(batch, ((0, 0), (0, max(0, m - h)), (0, max(0, m - w)), (0, 0)), mode="edge")
-        return batch
+        return pad_to_min_side(batch, self.min_side)
 
     def download(self, y: np.ndarray, frames) -> np.ndarray:
         h, w = frames[0].shape[:2]

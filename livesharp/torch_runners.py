@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .model import Student
-from .runtimes import Runner
+from .runtimes import Runner, pad_to_min_side
 
 
 @contextmanager
@@ -46,6 +46,7 @@ class TorchCpuRunner(Runner):
     def __init__(self, net: Student, threads: int):
         self.net = net.fused().to(memory_format=torch.channels_last)  # the same function, fewer operations
         self.threads = threads
+        self.min_side = net.cfg.multiple
 
     @contextmanager
     def computing(self):
@@ -53,7 +54,7 @@ class TorchCpuRunner(Runner):
             yield
 
     def upload(self, frames) -> torch.Tensor:
-        batch = torch.from_numpy(np.asarray(frames))  # N,H,W,C uint8; a list is stacked here
+        batch = torch.from_numpy(pad_to_min_side(np.asarray(frames), self.min_side))  # N,H,W,C uint8; a list is stacked here
         return batch.permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
 
     def infer(self, x: torch.Tensor, strength: float) -> torch.Tensor:
@@ -61,7 +62,8 @@ class TorchCpuRunner(Runner):
         return y if strength == 1.0 else torch.lerp(x, y, strength)
 
     def download(self, y: torch.Tensor, frames) -> np.ndarray:
-        return to_uint8_nhwc(y).contiguous().numpy()
+        h, w = frames[0].shape[:2]
+        return to_uint8_nhwc(y)[:, :h, :w].contiguous().numpy()
 
 
 class TorchCudaRunner(Runner):
@@ -79,6 +81,7 @@ class TorchCudaRunner(Runner):
         self.precision = "fp16" if precision == "auto" else "fp32"
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.net = net.fused().to(device, dtype=self.dtype, memory_format=torch.channels_last)
+        self.min_side = net.cfg.multiple
         self._done = torch.cuda.Event()
         self._host_in: torch.Tensor | None = None
         self._host_out: torch.Tensor | None = None
@@ -87,6 +90,8 @@ class TorchCudaRunner(Runner):
         return torch.inference_mode()
 
     def upload(self, frames) -> torch.Tensor:
+        if min(frames[0].shape[:2]) < self.min_side:  # a thumbnail: rare, so stacked twice
+            frames = pad_to_min_side(np.stack(frames), self.min_side)
         n, (h, w, c) = len(frames), frames[0].shape
         self._host_in = _pinned(self._host_in, (n, h, w, c))
         np.stack(frames, out=self._host_in.numpy())  # straight into pinned memory, no extra copy
@@ -98,7 +103,8 @@ class TorchCudaRunner(Runner):
         return y if strength == 1.0 else torch.lerp(x, y, strength)
 
     def download(self, y: torch.Tensor, frames) -> np.ndarray:
-        y = to_uint8_nhwc(y)
+        h, w = frames[0].shape[:2]
+        y = to_uint8_nhwc(y)[:, :h, :w]
         self._host_out = _pinned(self._host_out, tuple(y.shape))
         self._host_out.copy_(y, non_blocking=True)
         self._done.record()

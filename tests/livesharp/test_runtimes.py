@@ -84,7 +84,7 @@ def test_export_round_trip_matches_torch_within_1e3(tmp_path, random_student, fm
 @pytest.mark.parametrize("strength", [1.0, 0.5, 1.7])
 @pytest.mark.parametrize("h, w", [(37, 45), (48, 64), (9, 13)])
 def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_student, threads):
-    # small: no zero-mean residual; frames under the multiple with one are the xfail below.
+    # small: no zero-mean residual; frames under the multiple with one: the test below.
     batch = frames(3, h, w)
     with Sharpener(random_student("small"), device="cpu", backend="torch", strength=strength) as ref:
         want = ref.sharpen_batch(batch)
@@ -100,11 +100,10 @@ def test_runtime_frames_match_torch_frames(backend, strength, h, w, random_stude
     assert np.abs(one.astype(int) - got[1]).max() <= 1  # batch size changes kernels, not results
 
 
-@pytest.mark.xfail(strict=True, reason="known: a graph runner edge-pads frames smaller than the multiple before "
-                   "the graph, so a zero-mean residual averages the padding too; torch averages the frame alone")
 @pytest.mark.parametrize("backend", RUNTIMES)
-def test_zero_mean_runtime_frames_smaller_than_the_multiple_match_torch(backend, random_student, threads):
-    batch = frames(2, 9, 13)
+@pytest.mark.parametrize("h, w", [(9, 13), (20, 45)])  # 20 x 45: one side under the multiple (32), one over
+def test_zero_mean_runtime_frames_smaller_than_the_multiple_match_torch(backend, h, w, random_student, threads):
+    batch = frames(2, h, w)
     with Sharpener(random_student("tiny"), device="cpu", backend="torch") as ref:
         want = ref.sharpen_batch(batch)
     with Sharpener(random_student("tiny"), device="cpu", backend=backend, precision="fp32") as s:
