@@ -36,7 +36,7 @@ from .engine import DEFAULT_MODEL, Sharpener, pick_device
 from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
 from .pipeline import process_file
-from .runtimes import BACKENDS, choose_backend, device_type, installed
+from .runtimes import BACKENDS, CPU_PREFERENCE, choose_backend, device_type, installed
 from .settings import FILE_BATCH, cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
@@ -223,7 +223,7 @@ def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log
 def _live_scale(sharpeners: dict, h: int, w: int, log, key: str) -> dict | None:
     """What ``cam --scale auto`` starts at for a ``LIVE_FPS`` camera of this size, under the
     runtime ``cam`` would use (the first CPU runtime measured, as ``auto`` prefers them)."""
-    backend = next((b for b in ("openvino", "onnx", "torch") if b in sharpeners), None)
+    backend = next((b for b in CPU_PREFERENCE if b in sharpeners), None)
     if backend is None:
         return None
     s = sharpeners[backend]

@@ -36,6 +36,10 @@ from typing import Callable, Iterable
 
 from .errors import LivesharpError
 
+# --precision. auto: the fastest arithmetic the device does well and the model was checked in
+# (fp16 on CUDA; under OpenVINO the model's checked int8 graph where it times faster than the
+# float one on this CPU, else bf16 where native); fp32: full precision everywhere; int8:
+# OpenVINO's int8 or an error.
 PRECISIONS = ("auto", "fp32", "int8")
 # /proc/cpuinfo flags of int8 dot-product instructions: AVX-512 VNNI (Cascade Lake, Zen 4 on),
 # AVX-VNNI (Alder Lake on, 256-bit), AMX-INT8 (Sapphire Rapids on).

@@ -23,17 +23,15 @@ import numpy as np
 from . import int8
 from .errors import LivesharpError
 from .graph import GRAPH_VERSION, writable_cache_dir
+from .int8 import PRECISIONS
 
 BACKENDS = ("torch", "onnx", "openvino")
-# auto: the fastest arithmetic the device does well and the model was checked in (fp16 on CUDA;
-# under OpenVINO the model's checked int8 graph where it times faster than the float one on this
-# CPU, else bf16 where native); fp32: full precision everywhere; int8: OpenVINO's int8 or an error.
-PRECISIONS = ("auto", "fp32", "int8")
+# What --backend auto takes on the CPU: the first installed (torch on CUDA).
+CPU_PREFERENCE = ("openvino", "onnx", "torch")
 # The extra that installs each optional runtime, and the modules it needs: the runtime, and
 # onnx, which torch's exporter needs to write the graph the runtime loads (running a graph that
 # is already written, such as the shipped one, needs the runtime alone).
 EXTRAS = {"onnx": (("onnxruntime", "onnx"), "livesharp[onnx]"), "openvino": (("openvino", "onnx"), "livesharp[openvino]")}
-EXPORTER = "onnx"
 TORCH_EXTRA = 'pip install "livesharp[torch]"'
 FORMATS = ("onnx", "openvino")
 
@@ -79,7 +77,7 @@ def choose_backend(requested: str, device, export: bool = True) -> str:
     if requested == "auto":
         if kind == "cuda":
             return "torch"
-        found = next((b for b in ("openvino", "onnx", "torch") if installed(b, export)), None)
+        found = next((b for b in CPU_PREFERENCE if installed(b, export)), None)
         if found is None:
             raise LivesharpError('no CPU runtime is installed: pip install openvino (or "livesharp[onnx]", or "livesharp[torch]")')
         return found
@@ -346,5 +344,5 @@ def _copy_out(request, slot: tuple[np.ndarray, int]) -> None:
 
 RUNNERS = {"onnx": OnnxRunner, "openvino": OpenVinoRunner}
 
-__all__ = ["BACKENDS", "PRECISIONS", "FORMATS", "check_precision", "int8_unavailable", "installed", "require_torch", "device_type",
+__all__ = ["BACKENDS", "CPU_PREFERENCE", "PRECISIONS", "FORMATS", "check_precision", "int8_unavailable", "installed", "require_torch", "device_type",
            "choose_backend", "Runner", "GraphRunner", "OnnxRunner", "OpenVinoRunner"]
