@@ -7,15 +7,12 @@ from (``NAME.onnx`` -> ``NAME.int8.xml`` + ``NAME.int8.bin``), and its OpenVINO 
 says which graph that was and what it cost. A stale one (the model retrained, the int8 graph not
 remade) is recognised by its digest and never used.
 
-Whether int8 pays is measured, not read from the CPU's flags. With int8 dot-product instructions
-(VNNI, AMX-INT8) it is clearly faster: on 2 Zen 5 cores the tiny student at 720p took 19.0 ms in
-int8 against 28.1 ms in bf16 and 43.9 ms in fp32 (benchmarks/int8_check.py). Without them it was
-expected to be emulated and slower, but on a 2-core AVX2-only AMD EPYC the int8 graph took 59-67
-ms against 71-74 ms for fp32 (issue 31): OpenVINO's AVX2 int8 kernels still win there, and the
-flags would have thrown that away. On a Zen 1 EPYC (AVX2 on 128-bit units) the two came out equal
-(benchmarks/README.md). So ``auto`` times the two graphs on this CPU, once per CPU, model and
-frame size, and keeps the faster (``measured_precision``); the answer is cached beside the
-exported graphs (``CHOICES_FILE``).
+Whether int8 pays is measured, not read from the CPU's flags: with int8 dot-product
+instructions (VNNI, AMX-INT8) it is clearly faster, and without them it was expected to be
+emulated and slower, yet on AVX2-only CPUs it has come out faster on one and equal on another
+(per CPU kind: benchmarks/README.md). So ``auto`` times the two graphs on this CPU, once per CPU,
+model and frame size, and keeps the faster (``measured_precision``); the answer is cached beside
+the exported graphs (``CHOICES_FILE``).
 
 Nothing heavy is imported here: openvino only inside the functions that read graphs or ask the
 CPU, so that choosing ``fp32`` needs neither.

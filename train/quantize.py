@@ -63,7 +63,7 @@ FLOAT_NAMES = (r".*/(centre|spread)/.*",)
 
 
 def check_graph(onnx_path: Path):
-    """Read a uint8-frame ONNX graph (``runtimes.export_onnx(..., io="uint8")``) into OpenVINO."""
+    """Read a uint8-frame ONNX graph (``livesharp.export.export_onnx(..., io="uint8")``) into OpenVINO."""
     import openvino as ov
 
     if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
@@ -74,7 +74,7 @@ def check_graph(onnx_path: Path):
         raise LivesharpError(f"{onnx_path}: OpenVINO cannot read it ({str(e).splitlines()[0]})") from None
     inputs = {i.get_any_name(): i.get_element_type().get_type_name() for i in model.inputs}
     if inputs != {"input": "u8", "strength": "f32"}:
-        raise LivesharpError(f"{onnx_path}: not a uint8-frame graph (inputs {inputs}); export one with runtimes.export_onnx(net, path, io='uint8')")
+        raise LivesharpError(f"{onnx_path}: not a uint8-frame graph (inputs {inputs}); export one with livesharp.export.export_onnx(net, path, io='uint8')")
     return model
 
 
