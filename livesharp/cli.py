@@ -266,7 +266,7 @@ def export_cmd(model, output, fmt, io, overwrite):
 @cli.command("bench", epilog="""\b
 Examples:
   livesharp bench                                   # 1280x720, every backend installed
-  livesharp bench --size 640x480 --size 1920x1080 --model small
+  livesharp bench --size 640x480 --size 1920x1080 --model unsharp
   livesharp bench --backend openvino --batch 4 --json > bench.json
 """)
 @click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True, help="Frame size WIDTHxHEIGHT; repeat for several.")
