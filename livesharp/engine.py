@@ -10,6 +10,7 @@ which has no torch, sharpens with it.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -103,9 +104,17 @@ def find_model(model: str | Path | Student) -> tuple[Student | None, GraphInfo |
         pt, onnx = shipped_weights(name), shipped_graph(name)
         graph = read_graph(onnx) if onnx.is_file() else None
         if pt.is_file() and installed("torch"):
-            from .export import model_digest
-            from .model import load_student
-
+            try:
+                from .export import model_digest
+                from .model import load_student
+            except (ImportError, OSError, MemoryError) as e:
+                # Installed but unable to load here (an address-space limit, a deleted working
+                # directory, a broken install): the shipped graph needs no torch, so run it.
+                why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+                if graph is None:
+                    raise LivesharpError(f"--model {name}: torch is installed but does not load ({why}); reinstall it, or run a graph") from None
+                logging.getLogger("livesharp").warning(f"torch is installed but does not load ({why}); running the shipped graph without it")
+                return None, graph, name
             net = load_student(pt)
             if graph is not None and graph.digest != model_digest(net):
                 graph = None  # a graph left from other weights: never run it in their name

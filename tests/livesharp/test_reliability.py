@@ -564,3 +564,25 @@ def test_only_the_first_of_several_frames_or_pages_is_sharpened_and_said(tmp_pat
     what = "pages" if name.endswith("tiff") else "frames"
     assert [w for w in livesharp_warnings if what in w] == [f"{name} has 3 {what}: only the first is sharpened"
                                                             + ("" if what == "pages" else "; livesharp file sharpens every frame into a video")]
+
+
+def test_a_torch_that_cannot_load_does_not_stop_the_shipped_graph(tmp_path):
+    """Cause 12: torch installed but unable to load (here a stand-in package that fails as a
+    1.5 GB address-space limit makes libtorch fail) must not break a run that needs no torch."""
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise OSError("libtorch_cpu.so: failed to map segment from shared object")\n')
+    cv2.imwrite(str(tmp_path / "in.png"), np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "LIVESHARP_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "livesharp", "image", str(tmp_path / "in.png"), str(tmp_path / "out.png")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "torch is installed but does not load (libtorch_cpu.so" in r.stderr
+    assert cv2.imread(str(tmp_path / "out.png")).shape == (48, 64, 3)
