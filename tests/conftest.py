@@ -113,6 +113,24 @@ class Probe:
     audio: list[bytes] = field(default_factory=list)  # audio packet payloads in file order
 
 
+def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, options: dict | None = None,
+          kinds: tuple[str, ...] | None = None) -> Path:
+    """Copy every packet of ``src`` into ``dst`` (container by suffix or ``fmt``), the streams of
+    ``kinds`` (default: all) ``shift`` seconds later."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt, options=options or {}) as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            if kinds is None or packet.stream.type in kinds:
+                offset = round(Fraction(shift) / packet.time_base)
+                packet.pts += offset
+                packet.dts += offset
+            packet.stream = streams[packet.stream.index]
+            o.mux(packet)
+    return dst
+
+
 def probe(path: Path) -> Probe:
     with av.open(str(path)) as c:
         v = c.streams.video[0]

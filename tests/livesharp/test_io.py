@@ -13,21 +13,7 @@ import pytest
 
 from livesharp.errors import LivesharpError
 from livesharp.pipeline import process_file
-
-
-def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, options: dict | None = None) -> Path:
-    """Copy every packet of ``src`` into ``dst`` (container by suffix or ``fmt``), ``shift`` seconds later."""
-    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt, options=options or {}) as o:
-        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
-        for packet in i.demux():
-            if packet.dts is None:
-                continue
-            offset = round(Fraction(shift) / packet.time_base)
-            packet.pts += offset
-            packet.dts += offset
-            packet.stream = streams[packet.stream.index]
-            o.mux(packet)
-    return dst
+from tests.conftest import remux
 
 
 def write_clip(path: Path, *, frames: int = 40, rate: int = 10, gop: int = 5, audio: bool = True, size=(64, 48),

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from livesharp.cli import cli
+from tests.conftest import remux
 
 
 def cam(*args: str):
@@ -274,25 +275,6 @@ def test_an_animated_webp_is_named_as_such_not_called_damaged(tmp_path):
         run_file(src, tmp_path / "out.mp4")
 
 
-def shift_video(src: Path, dst: Path, seconds: float) -> Path:
-    """Copy every packet of ``src`` into ``dst``, the video ``seconds`` later than the audio."""
-    import av
-    from fractions import Fraction
-
-    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
-        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
-        for packet in i.demux():
-            if packet.dts is None:
-                continue
-            if packet.stream.type == "video":
-                offset = round(Fraction(seconds) / packet.time_base)
-                packet.pts += offset
-                packet.dts += offset
-            packet.stream = streams[packet.stream.index]
-            o.mux(packet)
-    return dst
-
-
 def audio_and_video_starts(path: Path) -> tuple[int, float, float]:
     """(audio packets, first audio time, first video frame time) as a player sees them."""
     import av
@@ -307,7 +289,7 @@ def audio_and_video_starts(path: Path) -> tuple[int, float, float]:
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_audio_that_starts_before_the_first_video_frame_is_kept(video_with_audio, tmp_path, suffix):
-    src = shift_video(video_with_audio, tmp_path / "early_audio.mkv", 0.52)
+    src = remux(video_with_audio, tmp_path / "early_audio.mkv", shift=0.52, kinds=("video",))
     n_in, a_in, v_in = audio_and_video_starts(src)
     assert v_in - a_in >= 0.52  # (and the AAC encoder's priming, before 0)
     out = tmp_path / f"out{suffix}"
