@@ -67,19 +67,17 @@ def degrade(img: np.ndarray, steps: Sequence[Step], rng: np.random.Generator) ->
             x = u8.astype(np.float32) / 255
         elif name == "noise":
             x = x + rng.standard_normal(x.shape, dtype=np.float32) * p[0]
-        else:
+        elif name == "resize":
             for t in range(len(x)):
-                if name == "gauss":
-                    x[t] = blur(x[t], gaussian_kernel(p[0]))
-                elif name == "disc":
-                    x[t] = blur(x[t], defocus_kernel(p[0]))
-                elif name == "motion":
-                    size = 2 * int(np.ceil(p[0] / 2)) + 3
-                    x[t] = blur(x[t], linear_kernel(p[0], p[1], size))
-                elif name == "resize":
-                    x[t] = resize_round_trip(x[t], *p)
-                else:
-                    raise ValueError(f"unknown degradation step {name!r}")
+                x[t] = resize_round_trip(x[t], *p)
+        else:
+            kernels = {"gauss": lambda: gaussian_kernel(p[0]), "disc": lambda: defocus_kernel(p[0]),
+                       "motion": lambda: linear_kernel(p[0], p[1], 2 * int(np.ceil(p[0] / 2)) + 3)}
+            if name not in kernels:
+                raise ValueError(f"unknown degradation step {name!r}")
+            kernel = kernels[name]()  # once per step, for every frame of the clip
+            for t in range(len(x)):
+                x[t] = blur(x[t], kernel)
     return to_uint8(x)
 
 
