@@ -333,10 +333,12 @@ Examples:
 def demo_cmd(out_dir, preview, model, device, frames, backend, precision):
     """See it work with nothing to set up: sharpen a short real clip shipped with livesharp
     (GoPro footage, CC BY 4.0), and measure the result against the clip's sharp frames."""
+    import sys
+
     from . import sinks
     from .demo import run_demo
 
-    terminal = click.get_text_stream("stderr").isatty()
+    terminal = sys.stderr.isatty()  # click.get_text_stream is deprecated from Click 8.5 (what a fresh install gets)
 
     def progress(i, n):  # on a terminal one line counting up; in a log every 10th frame and the last
         if terminal:
