@@ -11,6 +11,7 @@ Checkpoints describe themselves: ``{"model": state_dict, "model_args": asdict(cf
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ class StudentConfig:
     # 10 % of conv32's 720p time under OpenVINO bf16, nothing measurable in int8
     # (benchmarks/README.md).
     zero_mean: bool = False
+    # Detail bands (``DetailPath``): fixed-size high-pass views of the frame's luma at full
+    # resolution, each scaled by a gain the network sets per 4x4 block. 0 leaves them out.
+    detail: int = 0
 
     def __post_init__(self):
         if len(self.enc_blocks) != len(self.dec_blocks):
@@ -58,6 +62,9 @@ VARIANTS: dict[str, StudentConfig] = {
     # GMAC per megapixel; its speed per CPU kind is in benchmarks/README.md. Its four blocks at
     # 1/32 cost little time; the zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
+    # tiny with one detail band (DetailPath): 1.54 GMAC/MP, and 9-15 % more 720p time than tiny
+    # on an AVX2 CPU (fp32 / int8; benchmarks/README.md). No shipped weights yet.
+    "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
     # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (no
     # shipped weights).
     "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
@@ -242,6 +249,64 @@ class ConvBlock(nn.Module):
 BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
 
 
+class DetailPath(nn.Module):
+    """An unsharp mask whose amount the network chooses, per place and per band.
+
+    Folding each 4x4 patch into a few channels is what makes the student cheap, and what keeps
+    the fine detail a soft frame needs from reaching its output: a fixed unsharp mask, which
+    sees every pixel, beat it on optical blur by 1-2 dB. Here the luma of the folded frame is
+    high-passed by a 3x3 convolution (full-resolution support of about 8 pixels), giving
+    ``bands`` detail images; the network's last features give each a gain per folded position,
+    and the gained detail is added to all three colours (a change of luma only, so no colour
+    fringes). The gains start at zero, so a student given this path computes what it did.
+
+    Each band starts as a Gaussian high-pass (``SIGMAS``, in full-resolution pixels); training
+    may reshape it.
+    """
+
+    SIGMAS = (1.5, 0.8)  # one band: the unsharp mask that did best over set 4's optical kinds
+
+    def __init__(self, r: int, features: int, bands: int):
+        super().__init__()
+        if not 1 <= bands <= len(self.SIGMAS):
+            raise ModelError(f"detail {bands}: choose 0 to {len(self.SIGMAS)} bands")
+        self.r, self.bands = r, bands
+        self.highpass = nn.Conv2d(r * r, bands * r * r, 3, padding=1, bias=False)
+        self.gain = nn.Conv2d(features, bands, 1)
+        with torch.no_grad():
+            # of the sum of the colours: / 3 makes it of their mean
+            self.highpass.weight.copy_(torch.cat([_folded_highpass(s, r) for s in self.SIGMAS[:bands]]) / 3)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.gain.bias)
+
+    def forward(self, folded: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The folded residual (N, 3 r², H', W') to add, from the folded frame and the features."""
+        luma = folded.unflatten(1, (3, -1)).sum(1)  # (N, r², H', W')
+        detail = self.highpass(luma).unflatten(1, (self.bands, -1))  # (N, B, r², H', W')
+        luma = (detail * self.gain(features)[:, :, None]).sum(1)  # (N, r², H', W')
+        return torch.cat([luma, luma, luma], 1)
+
+
+def _folded_highpass(sigma: float, r: int) -> torch.Tensor:
+    """(r², r², 3, 3): identity minus a Gaussian of ``sigma`` (full-resolution pixels, cut at r
+    pixels to each side), as a 3x3 convolution over folded positions: the same full-resolution
+    filter at every pixel of a patch, so no pattern repeats with the folding."""
+    weight = torch.zeros(r * r, r * r, 3, 3)
+    for i in range(r):  # output pixel's row in its patch
+        for j in range(r):
+            # the Gaussian within reach of this output pixel, normalised over that reach
+            rows = torch.arange(3 * r) - r - i  # offset of each input row the kernel sees
+            cols = torch.arange(3 * r) - r - j
+            kernel = torch.exp(-(rows.float()[:, None] ** 2 + cols.float()[None] ** 2) / (2 * sigma**2))
+            # cut to the reach every pixel of the patch has, so each applies the same filter
+            kernel *= (rows.abs() <= r)[:, None] & (cols.abs() <= r)[None]
+            kernel = -kernel / kernel.sum()
+            kernel[r + i, r + j] += 1
+            # input pixel (a, b) of the 3r x 3r window is folded position (a // r, b // r), channel (a % r) r + b % r
+            weight[i * r + j] = kernel.reshape(3, r, 3, r).permute(1, 3, 0, 2).reshape(r * r, 3, 3)
+    return weight
+
+
 class Student(nn.Module):
     """U-Net deblurring student.
 
@@ -279,6 +344,17 @@ class Student(nn.Module):
         # rather than from noise, and an untrained student cannot damage a picture.
         nn.init.zeros_(self.ending.weight)
         nn.init.zeros_(self.ending.bias)
+        self.detail = DetailPath(cfg.unshuffle, c, cfg.detail) if cfg.detail else None
+
+    def with_detail(self, bands: int) -> "Student":
+        """A copy with ``bands`` detail bands (``DetailPath``) and these weights: the same
+        function until training moves the new gains off zero."""
+        if self.cfg.detail:
+            raise ModelError(f"the student already has {self.cfg.detail} detail bands")
+        net = Student(dataclasses.replace(self.cfg, detail=bands))
+        missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
+        return net
 
     def fused(self) -> "Student":
         """A copy for inference and export whose NAFBlocks compute the same in fewer
@@ -326,7 +402,7 @@ class Student(nn.Module):
         unfold without a full-resolution float frame, which under OpenVINO int8 is markedly
         faster than unfolding first (the timings: ``git log -S "def folded_residual"``).
         """
-        x = self.intro(x)
+        frame_input, x = x, self.intro(x)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             x = encoder(x)
@@ -335,7 +411,9 @@ class Student(nn.Module):
         x = self.middle(x)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
-        x = self.ending(x)
+        features, x = x, self.ending(x)
+        if self.detail is not None:
+            x = x + self.detail(frame_input, features)
         if self.cfg.zero_mean:
             # A colour's unshuffle² channels are its pixels, so the mean is taken folded.
             per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')

@@ -52,7 +52,7 @@ def test_a_zero_mean_student_keeps_each_frames_brightness(random_student):
     torch.testing.assert_close(y - y.mean((-2, -1), keepdim=True), y_plain - y_plain.mean((-2, -1), keepdim=True), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("variant", ["tiny", "small", "conv32"])
+@pytest.mark.parametrize("variant", ["tiny", "small", "conv32", "tiny-detail"])
 def test_the_fused_student_computes_the_same_and_leaves_the_original_alone(variant, random_student):
     """Student.fused (what graphs are exported from and torch runs) folds the norms' scale and
     shift and the block scales into convolutions, and splits each gate into two: the same
@@ -226,3 +226,40 @@ def test_conv_blocks_are_dense_and_an_unknown_block_is_a_model_error():
     assert convs and all(m.groups == 1 for m in convs)  # dense, not depthwise: what CPU runtimes run fastest
     with pytest.raises(ModelError, match="block 'dw'"):
         StudentConfig(block="dw")
+
+
+def _gaussian_highpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """x minus its Gaussian blur at full resolution (kernel radius 4, normalised), per channel."""
+    span = torch.arange(-4, 5).float()
+    g = torch.exp(-(span[:, None] ** 2 + span[None] ** 2) / (2 * sigma**2))
+    g = (g / g.sum())[None, None].repeat(x.shape[1], 1, 1, 1)
+    return x - torch.nn.functional.conv2d(x, g, padding=4, groups=x.shape[1])
+
+
+def test_the_detail_path_is_an_unsharp_mask_of_luma_whose_amount_the_network_sets(identity_student):
+    """A student whose own residual is zero and whose detail gain is a constant a sharpens every
+    colour by a times the luma's full-resolution high-pass: an unsharp mask of sigma 1.5 px (away
+    from the frame's edges, where the mask's reach is cut short)."""
+    net = identity_student("tiny-detail")
+    net.cfg = replace(net.cfg, zero_mean=False)  # the mean the constraint removes is not the mask's
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.equal(net(x), x)  # the gain starts at zero: the path adds nothing
+        net.detail.gain.bias.fill_(0.8)
+        y = net(x)
+    want = x + 0.8 * _gaussian_highpass(x.mean(1, keepdim=True), 1.5)
+    torch.testing.assert_close(y[..., 8:-8, 8:-8], want[..., 8:-8, 8:-8], atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[:, 0] - x[:, 0], y[:, 2] - x[:, 2], atol=1e-6, rtol=0)  # luma only: every colour alike
+
+
+def test_with_detail_adds_the_path_without_changing_the_function(random_student):
+    net = random_student("tiny", seed=4)
+    detailed = net.with_detail(1).eval()
+    x = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert torch.equal(detailed(x), net(x))
+    assert detailed.cfg == VARIANTS["tiny-detail"]
+    with pytest.raises(ModelError, match="already has 1 detail band"):
+        detailed.with_detail(1)
+    with pytest.raises(ModelError, match="detail 3: choose 0 to 2 bands"):
+        Student(replace(VARIANTS["tiny"], detail=3))

@@ -364,7 +364,7 @@ def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads):
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-@pytest.mark.parametrize("variant", ["tiny", "conv32"])
+@pytest.mark.parametrize("variant", ["tiny", "conv32", "tiny-detail"])
 def test_the_uint8_graph_holds_no_float_frame_at_full_resolution(tmp_path, random_student, variant):
     """Why int8 runs fast: the frame is folded while still bytes and unfolded after rounding, so
     no float pass runs over a full-size frame and the first convolution reads the bytes (720p
