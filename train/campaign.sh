@@ -2,6 +2,7 @@
 # The training campaign: one schedule, resumed from its last checkpoint whenever it is run again.
 #   bash train/campaign.sh            # start, or continue where the last run stopped
 #   OUT=runs/other STEPS=20000 bash train/campaign.sh
+#   MODULE=train.strength bash train/campaign.sh   # the blur strength of its samples (model card)
 # Progress: tail -f $OUT/train.log; every evaluation's scores are in each $OUT/stepNNNNNN.pt and
 # in the log; $OUT/best.pt is the best by sets 1, 3 and 4 (python -m train.evaluate to compare).
 set -euo pipefail
@@ -16,9 +17,10 @@ STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_cro
 mkdir -p "$OUT"
 RESUME=""
 [ -f "$OUT/last.pt" ] && RESUME=--resume
-echo $$ > "$OUT/train.pid"
+MODULE=${MODULE:-train.distill}
+[ "$MODULE" = train.distill ] && echo $$ > "$OUT/train.pid"
 # exec: the pid written above is the trainer's, so `kill -STOP` pauses it for a benchmark
-exec env GOMP_SPINCOUNT=20000 python -m train.distill --init "$INIT" $RESUME \
+exec env GOMP_SPINCOUNT=20000 python -m "$MODULE" --init "$INIT" $RESUME \
   --highfps "$CLIP" --camera --motion $STILLS --soft "$CLIP" $STILLS \
   --soft-fraction 0.4 --motion-fraction 0.6 --linear-fraction 0.15 --sharp-fraction 0.1 --soft-sharp-fraction 0.3 \
   --val-real $S/gopro_real_pairs_val --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames \
