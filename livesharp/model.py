@@ -41,13 +41,15 @@ class StudentConfig:
     # 10 % of conv32's 720p time under OpenVINO bf16, nothing measurable in int8
     # (benchmarks/README.md).
     zero_mean: bool = False
-    # Detail bands (``DetailPath``): fixed-size high-pass views of the frame's luma at full
-    # resolution, each scaled by a gain the network sets per 4x4 block. 0 leaves them out.
+    # 1: a DetailPath, the luma's full-resolution high-pass scaled by a gain the network sets per
+    # 4x4 block; 0 leaves it out.
     detail: int = 0
 
     def __post_init__(self):
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ModelError("enc_blocks and dec_blocks must have the same number of levels")
+        if self.detail not in (0, 1):
+            raise ModelError(f"detail {self.detail}: choose 0 (none) or 1 (DetailPath)")
         if self.block not in ("naf", "conv"):
             raise ModelError(f"block {self.block!r}: choose naf or conv")
 
@@ -62,8 +64,8 @@ VARIANTS: dict[str, StudentConfig] = {
     # GMAC per megapixel; its speed per CPU kind is in benchmarks/README.md. Its four blocks at
     # 1/32 cost little time; the zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
-    # tiny with one detail band (DetailPath): 1.54 GMAC/MP, and 9-15 % more 720p time than tiny
-    # on an AVX2 CPU (fp32 / int8; benchmarks/README.md). No shipped weights yet.
+    # tiny with a DetailPath: 0.65 M params, 1.54 GMAC/MP; under OpenVINO fp32 on an AVX2 CPU
+    # its 720p frame takes about 9 % longer than tiny's (benchmarks/README.md).
     "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
     # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (no
     # shipped weights).
@@ -250,41 +252,33 @@ BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
 
 
 class DetailPath(nn.Module):
-    """An unsharp mask whose amount the network chooses, per place and per band.
+    """An unsharp mask whose amount the network chooses, place by place.
 
     Folding each 4x4 patch into a few channels is what makes the student cheap, and what keeps
     the fine detail a soft frame needs from reaching its output: a fixed unsharp mask, which
     sees every pixel, beat it on optical blur by 1-2 dB. Here the luma of the folded frame is
-    high-passed by a 3x3 convolution (full-resolution support of about 8 pixels), giving
-    ``bands`` detail images; the network's last features give each a gain per folded position,
-    and the gained detail is added to all three colours (a change of luma only, so no colour
-    fringes). The gains start at zero, so a student given this path computes what it did.
-
-    Each band starts as a Gaussian high-pass (``SIGMAS``, in full-resolution pixels); training
-    may reshape it.
+    high-passed by a 3x3 convolution (full-resolution reach of 4 pixels each side), the
+    network's last features give it a gain per folded position, and the gained detail is added
+    to all three colours (a change of luma only, so no colour fringes). The gain starts at
+    zero, so a student given this path computes what it did. The high-pass starts as an
+    unsharp mask's (``SIGMA``); training may reshape it.
     """
 
-    SIGMAS = (1.5, 0.8)  # one band: the unsharp mask that did best over set 4's optical kinds
+    SIGMA = 1.5  # px at full resolution: the unsharp mask that did best over set 4's optical kinds
 
-    def __init__(self, r: int, features: int, bands: int):
+    def __init__(self, r: int, features: int):
         super().__init__()
-        if not 1 <= bands <= len(self.SIGMAS):
-            raise ModelError(f"detail {bands}: choose 0 to {len(self.SIGMAS)} bands")
-        self.r, self.bands = r, bands
-        self.highpass = nn.Conv2d(r * r, bands * r * r, 3, padding=1, bias=False)
-        self.gain = nn.Conv2d(features, bands, 1)
-        with torch.no_grad():
-            # of the sum of the colours: / 3 makes it of their mean
-            self.highpass.weight.copy_(torch.cat([_folded_highpass(s, r) for s in self.SIGMAS[:bands]]) / 3)
+        self.highpass = nn.Conv2d(r * r, r * r, 3, padding=1, bias=False)
+        self.gain = nn.Conv2d(features, 1, 1)
+        with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
+            self.highpass.weight.copy_(_folded_highpass(self.SIGMA, r) / 3)
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.gain.bias)
 
     def forward(self, folded: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """The folded residual (N, 3 r², H', W') to add, from the folded frame and the features."""
+        """The gained luma detail, (N, r², H', W'), from the folded frame and the features."""
         luma = folded.unflatten(1, (3, -1)).sum(1)  # (N, r², H', W')
-        detail = self.highpass(luma).unflatten(1, (self.bands, -1))  # (N, B, r², H', W')
-        luma = (detail * self.gain(features)[:, :, None]).sum(1)  # (N, r², H', W')
-        return torch.cat([luma, luma, luma], 1)
+        return self.highpass(luma) * self.gain(features)
 
 
 def _folded_highpass(sigma: float, r: int) -> torch.Tensor:
@@ -344,14 +338,14 @@ class Student(nn.Module):
         # rather than from noise, and an untrained student cannot damage a picture.
         nn.init.zeros_(self.ending.weight)
         nn.init.zeros_(self.ending.bias)
-        self.detail = DetailPath(cfg.unshuffle, c, cfg.detail) if cfg.detail else None
+        self.detail = DetailPath(cfg.unshuffle, c) if cfg.detail else None
 
-    def with_detail(self, bands: int) -> "Student":
-        """A copy with ``bands`` detail bands (``DetailPath``) and these weights: the same
-        function until training moves the new gains off zero."""
+    def with_detail(self) -> "Student":
+        """A copy with a ``DetailPath`` and these weights: the same function until training
+        moves the new gain off zero."""
         if self.cfg.detail:
-            raise ModelError(f"the student already has {self.cfg.detail} detail bands")
-        net = Student(dataclasses.replace(self.cfg, detail=bands))
+            raise ModelError("the student already has a detail path")
+        net = Student(dataclasses.replace(self.cfg, detail=1))
         missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
         return net
@@ -412,16 +406,20 @@ class Student(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         features, x = x, self.ending(x)
+        if not (self.cfg.zero_mean or self.detail is not None):
+            return x
+        # A colour's unshuffle² channels are its pixels: the luma detail is added to each
+        # colour's, and the mean is taken folded.
+        per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
         if self.detail is not None:
-            x = x + self.detail(frame_input, features)
+            per_colour = per_colour + self.detail(frame_input, features)[:, None]
         if self.cfg.zero_mean:
-            # A colour's unshuffle² channels are its pixels, so the mean is taken folded.
-            per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
             if frame is None:
                 mean = per_colour.mean((2, 3, 4), keepdim=True)
             else:
                 mean = (per_colour * frame).sum((2, 3, 4), keepdim=True) / frame.sum()
-            x = (per_colour - mean).flatten(1, 2)
+            per_colour = per_colour - mean
+        x = per_colour.flatten(1, 2)
         return x
 
     def forward(self, inp):

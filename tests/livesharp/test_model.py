@@ -254,12 +254,12 @@ def test_the_detail_path_is_an_unsharp_mask_of_luma_whose_amount_the_network_set
 
 def test_with_detail_adds_the_path_without_changing_the_function(random_student):
     net = random_student("tiny", seed=4)
-    detailed = net.with_detail(1).eval()
+    detailed = net.with_detail().eval()
     x = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         assert torch.equal(detailed(x), net(x))
     assert detailed.cfg == VARIANTS["tiny-detail"]
-    with pytest.raises(ModelError, match="already has 1 detail band"):
-        detailed.with_detail(1)
-    with pytest.raises(ModelError, match="detail 3: choose 0 to 2 bands"):
+    with pytest.raises(ModelError, match="already has a detail path"):
+        detailed.with_detail()
+    with pytest.raises(ModelError, match=r"detail 3: choose 0 \(none\) or 1"):
         Student(replace(VARIANTS["tiny"], detail=3))
