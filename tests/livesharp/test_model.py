@@ -245,7 +245,7 @@ def test_the_detail_path_is_an_unsharp_mask_of_luma_whose_amount_the_network_set
     x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         assert torch.equal(net(x), x)  # the gain starts at zero: the path adds nothing
-        net.detail.gain.bias.fill_(0.8)
+        net.detail.gain.bias.fill_(0.8 / net.detail.GAIN_SCALE)
         y = net(x)
     want = x + 0.8 * _gaussian_highpass(x.mean(1, keepdim=True), 1.5)
     torch.testing.assert_close(y[..., 8:-8, 8:-8], want[..., 8:-8, 8:-8], atol=1e-5, rtol=0)
