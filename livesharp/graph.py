@@ -100,8 +100,62 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     return props
 
 
+# The interface every runner feeds a graph and reads back: (name, ONNX element type, axes).
+# Frames are (N, H, W, 3) uint8 RGB; strength is a float32 of shape (1,).
+INTERFACE = {"input": (2, 4), "strength": (1, 1)}
+OUTPUT = (2, 4)
+_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+def _value_info(buf) -> tuple[str, int, int]:
+    """An ONNX ValueInfoProto as (name, element type, axes); type 0 for a non-tensor."""
+    name, elem, axes = "", 0, 0
+    for field, value in _fields(buf):
+        if field == 1:
+            name = bytes(value).decode()
+        elif field == 2:  # TypeProto: tensor_type = 1 -> elem_type = 1, shape = 2 -> dim = 1
+            for kind, tensor in _fields(value):
+                if kind == 1:
+                    for k, v in _fields(tensor):
+                        if k == 1:
+                            elem = v
+                        elif k == 2:
+                            axes = sum(1 for d, _ in _fields(v) if d == 1)
+    return name, elem, axes
+
+
+def onnx_interface(path: str | Path) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]]]:
+    """An ONNX file's inputs (the ones not filled by its own weights) as {name: (element type,
+    axes)}, and its outputs as [(element type, axes)], read from the protobuf like ``onnx_metadata``."""
+    data = memoryview(Path(path).read_bytes())
+    inputs, outputs, weights = {}, [], set()
+    try:
+        for field, graph in _fields(data):
+            if field != 7:  # ModelProto.graph
+                continue
+            for part, value in _fields(graph):
+                if part == 11:  # GraphProto.input
+                    name, elem, axes = _value_info(value)
+                    inputs[name] = (elem, axes)
+                elif part == 12:  # GraphProto.output
+                    outputs.append(_value_info(value)[1:])
+                elif part == 5:  # GraphProto.initializer: TensorProto, name = 8
+                    weights.update(bytes(v).decode() for k, v in _fields(value) if k == 8)
+    except (IndexError, ValueError, UnicodeDecodeError, TypeError):
+        raise LivesharpError(f"{path}: not an ONNX file") from None
+    return {k: v for k, v in inputs.items() if k not in weights}, outputs
+
+
+def _describe(elem: int, axes: int) -> str:
+    return f"{axes}-axis {_TYPES.get(elem, f'type {elem}')}"
+
+
 def read_graph(path: str | Path) -> GraphInfo:
-    """A livesharp uint8-frame graph (``livesharp export MODEL X.onnx --io uint8``) and its metadata."""
+    """A livesharp uint8-frame graph (``livesharp export MODEL X.onnx --io uint8``) and its metadata.
+
+    Whatever its metadata says, a graph is refused in one line unless it has the interface
+    the runners use (``INTERFACE``) and a whole, positive side multiple.
+    """
     path = Path(path)
     meta = onnx_metadata(path)
     fix = f"export one with: livesharp export MODEL {path.name} --io uint8"
@@ -111,7 +165,17 @@ def read_graph(path: str | Path) -> GraphInfo:
         raise LivesharpError(f"{path}: a {meta.get(META['io'], 'float')} graph; livesharp runs uint8-frame graphs: {fix}")
     if meta.get(META["graph_version"]) != str(GRAPH_VERSION):
         raise LivesharpError(f"{path}: graph version {meta.get(META['graph_version'])}, this livesharp runs {GRAPH_VERSION}; {fix}")
-    return GraphInfo(path, meta[META["digest"]], int(meta[META["multiple"]]), float(meta.get(META["macs_per_pixel"], 0)),
+    multiple = meta.get(META["multiple"], "")
+    if not multiple.isdigit() or int(multiple) < 1:
+        raise LivesharpError(f"{path}: its metadata gives the side multiple as {multiple!r}, not a whole number of pixels; {fix}")
+    inputs, outputs = onnx_interface(path)
+    if inputs != INTERFACE or outputs != [OUTPUT]:
+        takes = ", ".join(f"{k} ({_describe(*v)})" for k, v in inputs.items()) or "nothing"
+        gives = ", ".join(_describe(*o) for o in outputs) or "nothing"
+        want = ", ".join(f"{k} ({_describe(*v)})" for k, v in INTERFACE.items())
+        raise LivesharpError(f"{path}: carries livesharp metadata but takes {takes} and gives {gives}, where livesharp's graphs take "
+                             f"{want} and give one {_describe(*OUTPUT)}; {fix}")
+    return GraphInfo(path, meta[META["digest"]], int(multiple), float(meta.get(META["macs_per_pixel"], 0)),
                      meta.get(META["variant"], "custom"), meta.get(META["name"], path.stem))
 
 
@@ -176,4 +240,4 @@ def export_lock(folder: Path) -> FileLock:
     return FileLock(folder / "export.lock")
 
 
-__all__ = ["OPSET", "GRAPH_VERSION", "META", "GraphInfo", "onnx_metadata", "read_graph", "cache_dir", "writable_cache_dir", "export_lock"]
+__all__ = ["OPSET", "GRAPH_VERSION", "META", "INTERFACE", "GraphInfo", "onnx_metadata", "onnx_interface", "read_graph", "cache_dir", "writable_cache_dir", "export_lock"]

@@ -568,3 +568,63 @@ def test_a_torch_that_cannot_load_does_not_stop_the_shipped_graph(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "torch is installed but does not load (libtorch_cpu.so" in r.stderr
     assert cv2.imread(str(tmp_path / "out.png")).shape == (48, 64, 3)
+
+
+def write_graph(path, inputs, output=("uint8", 4), **meta):
+    """An ONNX graph with the shipped graph's livesharp metadata (``meta`` replacing some) and
+    the given interface: ``inputs`` as (name, element type, axes), each node an identity or a cast."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from livesharp.graph import onnx_metadata
+    from livesharp.settings import shipped_graph
+
+    kind = {"uint8": TensorProto.UINT8, "float32": TensorProto.FLOAT}
+    dims = lambda n: ["n", "h", "w", 3][-n:] if n > 1 else [1]  # noqa: E731
+    values = [helper.make_tensor_value_info(name, kind[t], dims(n)) for name, t, n in inputs]
+    out = helper.make_tensor_value_info("output", kind[output[0]], dims(output[1]))
+    node = helper.make_node("Cast", [inputs[0][0]], ["output"], to=kind[output[0]])
+    model = helper.make_model(helper.make_graph([node], "g", values, [out]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {**onnx_metadata(shipped_graph("tiny")), **meta})
+    onnx.save(model, str(path))
+    return path
+
+
+FRAMES, STRENGTH = ("input", "uint8", 4), ("strength", "float32", 1)
+
+
+@pytest.mark.parametrize("inputs, output, words", [
+    ([("frames", "uint8", 4), STRENGTH], ("uint8", 4), "takes frames (4-axis uint8), strength (1-axis float32) and gives 4-axis uint8"),
+    ([("input", "uint8", 3), STRENGTH], ("uint8", 3), "takes input (3-axis uint8), strength (1-axis float32) and gives 3-axis uint8"),
+    ([("input", "float32", 4), STRENGTH], ("float32", 4), "takes input (4-axis float32), strength"),
+    ([FRAMES], ("uint8", 4), "takes input (4-axis uint8) and gives"),
+    ([FRAMES, STRENGTH], ("float32", 4), "and gives 4-axis float32, where"),
+])
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_a_graph_with_livesharp_metadata_but_another_interface_is_one_line(tmp_path, inputs, output, words, backend):
+    """Cause 11: the runtimes met such a graph with a traceback, or ran it and wrote garbage."""
+    import cv2
+    import numpy as np
+
+    graph = write_graph(tmp_path / "other.onnx", inputs, output)
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((40, 48, 3), np.uint8))
+    r = CliRunner().invoke(cli, ["image", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", str(graph), "--backend", backend])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    line = r.output.strip()
+    assert len(line.splitlines()) == 1 and line.startswith(f"error: {graph}: carries livesharp metadata but") and words in line
+    assert "where livesharp's graphs take input (4-axis uint8), strength (1-axis float32) and give one 4-axis uint8" in line
+    assert line.endswith("export one with: livesharp export MODEL other.onnx --io uint8") and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("multiple", ["32.5", "abc", "0", "-32", ""])
+def test_a_graph_whose_metadata_gives_no_whole_multiple_is_one_line(tmp_path, multiple):
+    import cv2
+    import numpy as np
+
+    graph = write_graph(tmp_path / "odd.onnx", [FRAMES, STRENGTH], livesharp_multiple=multiple)
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((40, 48, 3), np.uint8))
+    r = CliRunner().invoke(cli, ["image", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", str(graph)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output.strip() == (f"error: {graph}: its metadata gives the side multiple as {multiple!r}, not a whole number of pixels; "
+                                f"export one with: livesharp export MODEL odd.onnx --io uint8")
