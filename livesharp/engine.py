@@ -10,7 +10,10 @@ which has no torch, sharpens with it.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -20,7 +23,7 @@ import numpy as np
 
 from . import ops
 from .errors import LivesharpError, ModelError
-from .graph import GraphInfo, read_graph
+from .graph import GraphInfo, checkpoint_digest, read_graph
 from .runtimes import RUNNERS, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, require_torch
 from .settings import DEFAULT_MODEL, cpu_streams, cpu_threads, shipped_graph, shipped_weights
 
@@ -61,6 +64,31 @@ def pick_device(device: str, cpu_only: bool = False) -> str:
     return str(resolve_device(device))
 
 
+def gpu_may_be_here() -> bool:
+    """Whether torch could find a GPU here, told without importing torch: a CUDA or ROCm driver
+    is installed. Asking torch costs its import (seconds, ~700 MB), which a torch that cannot
+    load here (an address-space limit, a deleted working directory) turns into a failure."""
+    if sys.platform == "darwin":
+        return False
+    if os.name == "nt":
+        return ctypes.util.find_library("nvcuda") is not None
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg"))
+
+
+def on_cpu_runtime(device: str, backend: str) -> bool:
+    """Whether a CPU runtime (OpenVINO, ONNX Runtime) will run the network, told before any model
+    or torch loads: asked for, or ``auto`` on the CPU (asked for, or ``auto`` where no GPU
+    driver is installed) with a runtime installed.
+
+    >>> on_cpu_runtime("cpu", "openvino"), on_cpu_runtime("cuda", "auto")
+    (True, False)
+    """
+    if backend in RUNNERS:
+        return True
+    cpu = device == "cpu" or (device == "auto" and not gpu_may_be_here())
+    return backend == "auto" and cpu and any(installed(b, export=False) for b in RUNNERS)
+
+
 def open_model(model: str | Path | Student) -> tuple[Student | None, str]:
     """Turn what a user passed as ``--model`` into a network (None for a classical baseline) and a label.
 
@@ -80,14 +108,17 @@ def _checkpoint(path: Path) -> tuple[Student, str]:
     return load_student(path), path.stem
 
 
-def find_model(model: str | Path | Student) -> tuple[Student | None, GraphInfo | None, str]:
+def find_model(model: str | Path | Student, graph_will_do: bool = False) -> tuple[Student | None, GraphInfo | None, str]:
     """What ``--model`` names: a network (torch), a graph (no torch), both, or neither (a baseline), and a label.
 
     A shipped variant is a checkpoint and its graph (``livesharp/weights/livesharp-NAME.pt`` and
-    ``.onnx``). With torch installed both are loaded, the graph kept only if its metadata says it
-    holds these very weights (else the runtimes export the checkpoint again, as for any other);
-    without torch the graph alone serves the CPU runtimes. ``PATH.onnx`` is a graph of one's own
-    (``livesharp export MODEL PATH.onnx --io uint8``); any other path is a checkpoint.
+    ``.onnx``). ``graph_will_do`` (a CPU runtime will run it, ``on_cpu_runtime``): the graph
+    alone, when its metadata's digest is the checkpoint's, read without torch
+    (``graph.checkpoint_digest``). Otherwise, with torch installed, both are loaded, the graph
+    kept only if it holds these very weights (else the runtimes export the checkpoint again, as
+    for any other); without torch the graph alone serves the CPU runtimes. ``PATH.onnx`` is a
+    graph of one's own (``livesharp export MODEL PATH.onnx --io uint8``); any other path is a
+    checkpoint.
 
     >>> find_model("unsharp")
     (None, None, 'unsharp')
@@ -103,6 +134,8 @@ def find_model(model: str | Path | Student) -> tuple[Student | None, GraphInfo |
     if not path.exists() and path.name == name:  # a plain name: shipped weights?
         pt, onnx = shipped_weights(name), shipped_graph(name)
         graph = read_graph(onnx) if onnx.is_file() else None
+        if graph is not None and graph_will_do and pt.is_file() and checkpoint_digest(pt) == graph.digest:
+            return None, graph, name  # torch costs seconds and ~700 MB here, and may not load at all
         if pt.is_file() and installed("torch"):
             try:
                 from .export import model_digest
@@ -223,7 +256,7 @@ class Sharpener:
                  threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
         self.strength = _check_strength(strength)
         check_precision(precision)
-        self.net, self.graph, self.name = find_model(model)
+        self.net, self.graph, self.name = find_model(model, graph_will_do=on_cpu_runtime(device, backend))
         # The CPU runtimes imply the CPU, and so does a model that is only a graph (or none):
         # "auto" must not pick a GPU they cannot use, nor import torch to look for one.
         self.device = pick_device(device, cpu_only=backend in RUNNERS or self.net is None)

@@ -12,9 +12,7 @@ the checkpoint, and what tells a stale shipped graph from a current one.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import tempfile
 import warnings
 from dataclasses import asdict
@@ -27,16 +25,14 @@ from torch import nn
 from .errors import LivesharpError
 from .files import atomic_output
 from .model import VARIANTS, Student, count_macs
-from .graph import GRAPH_VERSION, META, OPSET, cache_dir, export_lock, writable_cache_dir
+from .graph import GRAPH_VERSION, META, OPSET, cache_dir, export_lock, weights_digest, writable_cache_dir
 
 
 def model_digest(net: Student) -> str:
-    """A short hash of a student's architecture and weights: the key of its exported graphs."""
-    h = hashlib.sha256(json.dumps(asdict(net.cfg), sort_keys=True).encode())
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """A short hash of a student's architecture and weights (``graph.weights_digest``): the key
+    of its exported graphs."""
+    tensors = ((name, t.detach().cpu().contiguous().numpy().tobytes()) for name, t in net.state_dict().items())
+    return weights_digest(asdict(net.cfg), tensors)
 
 
 def variant_of(net: Student) -> str:

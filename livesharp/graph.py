@@ -3,7 +3,9 @@
 Every exported graph describes itself in its ONNX ``metadata_props`` (written by
 ``livesharp.export.graph_metadata``, read by ``read_graph``): the digest of the weights it
 holds, the graph version, the side multiple it pads to, its cost and its variant. That is all a
-runtime needs to run it without the checkpoint or torch.
+runtime needs to run it without the checkpoint or torch. The digest is ``weights_digest``,
+which ``checkpoint_digest`` also computes from a checkpoint file without torch, so the shipped
+graph is known to hold the shipped checkpoint before anything loads torch.
 
 A checkpoint of one's own is exported once into the cache folder (``cache_dir``), keyed by a
 hash of the weights and architecture. Two first runs at once export it once (``export_lock``:
@@ -16,12 +18,20 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import atexit
+import collections
+import hashlib
+import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
+
+import numpy as np
 
 import platformdirs
 from filelock import FileLock
@@ -179,6 +189,67 @@ def read_graph(path: str | Path) -> GraphInfo:
                      meta.get(META["variant"], "custom"), meta.get(META["name"], path.stem))
 
 
+def weights_digest(model_args: dict, tensors: Iterable[tuple[str, bytes]]) -> str:
+    """A short hash of an architecture (a checkpoint's ``model_args``) and its weights (each
+    tensor's name and contiguous bytes, in state_dict order): what a graph's metadata records as
+    the weights it holds (``livesharp.export.model_digest``), and the key of exported graphs."""
+    h = hashlib.sha256(json.dumps(model_args, sort_keys=True).encode())
+    for name, data in tensors:
+        h.update(name.encode())
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
+# The storages torch.save names, as numpy types with the same bytes (bfloat16 has none: its bytes as uint16).
+_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "<u2", "LongStorage": "<i8",
+             "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?"}
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_):
+    return np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * storage.itemsize for s in stride))
+
+
+class _TensorsOnly(pickle.Unpickler):
+    """Unpickles a torch.save checkpoint's ``data.pkl`` with numpy arrays for its tensors, and
+    refuses every other class, as ``torch.load(weights_only=True)`` would and stricter."""
+
+    def __init__(self, archive: zipfile.ZipFile, folder: str):
+        super().__init__(archive.open(f"{folder}/data.pkl"))
+        self.archive, self.folder = archive, folder
+
+    def find_class(self, module, name):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGES:
+            return _STORAGES[name]
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        _, dtype, key, _, _ = pid  # ("storage", type, key, location, numel)
+        return np.frombuffer(self.archive.read(f"{self.folder}/data/{key}"), dtype)
+
+
+def checkpoint_digest(path: str | Path) -> str | None:
+    """``weights_digest`` of a livesharp checkpoint, read without torch; None where the file is
+    not one this reader follows (then torch must load it to tell).
+
+    Its ``model_args`` are hashed as recorded, so this is the digest its export recorded when the
+    architecture had the same fields then as when it was saved.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            folder = archive.namelist()[0].split("/")[0]
+            if archive.read(f"{folder}/byteorder").strip() != b"little":
+                return None
+            ckpt = _TensorsOnly(archive, folder).load()
+        tensors = ((k, np.ascontiguousarray(v).tobytes()) for k, v in ckpt["model"].items())
+        return weights_digest(ckpt["model_args"], tensors)
+    except (OSError, zipfile.BadZipFile, pickle.UnpicklingError, KeyError, IndexError, ValueError, TypeError, AttributeError, EOFError):
+        return None
+
+
 def _configured_cache() -> Path:
     if os.environ.get("LIVESHARP_CACHE"):
         return Path(os.environ["LIVESHARP_CACHE"])
@@ -240,4 +311,4 @@ def export_lock(folder: Path) -> FileLock:
     return FileLock(folder / "export.lock")
 
 
-__all__ = ["OPSET", "GRAPH_VERSION", "META", "INTERFACE", "GraphInfo", "onnx_metadata", "onnx_interface", "read_graph", "cache_dir", "writable_cache_dir", "export_lock"]
+__all__ = ["OPSET", "GRAPH_VERSION", "META", "INTERFACE", "GraphInfo", "onnx_metadata", "onnx_interface", "read_graph", "weights_digest", "checkpoint_digest", "cache_dir", "writable_cache_dir", "export_lock"]

@@ -550,24 +550,90 @@ def test_only_the_first_of_several_frames_or_pages_is_sharpened_and_said(tmp_pat
 
 def test_a_torch_that_cannot_load_does_not_stop_the_shipped_graph(tmp_path):
     """Cause 12: torch installed but unable to load (here a stand-in package that fails as a
-    1.5 GB address-space limit makes libtorch fail) must not break a run that needs no torch."""
+    1.5 GB address-space limit makes libtorch fail) must not break a run that needs no torch.
+    The shipped checkpoint is saved here in torch's legacy format, which only torch reads, so
+    torch is asked for it (as where a GPU driver is installed) and the graph runs without it."""
+    import shutil
     import subprocess
     import sys
 
     import cv2
     import numpy as np
+    import torch
+
+    from livesharp import settings
 
     fake = tmp_path / "site" / "torch"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text('raise OSError("libtorch_cpu.so: failed to map segment from shared object")\n')
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save(torch.load(settings.shipped_weights("tiny"), weights_only=True), models / "livesharp-tiny.pt", _use_new_zipfile_serialization=False)
+    shutil.copy(settings.shipped_graph("tiny"), models)
     cv2.imwrite(str(tmp_path / "in.png"), np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "LIVESHARP_CACHE": str(tmp_path / "cache")}
+           "LIVESHARP_CACHE": str(tmp_path / "cache"), "LIVESHARP_MODELS": str(models)}
     r = subprocess.run([sys.executable, "-m", "livesharp", "image", str(tmp_path / "in.png"), str(tmp_path / "out.png")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "torch is installed but does not load (libtorch_cpu.so" in r.stderr
     assert cv2.imread(str(tmp_path / "out.png")).shape == (48, 64, 3)
+
+
+# Sharpens through the CLI entry point, then prints every torch module the process imported.
+TORCH_MODULES_AFTER = """
+import sys
+from livesharp.cli import cli
+try:
+    cli(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args", [["image", "in.png", "out.png"], ["file", "in.mp4", "out.mp4", "--device", "cpu"]])
+def test_the_shipped_model_on_the_cpu_never_imports_torch(tmp_path, video, args):
+    """Cause 12: torch is installed here, and the shipped graph needs none of it; importing it
+    only to compare digests broke runs where torch cannot load (a 1.5 GB address-space limit)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import cv2
+
+    from livesharp.engine import gpu_may_be_here
+    from train.ship import demo_frame
+
+    if "--device" not in args and gpu_may_be_here():
+        pytest.skip("--device auto may choose CUDA here, which is torch's to run")
+    cv2.imwrite(str(tmp_path / "in.png"), demo_frame()[:96, :128])
+    shutil.copy(video, tmp_path / "in.mp4")
+    r = subprocess.run([sys.executable, "-c", TORCH_MODULES_AFTER, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "LIVESHARP_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]" and (tmp_path / args[2]).is_file()
+    assert not list((tmp_path / "cache").glob("*.onnx"))  # the shipped graph ran, not an export of the checkpoint
+
+
+def test_a_checkpoints_digest_is_read_without_torch_as_torch_computes_it(tmp_path, random_student):
+    """What lets the shipped graph run without torch: the digest its metadata records, computed
+    from the checkpoint file alone. A file the reader does not follow gives None (torch decides)."""
+    import torch
+
+    from livesharp.export import model_digest
+    from livesharp.graph import checkpoint_digest, read_graph
+    from livesharp.model import save_student
+    from livesharp.settings import shipped_graph, shipped_weights
+
+    net = random_student(seed=3)
+    save_student(net, tmp_path / "mine.pt", step=7, note="extra keys are read too")
+    assert checkpoint_digest(tmp_path / "mine.pt") == model_digest(net)
+    assert checkpoint_digest(shipped_weights("tiny")) == read_graph(shipped_graph("tiny")).digest
+    torch.save({"model": net.state_dict(), "model_args": {}}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really")
+    assert checkpoint_digest(tmp_path / "legacy.pt") is None and checkpoint_digest(tmp_path / "junk.pt") is None
 
 
 def write_graph(path, inputs, output=("uint8", 4), **meta):
