@@ -272,7 +272,9 @@ class DetailPath(nn.Module):
 
     def __init__(self, r: int, features: int):
         super().__init__()
-        self.highpass = nn.Conv2d(r * r, r * r, 3, padding=1, bias=False)
+        # Beyond the frame the luma continues as its edge block: zeros there would read as a
+        # cliff, and the path would draw a bright or dark line along every edge of the frame.
+        self.highpass = nn.Conv2d(r * r, r * r, 3, padding=1, bias=False, padding_mode="replicate")
         self.gain = nn.Conv2d(features, 1, 1)
         with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
             self.highpass.weight.copy_(_folded_highpass(self.SIGMA, r) / 3)

@@ -263,3 +263,14 @@ def test_with_detail_adds_the_path_without_changing_the_function(random_student)
         detailed.with_detail()
     with pytest.raises(ModelError, match=r"detail 3: choose 0 \(none\) or 1"):
         Student(replace(VARIANTS["tiny"], detail=3))
+
+
+def test_the_detail_path_leaves_a_flat_frame_flat_up_to_its_edges(identity_student):
+    """What lies beyond the frame is its edge continued, not black: a frame without detail gets
+    none added, at the borders too (zero padding drew a line 60 grey levels bright there)."""
+    net = identity_student("tiny-detail")
+    x = torch.full((1, 3, 40, 72), 0.6)
+    with torch.no_grad():
+        net.detail.gain.bias.fill_(1.5 / net.detail.GAIN_SCALE)
+        y = net(x)
+    assert (y - x).abs().max() < 1e-5

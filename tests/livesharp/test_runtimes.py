@@ -351,10 +351,11 @@ def test_export_refuses_baselines_bad_names_and_existing_files(tmp_path):
     assert r.exit_code == 1 and "--overwrite" in r.output and existing.read_bytes() == b"keep"
 
 
-def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads):
+@pytest.mark.parametrize("variant", ["tiny", "tiny-detail"])
+def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads, variant):
     import onnxruntime as ort
 
-    net = random_student(seed=3)
+    net = random_student(variant, seed=3)
     out = engine.export_model(net, tmp_path / "frames.onnx", io="uint8")
     batch = np.stack(frames(2, 40, 52))
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": batch, "strength": np.ones(1, np.float32)})[0]
