@@ -276,6 +276,12 @@ class Sharpener:
         return getattr(self.runner, "measured", None)
 
     @property
+    def multiple(self) -> int:
+        """The side multiple the network pads frames to (1 for the baseline): tiles start on it,
+        so each folds its pixels as the whole frame would (``tiling.tiled``)."""
+        return self.runner.min_side
+
+    @property
     def macs_per_pixel(self) -> float:
         """Multiply-accumulates per output pixel (0 for the classical baseline)."""
         if self.cfg is None:

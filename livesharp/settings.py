@@ -27,6 +27,14 @@ SPINCOUNT = "20000"
 # Most frames per inference call in `livesharp file` (filled only with frames already decoded);
 # `livesharp bench` runs its end-to-end figures at it too, so they are what file users get.
 FILE_BATCH = 4
+# `livesharp image` computes a picture larger than IMAGE_TILE pixels a side in tiles of at most
+# that side (livesharp.tiling), so the network holds one tile's memory whatever the picture's
+# size (tiny under OpenVINO: about 50 bytes per pixel computed at once). Neighbouring tiles
+# share twice IMAGE_OVERLAP, cross-faded over it: tiny with its frame-wide averages taken out
+# gave tiled pictures within one grey level of whole ones at 128, identical ones at 192; its
+# averages themselves make tiles differ more than that (livesharp.tiling).
+IMAGE_TILE = 2048
+IMAGE_OVERLAP = 128
 
 
 def apply_thread_policy() -> None:
