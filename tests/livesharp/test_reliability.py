@@ -617,6 +617,19 @@ def test_the_shipped_model_on_the_cpu_never_imports_torch(tmp_path, video, args)
     assert not list((tmp_path / "cache").glob("*.onnx"))  # the shipped graph ran, not an export of the checkpoint
 
 
+def test_where_a_gpu_driver_is_installed_auto_still_asks_torch_for_cuda(tmp_path, monkeypatch):
+    """The other side of cause 12: no torch for the CPU must not cost CUDA users their GPU."""
+    from livesharp import engine
+
+    monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(engine, "gpu_may_be_here", lambda: True)
+    with engine.Sharpener("tiny") as s:
+        assert s.net is not None  # loaded for torch, which runs it where it sees a GPU
+    monkeypatch.setattr(engine, "gpu_may_be_here", lambda: False)
+    with engine.Sharpener("tiny") as s:
+        assert s.net is None and s.device == "cpu"
+
+
 def test_a_checkpoints_digest_is_read_without_torch_as_torch_computes_it(tmp_path, random_student):
     """What lets the shipped graph run without torch: the digest its metadata records, computed
     from the checkpoint file alone. A file the reader does not follow gives None (torch decides)."""
