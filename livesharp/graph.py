@@ -189,10 +189,17 @@ def read_graph(path: str | Path) -> GraphInfo:
                      meta.get(META["variant"], "custom"), meta.get(META["name"], path.stem))
 
 
+# StudentConfig fields newer than shipped graphs, with the value that leaves a model unchanged.
+ADDED_LATER = {"detail": 0}
+
+
 def weights_digest(model_args: dict, tensors: Iterable[tuple[str, bytes]]) -> str:
     """A short hash of an architecture (a checkpoint's ``model_args``) and its weights (each
     tensor's name and contiguous bytes, in state_dict order): what a graph's metadata records as
     the weights it holds (``livesharp.export.model_digest``), and the key of exported graphs."""
+    # A field added to the architecture later is left out at the value that computes what
+    # models before it did, so their digests, and the graphs that record them, stay valid.
+    model_args = {k: v for k, v in model_args.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
     h = hashlib.sha256(json.dumps(model_args, sort_keys=True).encode())
     for name, data in tensors:
         h.update(name.encode())
