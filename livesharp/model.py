@@ -346,14 +346,17 @@ class Student(nn.Module):
         nn.init.zeros_(self.ending.bias)
         self.detail = DetailPath(cfg.unshuffle, c) if cfg.detail else None
 
-    def with_detail(self) -> "Student":
-        """A copy with a ``DetailPath`` and these weights: the same function until training
-        moves the new gain off zero."""
+    def with_detail(self, gain: float = 0.0) -> "Student":
+        """A copy with a ``DetailPath`` and these weights. At ``gain`` 0 it computes the same
+        function until training moves the gain off zero; a small positive gain starts the path
+        sharpening everywhere, so training has a use of it to shape rather than none to find."""
         if self.cfg.detail:
             raise ModelError("the student already has a detail path")
         net = Student(dataclasses.replace(self.cfg, detail=1))
         missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
+        with torch.no_grad():
+            net.detail.gain.bias.fill_(gain / DetailPath.GAIN_SCALE)
         return net
 
     def fused(self) -> "Student":
