@@ -17,7 +17,8 @@ global context (the shipped ``tiny``'s channel attention and zero-mean residual 
 the frame) see each tile's averages instead of the frame's: close, not equal
 (``tests/livesharp/test_reliability.py`` measures it).
 
-Nothing here imports torch.
+Nothing here imports torch. The teachers' ``train.tiling.tiled_forward`` takes its tiles and
+weights from here too, and blends torch tensors its own way.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def tile_spans(size: int, tile: int, overlap: int, multiple: int = 1) -> list[tu
     [(0, 128, -1, 96), (64, 192, 96, 160), (128, 256, 160, 224), (192, 300, 224, -1)]
     """
     if overlap < 0 or multiple < 1 or overlap % multiple or tile % multiple or tile < max(1, 4 * overlap):
-        raise ValueError(f"tile_spans: need tile >= 4 * overlap >= 0, both multiples of {multiple}; got tile={tile}, overlap={overlap}")
+        grid = f", both multiples of {multiple}" if multiple != 1 else ""
+        raise ValueError(f"tile_spans: need tile >= 4 * overlap >= 0{grid}; got tile={tile}, overlap={overlap}")
     if size <= tile:
         return [(0, size, -1, -1)]
     n = -(-(size - 2 * overlap) // (tile - 2 * overlap))

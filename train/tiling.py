@@ -1,5 +1,14 @@
-"""Running an image-to-image network over frames too big for memory: overlapping tiles,
-blended across the seams so the result matches one whole-frame pass."""
+"""Running an image-to-image network (torch) over frames too big for memory: overlapping tiles,
+blended across the seams so the result matches one whole-frame pass.
+
+Where the tiles go and how each is weighted is ``livesharp.tiling``'s (``tile_spans``,
+``tile_weight``), the one definition ``livesharp image`` uses too, with side multiple 1: the
+teachers pad for themselves. Only the blend is this module's own, because what it blends differs:
+torch tensors, batched and on the teacher's device (CUDA, under autocast), blended in float and
+returned unrounded as training targets, into one frame-sized sum, which a teacher's frames
+afford. ``livesharp.tiling.tiled`` blends uint8 pictures on the CPU, rounds each pixel once, and
+sums by rows to keep a 48-megapixel photo's work space small.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +16,19 @@ from typing import Callable
 
 import torch
 
-
-def _tile_spans(size: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """Split one axis into tiles: (start, stop) of each tile's input, and the seams (cut
-    positions) before and after its own share of the output (-1 at the image border)."""
-    if size <= tile:
-        return [(0, size, -1, -1)]
-    n = -(-size // (tile - 2 * overlap))
-    cuts = [round(i * size / n) for i in range(n + 1)]
-    return [
-        (max(0, cuts[i] - overlap), min(size, cuts[i + 1] + overlap), cuts[i] if i > 0 else -1, cuts[i + 1] if i < n - 1 else -1)
-        for i in range(n)
-    ]
-
-
-def _tile_weight(start: int, stop: int, before: int, after: int, overlap: int) -> torch.Tensor:
-    """1-D blending weight of one tile: 0 -> 1 over the ``overlap`` pixels centred on the seam
-    before it, 1 -> 0 over those centred on the seam after it. The weights of neighbouring
-    tiles sum to 1 at every pixel, and each tile's outer ``overlap // 2`` pixels (where its
-    borders disturb the result) get weight 0."""
-    pos = torch.arange(start, stop, dtype=torch.float64) + 0.5
-    w = torch.ones(stop - start, dtype=torch.float64)
-    for seam, rising in ((before, True), (after, False)):
-        if seam < 0:
-            continue
-        if overlap == 0:
-            ramp = (pos >= seam).double()
-        else:
-            ramp = ((pos - (seam - overlap // 2)) / overlap).clamp(0, 1)
-        w = w * (ramp if rising else 1 - ramp)
-    return w
+from livesharp.tiling import tile_spans, tile_weight
 
 
 def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int = 512, overlap: int = 32) -> torch.Tensor:
     """Run an image-to-image function over overlapping tiles and blend the results.
 
-    For frames too large to process at once. Each tile reaches ``overlap`` pixels beyond its
-    own share on every inner side (neighbours share ``2 * overlap`` pixels), and outputs are
-    cross-faded linearly over the ``overlap`` pixels centred on each seam. A function whose
-    receptive field reaches at most ``overlap // 2`` pixels from the output pixel (a stack of
-    convolutions, say) is reproduced exactly; one with global context (Restormer's channel
-    attention) is approximated, with seams hidden by the cross-fade.
+    For frames too large to process at once. Tiles are all of one shape (``tile_spans``), each
+    reaching at least ``overlap`` pixels beyond its own share on every inner side (neighbours
+    share ``2 * overlap`` pixels or more), and outputs are cross-faded linearly over the
+    ``overlap`` pixels centred on each seam (``tile_weight``). A function whose receptive field
+    reaches at most ``overlap // 2`` pixels from the output pixel (a stack of convolutions, say)
+    is reproduced exactly; one with global context (Restormer's channel attention) is
+    approximated, with seams hidden by the cross-fade.
 
     Args:
         fn: (N, 3, h, w) -> (N, 3, h, w) for any h, w up to ``tile``.
@@ -63,16 +44,15 @@ def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t
     >>> torch.allclose(tiled_forward(blur, x, tile=64, overlap=8), blur(x), atol=1e-5)
     True
     """
-    if overlap < 0 or tile < max(1, 4 * overlap):
-        raise ValueError(f"tiled_forward: need tile >= 4 * overlap >= 0, got tile={tile}, overlap={overlap}")
     h, w = x.shape[-2:]
-    if h <= tile and w <= tile:
+    ys, xs = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)  # both check tile >= 4 * overlap
+    if len(ys) == len(xs) == 1:
         return fn(x)
     out = None
-    for y0, y1, *ycuts in _tile_spans(h, tile, overlap):
-        wy = _tile_weight(y0, y1, *ycuts, overlap)
-        for x0, x1, *xcuts in _tile_spans(w, tile, overlap):
-            wx = _tile_weight(x0, x1, *xcuts, overlap)
+    for y0, y1, *ycuts in ys:
+        wy = torch.from_numpy(tile_weight(y0, y1, *ycuts, overlap))
+        for x0, x1, *xcuts in xs:
+            wx = torch.from_numpy(tile_weight(x0, x1, *xcuts, overlap))
             y = fn(x[..., y0:y1, x0:x1])
             if out is None:
                 dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
