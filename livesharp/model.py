@@ -252,16 +252,17 @@ BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
 
 
 class DetailPath(nn.Module):
-    """An unsharp mask whose amount the network chooses, place by place.
+    """An unsharp mask whose amount the network chooses, per frame and place by place.
 
     Folding each 4x4 patch into a few channels is what makes the student cheap, and what keeps
     the fine detail a soft frame needs from reaching its output: a fixed unsharp mask, which
     sees every pixel, beat it on optical blur by 1-2 dB. Here the luma of the folded frame is
-    high-passed by a 3x3 convolution (full-resolution reach of 4 pixels each side), the
-    network's last features give it a gain per folded position, and the gained detail is added
-    to all three colours (a change of luma only, so no colour fringes). The gain starts at
-    zero, so a student given this path computes what it did. The high-pass starts as an
-    unsharp mask's (``SIGMA``); training may reshape it.
+    high-passed by a 3x3 convolution (full-resolution reach of 4 pixels each side) and added to
+    all three colours (a change of luma only, so no colour fringes), scaled by a gain: one term
+    per frame from the middle's features averaged over the frame (what kind of softness this
+    is: blur, an upscale or a codec's blocks want different amounts), one per place from the
+    last features. The gain starts at zero, so a student given this path computes what it did.
+    The high-pass starts as an unsharp mask's (``SIGMA``); training may reshape it.
     """
 
     SIGMA = 1.5  # px at full resolution: the unsharp mask that did best over set 4's optical kinds
@@ -270,21 +271,24 @@ class DetailPath(nn.Module):
     # Scaled by 10, the same steps move it ten times as far.
     GAIN_SCALE = 10.0
 
-    def __init__(self, r: int, features: int):
+    def __init__(self, r: int, features: int, context: int):
         super().__init__()
         # Beyond the frame the luma continues as its edge block: zeros there would read as a
         # cliff, and the path would draw a bright or dark line along every edge of the frame.
         self.highpass = nn.Conv2d(r * r, r * r, 3, padding=1, bias=False, padding_mode="replicate")
         self.gain = nn.Conv2d(features, 1, 1)
+        self.frame_gain = nn.Conv2d(context, 1, 1, bias=False)
         with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
             self.highpass.weight.copy_(_folded_highpass(self.SIGMA, r) / 3)
-        nn.init.zeros_(self.gain.weight)
+        for conv in (self.gain, self.frame_gain):
+            nn.init.zeros_(conv.weight)
         nn.init.zeros_(self.gain.bias)
 
-    def forward(self, folded: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """The gained luma detail, (N, r², H', W'), from the folded frame and the features."""
+    def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The gained luma detail, (N, r², H', W'), from the folded frame, the last features and
+        the middle's features averaged over the frame, (N, C, 1, 1)."""
         luma = folded.unflatten(1, (3, -1)).sum(1)  # (N, r², H', W')
-        return self.highpass(luma) * (self.GAIN_SCALE * self.gain(features))
+        return self.highpass(luma) * (self.GAIN_SCALE * (self.gain(features) + self.frame_gain(context)))
 
 
 def _folded_highpass(sigma: float, r: int) -> torch.Tensor:
@@ -344,7 +348,7 @@ class Student(nn.Module):
         # rather than from noise, and an untrained student cannot damage a picture.
         nn.init.zeros_(self.ending.weight)
         nn.init.zeros_(self.ending.bias)
-        self.detail = DetailPath(cfg.unshuffle, c) if cfg.detail else None
+        self.detail = DetailPath(cfg.unshuffle, c, cfg.width * 2 ** len(cfg.enc_blocks)) if cfg.detail else None
 
     def with_detail(self, gain: float = 0.0) -> "Student":
         """A copy with a ``DetailPath`` and these weights. At ``gain`` 0 it computes the same
@@ -412,6 +416,7 @@ class Student(nn.Module):
             skips.append(x)
             x = down(x)
         x = self.middle(x)
+        context = x.mean((2, 3), keepdim=True) if self.detail is not None else None
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         features, x = x, self.ending(x)
@@ -421,7 +426,7 @@ class Student(nn.Module):
         # colour's, and the mean is taken folded.
         per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
         if self.detail is not None:
-            per_colour = per_colour + self.detail(frame_input, features)[:, None]
+            per_colour = per_colour + self.detail(frame_input, features, context)[:, None]
         if self.cfg.zero_mean:
             if frame is None:
                 mean = per_colour.mean((2, 3, 4), keepdim=True)
