@@ -29,8 +29,10 @@ def test_a_zero_last_layer_is_the_identity(variant, identity_student, random_stu
         assert (random_student(variant)(x) - x).abs().max() > 1e-2
 
 
-def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student):
-    net = random_student()
+@pytest.mark.parametrize("variant", ["tiny", "tiny-detail"])
+def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student, variant):
+    """No frame's averages (the zero-mean residual, the detail path's per-frame gain) reach another's."""
+    net = random_student(variant)
     x = torch.rand(3, 3, 37, 45, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         batched = net(x)
