@@ -7,7 +7,7 @@ import logging
 import click
 
 from . import __version__
-from .errors import LivesharpError
+from .errors import LivesharpError, out_of_memory
 from .settings import DEFAULT_MODEL, FILE_BATCH, IMAGE_TILE, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
@@ -23,7 +23,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except LivesharpError as e:
+        except (LivesharpError, MemoryError) as e:
+            if isinstance(e, MemoryError):  # numpy's, where no step named what it was doing
+                e = out_of_memory("go on", "give livesharp smaller pictures or videos")
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:

@@ -8,6 +8,7 @@ inference stage batches opportunistically: it takes whatever frames are already 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import queue
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from . import ops
 from .engine import Sharpener
-from .errors import LivesharpError
+from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memory
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete,
                  refuse_still_image)
@@ -571,6 +572,39 @@ def _upright(src: Path, a: np.ndarray) -> np.ndarray:
     return a.reshape(h * w, -1)[np.asarray(ImageOps.exif_transpose(where))]
 
 
+def _picture_size(src: Path) -> str:
+    """'48 MP ' (or '640x480 ' below a megapixel) for the picture ``src`` holds, from its
+    header alone (no pixels); '' where Pillow cannot tell."""
+    try:
+        with warnings.catch_warnings(), Image.open(src) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = im.size
+    except (OSError, ValueError, MemoryError, Image.DecompressionBombError):
+        return ""
+    mp = w * h / 1e6
+    return f"{w}x{h} " if mp < 1 else f"{mp:.1f} MP " if mp < 10 else f"{mp:.0f} MP "
+
+
+def _memory_in_one_line(process):
+    """``process_image`` with memory that runs out (numpy's MemoryError, OpenCV's "Insufficient
+    memory", a runtime's allocation failure, wherever the picture's size first meets the limit)
+    said in one line naming the picture's size, what was left, and what to do. The output is
+    left as it was: ``published`` writes it only once complete."""
+
+    @functools.wraps(process)
+    def wrapper(*args, **kwargs):
+        try:
+            return process(*args, **kwargs)
+        except (MemoryError, OutOfMemory, cv2.error) as e:
+            if not allocation_failed(e):
+                raise
+            src = Path(args[0] if args else kwargs["src"])
+            raise out_of_memory(f"sharpen this {_picture_size(src)}picture", "scale it down first") from None
+
+    return wrapper
+
+
+@_memory_in_one_line
 def process_image(
     src: str | Path,
     dst: str | Path,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import int8
-from .errors import LivesharpError
+from .errors import LivesharpError, allocation_failed, out_of_memory
 from .graph import GRAPH_VERSION, writable_cache_dir
 from .int8 import PRECISIONS
 
@@ -134,8 +134,16 @@ class Runner(abc.ABC):
         pass
 
     def run(self, frames, strength: float = 1.0):
-        with self.computing():
-            return self.download(self.infer(self.upload(frames), strength), frames)
+        try:
+            with self.computing():
+                return self.download(self.infer(self.upload(frames), strength), frames)
+        except Exception as e:
+            # A runtime that cannot allocate says so in its own error type (OpenVINO's and
+            # torch's RuntimeError, ONNX Runtime's own), found by its message; the rest stay.
+            if not allocation_failed(e):
+                raise
+            h, w = frames[0].shape[:2]
+            raise out_of_memory(f"compute {w}x{h} frames with {self.name}", "give it smaller frames") from None
 
     def close(self) -> None:
         pass

@@ -3,6 +3,7 @@ tmp_path and runs livesharp on them the way a user would."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -787,3 +788,132 @@ def test_the_shipped_model_in_tiles_stays_close_to_the_whole_frame_and_shows_no_
             seams[(slice(None),) * axis + (slice(seam - IMAGE_OVERLAP // 2, seam + IMAGE_OVERLAP // 2),)] = True
     assert side <= 512 and abs(tiled - whole).mean() < 0.25 and (abs(tiled - whole) > 1).mean() < 0.03
     assert off[seams].mean() < 1.5 * off[~seams].mean()
+
+
+# Sharpens a small picture (every library loaded, the runtime's threads started, a graph
+# compiled), then limits the address space to what the process holds plus HEADROOM, as
+# ``ulimit -v`` does, and sharpens the large one: its network then cannot be allocated.
+UNDER_AN_ADDRESS_SPACE_LIMIT = """
+import re, resource, sys
+from pathlib import Path
+from livesharp.cli import cli
+
+def run(*args):
+    try:
+        cli([*args, "--device", "cpu"])
+    except SystemExit as e:
+        return e.code
+
+small, large, out, headroom = sys.argv[1:]
+assert run("image", small, "small_out.png") == 0
+held = int(re.search(r"VmSize:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (held + int(headroom), resource.getrlimit(resource.RLIMIT_AS)[1]))
+sys.exit(run("image", large, out))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the address space the process holds from /proc")
+def test_a_picture_the_memory_cannot_hold_is_one_line_and_leaves_no_output(tmp_path):
+    """Out of memory (here a real one: ``ulimit -v``, as in issue 32 causes 12 and 13) was
+    OpenVINO's "Failed to allocate" or "can't alloc", or numpy's MemoryError, as a traceback.
+    A 2048-pixel square is computed whole, so the network needs a few hundred MB at once: 200
+    MB more than the process holds is far from enough, and enough for the picture itself."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "small.png"), photo(64, 96))
+    cv2.imwrite(str(tmp_path / "large.png"), cv2.resize(photo(256, 256), (2048, 2048)))
+    r = subprocess.run([sys.executable, "-c", UNDER_AN_ADDRESS_SPACE_LIMIT, "small.png", "large.png", "out.png", str(200_000_000)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "LIVESHARP_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert re.fullmatch(r"error: not enough memory to sharpen this 4\.2 MP picture \(this process may take \d+\.\d GB of address space, "
+                        r"ulimit -v\): raise that limit, or scale it down first", r.stderr.splitlines()[-1]), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "large.png", "small.png", "small_out.png"]  # no output, no partial one
+
+
+def insufficient_memory(*_):
+    """What OpenCV raises when it cannot allocate (its own error type), as the 48 MP photo's
+    decoding raised it under a 0.9 GB limit."""
+    import cv2
+
+    raise cv2.error("OpenCV(4.12.0) /io/opencv/modules/core/src/alloc.cpp:73: error: (-4:Insufficient memory) "
+                    "Failed to allocate 144000000 bytes in function 'OutOfMemoryError'\n")
+
+
+def array_too_large(*_):
+    import numpy as np
+
+    return np.empty(1 << 62, np.uint8)  # numpy's own MemoryError, as tiling's float rows raised it under 1.8 GB
+
+
+@pytest.mark.parametrize("where, fail", [("_read_image", insufficient_memory), ("tiled", array_too_large)])
+def test_memory_that_runs_out_outside_the_runtime_is_one_line_naming_the_picture(tmp_path, monkeypatch, where, fail):
+    """Under a limit the same photo runs out wherever its size first meets it: decoding,
+    tiling or the network. Each is the one line, naming the picture's size."""
+    import cv2
+
+    from livesharp import pipeline
+
+    cv2.imwrite(str(tmp_path / "in.png"), cv2.resize(photo(), (2000, 1500)))
+    monkeypatch.setattr(pipeline, where, fail)
+    r = CliRunner().invoke(cli, ["image", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--model", "unsharp"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert re.fullmatch(r"error: not enough memory to sharpen this 3\.0 MP picture \(.*\): .*, or scale it down first", r.output.strip()), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+class FailingRunner:
+    """Stands for a runtime whose computation raises ``error``."""
+
+    name, min_side = "openvino", 1
+
+    def __init__(self, error):
+        self.error = error
+
+    def infer(self, frames, strength):
+        raise self.error
+
+
+@pytest.mark.parametrize("message", [
+    "Exception from src/inference/src/cpp/core.cpp:117:\nException from src/inference/src/dev/plugin.cpp:54:\n"
+    "Check 'ptr' failed at src/plugins/intel_cpu/src/cpu_memory.cpp:257:\nFailed to allocate 111366176 bytes of memory\n",  # OpenVINO
+    "Exception from src/inference/src/cpp/core.cpp:117:\nException from src/inference/src/dev/plugin.cpp:54:\ncan't alloc\n",  # OpenVINO compiling
+    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. Name:'/enc/Conv' "
+    "Status Message: Failed to allocate memory for requested buffer of size 111366176",  # ONNX Runtime
+    "DefaultCPUAllocator: can't allocate memory: you tried to allocate 111366176 bytes. Error code 12 (Cannot allocate memory)",  # torch
+])
+def test_a_runtimes_allocation_failure_is_one_line_naming_the_frames(message):
+    """The runtimes' own words for memory that ran out become ``OutOfMemory``, whichever runs."""
+    from livesharp.errors import OutOfMemory
+    from livesharp.runtimes import GraphRunner
+
+    runner = type("Runner", (FailingRunner, GraphRunner), {})(RuntimeError(message))
+    frames = [photo(48, 64)]
+    with pytest.raises(OutOfMemory, match=r"^not enough memory to compute 64x48 frames with openvino \(.*\): .*, or give it smaller frames$"):
+        runner.run(frames)
+
+
+def test_a_runtimes_other_errors_are_not_called_memory():
+    """Narrowly: a runtime's error that is not about memory stays what it was."""
+    from livesharp.runtimes import GraphRunner
+
+    error = RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:223:\nCan't set the input tensor: shape mismatch")
+    runner = type("Runner", (FailingRunner, GraphRunner), {})(error)
+    with pytest.raises(RuntimeError) as raised:
+        runner.run([photo(48, 64)])
+    assert raised.value is error
+
+
+def test_memory_that_runs_out_in_a_video_is_one_line(video, tmp_path, monkeypatch):
+    """numpy's MemoryError where no step names what it was doing: the CLI's one line still."""
+    import numpy as np
+
+    from livesharp.engine import Sharpener
+
+    monkeypatch.setattr(Sharpener, "sharpen_batch", lambda self, frames, strength=None: np.empty(1 << 62, np.uint8))  # a real MemoryError
+    r = CliRunner().invoke(cli, ["file", str(video), str(tmp_path / "out.mp4"), "--model", "unsharp", "--device", "cpu"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert re.fullmatch(r"error: not enough memory to go on \(.*\): .*, or give livesharp smaller pictures or videos", r.output.strip()), r.output
+    assert not (tmp_path / "out.mp4").exists()
