@@ -64,9 +64,6 @@ VARIANTS: dict[str, StudentConfig] = {
     # GMAC per megapixel; its speed per CPU kind is in benchmarks/README.md. Its four blocks at
     # 1/32 cost little time; the zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
-    # tiny with a DetailPath: 0.65 M params, 1.54 GMAC/MP; under OpenVINO fp32 on an AVX2 CPU
-    # its 720p frame takes about 9 % longer than tiny's (benchmarks/README.md).
-    "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
     # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (no
     # shipped weights).
     "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
@@ -76,6 +73,9 @@ VARIANTS: dict[str, StudentConfig] = {
     "conv32": StudentConfig(unshuffle=4, width=32, enc_blocks=(1,), middle_blocks=3, dec_blocks=(1,), edge_kernel=3, block="conv", zero_mean=True),
     # 0.67 M params, 6.22 GMAC/MP: reaches 1/16 resolution, for the widest blur.
     "conv24-3": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1), middle_blocks=3, dec_blocks=(1, 1), edge_kernel=3, block="conv"),
+    # tiny with a DetailPath (issue 28; no shipped weights): 0.65 M params, 1.54 GMAC/MP; on an
+    # AVX2 CPU its 720p frame takes 8-11 % longer than tiny's (benchmarks/README.md).
+    "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
 }
 
 
