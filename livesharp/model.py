@@ -42,7 +42,7 @@ class StudentConfig:
     # (benchmarks/README.md).
     zero_mean: bool = False
     # 1: a DetailPath, the luma's full-resolution high-pass scaled by a gain the network sets per
-    # 4x4 block; 0 leaves it out.
+    # frame and per 4x4 block; 0 leaves it out.
     detail: int = 0
 
     def __post_init__(self):
@@ -350,17 +350,14 @@ class Student(nn.Module):
         nn.init.zeros_(self.ending.bias)
         self.detail = DetailPath(cfg.unshuffle, c, cfg.width * 2 ** len(cfg.enc_blocks)) if cfg.detail else None
 
-    def with_detail(self, gain: float = 0.0) -> "Student":
-        """A copy with a ``DetailPath`` and these weights. At ``gain`` 0 it computes the same
-        function until training moves the gain off zero; a small positive gain starts the path
-        sharpening everywhere, so training has a use of it to shape rather than none to find."""
+    def with_detail(self) -> "Student":
+        """A copy with a ``DetailPath`` and these weights: the same function until training
+        moves the path's gain off zero."""
         if self.cfg.detail:
             raise ModelError("the student already has a detail path")
         net = Student(dataclasses.replace(self.cfg, detail=1))
         missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
-        with torch.no_grad():
-            net.detail.gain.bias.fill_(gain / DetailPath.GAIN_SCALE)
         return net
 
     def fused(self) -> "Student":

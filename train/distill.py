@@ -62,7 +62,6 @@ class DistillConfig:
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
     detail: int = _f(0, "1: give the --init student a detail path (livesharp.model.DetailPath, StudentConfig.detail) at zero gain, the same function until trained")
-    detail_gain: float = _f(0.0, "with --detail: the path's starting gain everywhere (0 keeps the --init student's function; AdamW found no use for it from 0 in 250 steps of a mixed recipe)")
     zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
     # data
@@ -292,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.zero_mean and not student.cfg.zero_mean:  # no weights change, only what forward does
         student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
     if cfg.detail and not student.cfg.detail:
-        student = student.with_detail(cfg.detail_gain)
+        student = student.with_detail()
     # Channels-last: the CPU's convolutions run without reordering each layer's input.
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     student = student.to(memory_format=memory_format)
