@@ -92,13 +92,14 @@ def _fields(buf):
         yield key >> 3, value
 
 
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """An ONNX file's ``metadata_props``, read from the protobuf itself (ModelProto field 14).
+def onnx_metadata(path: str | Path, data: memoryview | None = None) -> dict[str, str]:
+    """An ONNX file's ``metadata_props``, read from the protobuf itself (ModelProto field 14);
+    ``data``: the file's bytes where the caller has read them already.
 
     The base install has a runtime but not the ``onnx`` package; a dozen lines of wire format
     read the few strings the graph describes itself with, skipping the weights unparsed.
     """
-    data = memoryview(Path(path).read_bytes())
+    data = memoryview(Path(path).read_bytes()) if data is None else data
     props = {}
     try:
         for field, value in _fields(data):
@@ -134,10 +135,10 @@ def _value_info(buf) -> tuple[str, int, int]:
     return name, elem, axes
 
 
-def onnx_interface(path: str | Path) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]]]:
+def onnx_interface(path: str | Path, data: memoryview | None = None) -> tuple[dict[str, tuple[int, int]], list[tuple[int, int]]]:
     """An ONNX file's inputs (the ones not filled by its own weights) as {name: (element type,
     axes)}, and its outputs as [(element type, axes)], read from the protobuf like ``onnx_metadata``."""
-    data = memoryview(Path(path).read_bytes())
+    data = memoryview(Path(path).read_bytes()) if data is None else data
     inputs, outputs, weights = {}, [], set()
     try:
         for field, graph in _fields(data):
@@ -167,7 +168,8 @@ def read_graph(path: str | Path) -> GraphInfo:
     the runners use (``INTERFACE``) and a whole, positive side multiple.
     """
     path = Path(path)
-    meta = onnx_metadata(path)
+    data = memoryview(path.read_bytes())  # read once for the metadata and the interface
+    meta = onnx_metadata(path, data)
     fix = f"export one with: livesharp export MODEL {path.name} --io uint8"
     if META["digest"] not in meta:
         raise LivesharpError(f"{path}: not a graph livesharp exported (no {META['digest']} in its metadata); {fix}")
@@ -178,7 +180,7 @@ def read_graph(path: str | Path) -> GraphInfo:
     multiple = meta.get(META["multiple"], "")
     if not multiple.isdigit() or int(multiple) < 1:
         raise LivesharpError(f"{path}: its metadata gives the side multiple as {multiple!r}, not a whole number of pixels; {fix}")
-    inputs, outputs = onnx_interface(path)
+    inputs, outputs = onnx_interface(path, data)
     if inputs != INTERFACE or outputs != [OUTPUT]:
         takes = ", ".join(f"{k} ({_describe(*v)})" for k, v in inputs.items()) or "nothing"
         gives = ", ".join(_describe(*o) for o in outputs) or "nothing"
@@ -242,8 +244,9 @@ def checkpoint_digest(path: str | Path) -> str | None:
     """``weights_digest`` of a livesharp checkpoint, read without torch; None where the file is
     not one this reader follows (then torch must load it to tell).
 
-    Its ``model_args`` are hashed as recorded, so this is the digest its export recorded when the
-    architecture had the same fields then as when it was saved.
+    Its ``model_args`` are hashed as recorded; fields added to the architecture since are left
+    out at their old value (``ADDED_LATER``), so a checkpoint saved before them and one saved
+    after give the same digest.
     """
     try:
         with zipfile.ZipFile(path) as archive:

@@ -37,7 +37,8 @@ def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student, va
     with torch.no_grad():
         batched = net(x)
         one_by_one = torch.cat([net(x[i : i + 1]) for i in range(3)])
-    torch.testing.assert_close(batched, one_by_one, atol=5e-5, rtol=1e-5)  # a leak would be grey levels (4e-3)
+    # the detail path's gain is scaled by 10, and float rounding with it; a leak would be grey levels (4e-3)
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5 if variant == "tiny" else 5e-5, rtol=1e-5)
 
 
 def test_a_zero_mean_student_keeps_each_frames_brightness(random_student):
