@@ -4,8 +4,9 @@
     python benchmarks/train_throughput.py --steps 200 --json benchmarks/train-throughput-avx2.json
 
 Stages (each alone, medians): rendering one sample of each training source (the 240 fps clip
-through a camera model, camera motion on stills, softness), the student's forward + backward +
-AdamW step on a batch of 16 crops of 128 px (contiguous, channels-last, compiled), and one EMA
+through a camera model, camera motion on stills, softness), the student's forward, the
+campaign's losses, backward and AdamW on a batch of 16 crops of 128 px (as the loop was, then
+with each change in turn: channels-last, fused AdamW, compiled student and losses), and one EMA
 update. End to end: ``train.distill`` on the campaign's recipe for ``--steps`` steps, as it ran
 before the bank (a fresh sample every draw, eager) and as ``train/campaign.sh`` runs it now
 (``--reuse 2 --compile``; the bank's block is 256 samples here, not the campaign's 4096, so
@@ -19,6 +20,7 @@ Needs ``../shared/data`` (or ``--data``). Run it with nothing else busy: it meas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import os
@@ -55,7 +57,7 @@ def stages(data: Path) -> dict:
     import torch
 
     from livesharp.model import VARIANTS, Student
-    from train import losses
+    from train.distill import DistillConfig, loss_terms
     from train.data import list_images, load_frames
     from train.gopro import HighFpsBlur, split_highfps
     from train.motion import TrajectoryBlur, with_sharp_share
@@ -78,24 +80,32 @@ def stages(data: Path) -> dict:
         counter = iter(range(1000, 10**6))
         out[f"render one sample: {name}"] = median_ms(lambda: ds[next(counter)], 60, warm=0)
 
-    x, y = torch.rand(16, 3, 128, 128), torch.rand(16, 3, 128, 128)
+    x, y = torch.rand(16, 3, 128, 128), torch.rand(16, 1, 3, 128, 128)
+    cfg = dataclasses.replace(DistillConfig(), w_fft=1.0)  # the campaign's loss weights
 
-    def step_fn(net, opt, inp):
+    def step_fn(layout, compiled: bool, fused: bool):
+        net = Student(VARIANTS["tiny"]).to(memory_format=layout)
+        opt = torch.optim.AdamW(net.parameters(), 1e-4, fused=fused)
+        run, terms_of = (torch.compile(net), torch.compile(loss_terms)) if compiled else (net, loss_terms)
+        inp = x.contiguous(memory_format=layout)
+
         def step():
-            pred = net(inp)
-            loss = (losses.charbonnier(pred, y) + 0.1 * losses.ms_ssim_loss(pred.clamp(0, 1), y) + 0.1 * losses.sobel_edge_loss(pred, y)
-                    + losses.fft_loss(pred, y))
+            pred = run(inp).reshape(y.shape)
+            terms = terms_of(cfg, pred, y, None)
+            loss = sum(getattr(cfg, f"w_{k}") * v for k, v in terms.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         return step
 
-    for label, layout, compiled in (("contiguous", torch.contiguous_format, False), ("channels-last", torch.channels_last, False),
-                                    ("channels-last, compiled", torch.channels_last, True)):
-        net = Student(VARIANTS["tiny"]).to(memory_format=layout)
-        opt = torch.optim.AdamW(net.parameters(), 1e-4)
-        run = torch.compile(net) if compiled else net
-        out[f"forward + backward + AdamW, batch 16 x 128 px, {label}"] = median_ms(step_fn(run, opt, x.contiguous(memory_format=layout)), 10, warm=3)
+    for label, layout, compiled, fused in (
+        ("contiguous, eager, AdamW's default loop (the loop before this work)", torch.contiguous_format, False, False),
+        ("channels-last, eager", torch.channels_last, False, False),
+        ("channels-last, eager, fused AdamW", torch.channels_last, False, True),
+        ("channels-last, compiled student and losses, fused AdamW (train/campaign.sh)", torch.channels_last, True, True),
+    ):
+        out[f"forward + losses + backward + AdamW, batch 16 x 128 px, {label}"] = median_ms(step_fn(layout, compiled, fused), 10, warm=3)
+    net = Student(VARIANTS["tiny"])
     ema = Student(VARIANTS["tiny"])
     params = list(zip(ema.parameters(), net.parameters()))
 

@@ -85,14 +85,18 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device) / 8
     channels = x.shape[1]
     weight = torch.stack([gx, gx.T]).unsqueeze(1).repeat(channels, 1, 1, 1)  # (2C, 1, 3, 3)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=channels)
+    # Replicate padding by concatenation: F.pad's replicate mode has no backward that
+    # torch.compile can trace on channels-last input (torch 2.14), and the loss is compiled.
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], -2)
+    return F.conv2d(torch.cat([x[..., :1], x, x[..., -1:]], -1), weight, groups=channels)
 
 
 def sobel_edge_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 between Sobel gradients (not magnitudes: those lose edge direction and have no
-    gradient at flat pixels); (N, [T,] 3, H, W)."""
+    gradient at flat pixels); (N, [T,] 3, H, W). Sobel is linear, so this is the L1 of the
+    difference's gradients: one convolution, not two."""
     _same_shape(pred, target)
-    return F.l1_loss(sobel(_images(pred)), sobel(_images(target)))
+    return sobel(_images(pred - target)).abs().mean()
 
 
 def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
