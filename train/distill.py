@@ -76,6 +76,7 @@ class DistillConfig:
     soft: tuple = _f((), "softness (train.soft): high-frame-rate videos (their training range, as video-sharp targets) and folders of stills (made video-sharp), softened by random lens blur, defocus, upscaling, noise and compression")
     soft_fraction: float = _f(0.4, "share of training samples drawn from --soft sources when other sources are given")
     soft_sharp_fraction: float = _f(0.3, "share of --soft samples that are sharp -> sharp, unchanged")
+    soft_upscaled: float = _f(0.0, "share of the softened --soft samples that are only upscaled from 0.4-0.8 of the size and compressed, no lens blur (beside those the random recipe makes)")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
@@ -189,7 +190,7 @@ def build_data(cfg: DistillConfig, samples: int):
         others = cfg.gopro or cfg.highfps or cfg.stills or cfg.motion
         n_soft = max(1, round(samples * (cfg.soft_fraction if others else 1.0)))
         train_sets.append(SoftBlur(cfg.soft, crop, cfg.clip_len, seed=cfg.seed, length=n_soft, sharp_fraction=cfg.soft_sharp_fraction,
-                                   min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1]))
+                                   min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1], upscaled_fraction=cfg.soft_upscaled))
         samples = max(0, samples - n_soft)
     if cfg.motion and samples:
         others = cfg.gopro or cfg.highfps or cfg.stills

@@ -87,14 +87,21 @@ def _even(clip: np.ndarray) -> np.ndarray:
     return np.pad(clip, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def sample_steps(rng: np.random.Generator) -> tuple[Step, ...]:
+def sample_steps(rng: np.random.Generator, upscaled: float = 0.0) -> tuple[Step, ...]:
     """A random softening: one or two rounds of optical blur / scaling, noise and compression.
 
     Calibrated to what cameras make of video-sharp frames: Gaussian sigma 0.6-2, disc radius
     1-3, a lens blur with 1-4 px of motion, footage upscaled from 0.4-0.8 of its size (half
     the time with no optical blur); read noise up to 0.015; JPEG 60-90 or H.264 CRF 24-36 as
-    webcams and calls store it.
+    webcams and calls store it. A share ``upscaled`` of the draws is nothing but footage
+    upscaled from a smaller capture and compressed (with read noise 40 % of the time), the kind
+    where sharpening only amplifies the codec: the network must learn to tell it from lens blur.
     """
+    if upscaled and rng.random() < upscaled:
+        steps = [("resize", float(rng.uniform(0.4, 0.8)), str(rng.choice(["area", "linear", "cubic"])), str(rng.choice(["linear", "cubic"])))]
+        if rng.random() < 0.4:
+            steps.append(("noise", float(rng.uniform(0.002, 0.015))))
+        return (*steps, ("jpeg", int(rng.integers(60, 91))) if rng.random() < 0.6 else ("h264", int(rng.integers(24, 37))))
     steps: list[Step] = []
     for second in (False, True):
         if second and rng.random() >= 0.3:
@@ -158,7 +165,8 @@ class SoftBlur(Dataset):
     """
 
     def __init__(self, sources: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0, length: int = 1000,
-                 sharp_fraction: float = 0.3, every: int = 3, min_edge_energy: float = 0.0, augment: bool = True, max_window: int = 13):
+                 sharp_fraction: float = 0.3, every: int = 3, min_edge_energy: float = 0.0, augment: bool = True, max_window: int = 13,
+                 upscaled_fraction: float = 0.0):
         if not sources:
             raise DataError("SoftBlur needs at least one video or folder of stills")
         self.videos: list[tuple[str, np.ndarray]] = []
@@ -175,6 +183,7 @@ class SoftBlur(Dataset):
         self.n_sources = len(self.videos) + len(self.stills)
         self.crop, self.clip_len, self.seed, self.length = crop, clip_len, seed, length
         self.sharp_fraction, self.min_edge_energy, self.augment = sharp_fraction, min_edge_energy, augment
+        self.upscaled_fraction = upscaled_fraction
         self._decoded: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -210,7 +219,7 @@ class SoftBlur(Dataset):
             raise DataError(f"{self.describe(source)} is smaller than the {self.crop} px crop")
         box = choose_box(rng, reference, (self.crop, self.crop), self.augment, self.min_edge_energy)
         hflip, turns = choose_aug(rng, self.augment, True)
-        steps = () if rng.random() < self.sharp_fraction else sample_steps(rng)
+        steps = () if rng.random() < self.sharp_fraction else sample_steps(rng, self.upscaled_fraction)
         return SoftPlan(source, frame, shrink, sigma, box, hflip, turns, steps)
 
     def describe(self, source: int) -> str:

@@ -108,6 +108,21 @@ def test_sharp_share_is_unchanged_and_the_rest_is_softened(media):
         assert not torch.equal(s["blur"], s["sharp"]), s["source"]
 
 
+def test_the_upscaled_share_is_an_upscale_and_a_codec_only(media):
+    """--soft-upscaled: that share of the softened samples has no lens blur, just the round trip
+    and compression; at 0 the samples are exactly those of before (the draw is skipped)."""
+    def kinds(ds):
+        return [s["source"].rsplit("|", 1)[1] for s in ds]
+
+    upscaled = kinds(soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, upscaled_fraction=1.0))
+    for tag in upscaled:
+        names = [next(n for n in ("resize", "noise", "jpeg", "h264", "gauss", "disc", "motion") if step.startswith(n)) for step in tag.split(";")]
+        assert names[0] == "resize" and names[-1] in ("jpeg", "h264") and set(names[1:-1]) <= {"noise"}, tag
+    default = kinds(soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0))
+    assert default == kinds(soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, upscaled_fraction=0.0))
+    assert any(step.startswith(("gauss", "disc")) for tag in default for step in tag.split(";"))
+
+
 def test_video_targets_come_from_the_training_range_only(media):
     (start, stop), _ = split_highfps(40, max_window=5)
     ds = soft.SoftBlur([media["video"]], crop=32, length=60, sharp_fraction=1.0, every=1, max_window=5)
