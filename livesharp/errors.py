@@ -28,6 +28,9 @@ class OutOfMemory(LivesharpError):
 # this and stay as they are.
 ALLOCATION_FAILED = re.compile(r"failed to allocate|can't alloc|cannot allocate memory|not enough memory|"
                                r"insufficient memory|bad_alloc|bad allocation", re.IGNORECASE)
+# A GPU's memory, not the system's: torch says "CUDA out of memory. Tried to allocate ..." (or
+# "CUDA error: out of memory" from a library it calls); the fix is another one.
+GPU_MEMORY = re.compile(r"\b(CUDA|HIP)\b[^\n]*out of memory", re.IGNORECASE)
 # A thread that could not be started (EAGAIN): under an address-space limit, its stack is an
 # allocation like any other, and OpenVINO starts threads as it compiles. Memory only there.
 THREAD_FAILED = re.compile(r"resource temporarily unavailable|can't start new thread", re.IGNORECASE)
@@ -44,7 +47,7 @@ def allocation_failed(e: BaseException) -> bool:
     False
     """
     text = str(e)
-    if isinstance(e, (MemoryError, OutOfMemory)) or ALLOCATION_FAILED.search(text):
+    if isinstance(e, (MemoryError, OutOfMemory)) or ALLOCATION_FAILED.search(text) or GPU_MEMORY.search(text):
         return True
     return bool(THREAD_FAILED.search(text)) and _memory_left()[1] is not None
 
@@ -75,6 +78,18 @@ def _memory_left() -> tuple[int | None, int | None]:
     if free is None or size is None or limit - size < free:
         return None, limit
     return free, None
+
+
+def gpu_out_of_memory(e: BaseException, what: str) -> OutOfMemory | None:
+    """The one line for a GPU whose memory ran out while doing ``what``; None for other errors.
+
+    >>> str(gpu_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "compute 3840x2160 frames"))[:49]
+    'not enough GPU memory to compute 3840x2160 frames'
+    """
+    if not GPU_MEMORY.search(str(e)):
+        return None
+    return OutOfMemory(f"not enough GPU memory to {what}: close other programs that use the GPU, give it smaller frames "
+                       "or fewer at a time (--batch), or run on the CPU (--device cpu)")
 
 
 def out_of_memory(what: str, smaller: str) -> OutOfMemory:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import int8
-from .errors import LivesharpError, allocation_failed, out_of_memory
+from .errors import LivesharpError, allocation_failed, gpu_out_of_memory, out_of_memory
 from .graph import GRAPH_VERSION, writable_cache_dir
 from .int8 import PRECISIONS
 
@@ -143,7 +143,8 @@ class Runner(abc.ABC):
             if not allocation_failed(e):
                 raise
             h, w = frames[0].shape[:2]
-            raise out_of_memory(f"compute {w}x{h} frames with {self.name}", "give it smaller frames") from None
+            what = f"compute {w}x{h} frames with {self.name}"
+            raise (gpu_out_of_memory(e, what) or out_of_memory(what, "give it smaller frames")) from None
 
     def close(self) -> None:
         pass

@@ -895,6 +895,22 @@ def test_a_runtimes_allocation_failure_is_one_line_naming_the_frames(message):
         runner.run(frames)
 
 
+@pytest.mark.parametrize("message", [
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.20 GiB is free.",  # torch
+    "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at some other API call",  # a library torch calls
+])
+def test_a_gpu_that_runs_out_of_memory_is_one_line_naming_the_fixes(message):
+    """No GPU here: a runner raises the words torch uses when a GPU's memory runs out. The line
+    names the GPU, not the system's free memory, and the ways out."""
+    from livesharp.errors import OutOfMemory
+    from livesharp.runtimes import GraphRunner
+
+    runner = type("Runner", (FailingRunner, GraphRunner), {"name": "torch"})(RuntimeError(message))
+    with pytest.raises(OutOfMemory, match=r"^not enough GPU memory to compute 64x48 frames with torch: close other programs that use "
+                                          r"the GPU, give it smaller frames or fewer at a time \(--batch\), or run on the CPU \(--device cpu\)$"):
+        runner.run([photo(48, 64)])
+
+
 def test_a_runtimes_other_errors_are_not_called_memory():
     """Narrowly: a runtime's error that is not about memory stays what it was."""
     from livesharp.runtimes import GraphRunner
