@@ -36,7 +36,7 @@ from . import ops, sinks
 from .engine import Sharpener, scaled_size
 from .errors import LivesharpError
 from .io import camera_file, check_output
-from .pipeline import END, Stages, published
+from .pipeline import END, Stages, published, signals_handled
 from .settings import DEFAULT_MODEL
 from .sources import capture_time, open_source
 
@@ -374,7 +374,7 @@ class Output:
         last = None
         while self.max_frames is None or self.frames < self.max_frames:
             item = self.sharpened.get(timeout=0.05)
-            if item is END or (item is None and stages.stop.is_set()):
+            if item is END or stages.stop.is_set():  # the stop: Ctrl-C, a signal, or a stage that failed
                 return
             if item is None and last is None:
                 continue
@@ -432,13 +432,18 @@ def run_camera(
     output.precision = sharpener.precision  # chosen by now: run_live warmed the model up at this size
     # The inference stage reads the controls the output stage owns, one snapshot per frame.
     infer = Infer(sharpener, capture.slot, sharpened, lambda: output.controls, governor)
+    # Ctrl-C, SIGTERM and SIGHUP end a session between two frames: raised as KeyboardInterrupt,
+    # they could land inside a lock's `with` (a slot the other stages then wait on for ever) or
+    # halfway through a frame sent to the virtual camera or a --stats row.
+    stop_between_frames = signals_handled(("SIGINT", "SIGTERM", "SIGHUP"), lambda signum, frame: stages.stop.set())
     try:
         stages.start("capture", capture, stages)
         stages.start("infer", infer, stages)
         try:
-            output(stages)
+            with stop_between_frames:
+                output(stages)
         except KeyboardInterrupt:
-            pass  # Ctrl-C is how a live session ends: the other stages stop below
+            pass  # off the main thread, Ctrl-C still arrives this way: the other stages stop below
         except BaseException as e:
             stages.errors.append(e)  # raised by wait() below, after the threads have stopped
         stages.stop.set()

@@ -128,19 +128,26 @@ class Stages:
 
 
 @contextmanager
-def stop_on_term_and_hup():
-    """Within the block, SIGTERM (kill, a service manager) and SIGHUP (the terminal closed)
-    stop the run the way Ctrl-C does (KeyboardInterrupt in the main thread), so the hidden
-    partial output is removed. Call it from the main thread; the old handlers come back after."""
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+def signals_handled(names: tuple[str, ...], handler):
+    """Within the block, the signals ``names`` (those this OS has) go to ``handler``; the old
+    handlers come back after. Only the main thread may set handlers: elsewhere this does nothing,
+    since there the signals are not ours to take."""
+    wanted = [getattr(signal, name) for name in names if hasattr(signal, name)]
     if threading.current_thread() is not threading.main_thread():
-        wanted = []  # only the main thread may set handlers; there, signals are not ours to take
-    before = {sig: signal.signal(sig, signal.default_int_handler) for sig in wanted}
+        wanted = []
+    before = {sig: signal.signal(sig, handler) for sig in wanted}
     try:
         yield
     finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
+def stop_on_term_and_hup():
+    """Within the block, SIGTERM (kill, a service manager) and SIGHUP (the terminal closed)
+    stop the run the way Ctrl-C does (KeyboardInterrupt in the main thread), so the hidden
+    partial output is removed. Call it from the main thread."""
+    return signals_handled(("SIGTERM", "SIGHUP"), signal.default_int_handler)
 
 
 @contextmanager

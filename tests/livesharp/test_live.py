@@ -264,6 +264,34 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig):
     assert rows and [r["frame"] for r in rows] == list(range(1, len(rows) + 1))
 
 
+def test_ctrl_c_ends_a_session_between_frames_never_inside_one():
+    """A signal that interrupted the output stage wherever it was could leave a lock held (the
+    other stages then wait for ever: a hang seen under load) or a frame half sent."""
+    import os
+    import signal
+
+    class Virtual:  # stands in for the v4l2loopback device, which cannot exist here
+        started = finished = 0
+
+        def send(self, frame):
+            self.started += 1
+            time.sleep(0.02)  # most of the output stage's time: where a signal lands
+            self.finished += 1
+
+        def sleep_until_next_frame(self):
+            pass
+
+    vcam, before = Virtual(), signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        r = live.run_camera(SyntheticCamera(fps=100), sharpener=Sharpener(model="unsharp", device="cpu"), virtual=vcam)
+    finally:
+        timer.cancel()
+    assert r.frames > 0 and vcam.started == vcam.finished
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_a_camera_that_fails_to_open_leaves_opencvs_log_level_as_it_was(monkeypatch):
     import cv2
 
