@@ -88,8 +88,9 @@ def gpu_out_of_memory(e: BaseException, what: str) -> OutOfMemory | None:
     """
     if not GPU_MEMORY.search(str(e)):
         return None
+    # --batch is file's alone (cam and image compute one frame at a time)
     return OutOfMemory(f"not enough GPU memory to {what}: close other programs that use the GPU, give it smaller frames "
-                       "or fewer at a time (--batch), or run on the CPU (--device cpu)")
+                       "(with file, fewer at a time: --batch 1), or run on the CPU (--device cpu)")
 
 
 def out_of_memory(what: str, smaller: str) -> OutOfMemory:

@@ -87,6 +87,20 @@ def _even(clip: np.ndarray) -> np.ndarray:
     return np.pad(clip, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
+def _resize_step(rng: np.random.Generator, smallest: float, largest: float) -> Step:
+    """Footage captured at ``smallest``-``largest`` of the size, shrunk and enlarged by common filters."""
+    return ("resize", float(rng.uniform(smallest, largest)), str(rng.choice(["area", "linear", "cubic"])), str(rng.choice(["linear", "cubic"])))
+
+
+def _noise_step(rng: np.random.Generator, scale: float = 1.0) -> Step:
+    return ("noise", float(rng.uniform(0.002, 0.015) * scale))
+
+
+def _codec_step(rng: np.random.Generator, codec: str) -> Step:
+    """JPEG 60-90 or H.264 CRF 24-36, as webcams and calls store footage."""
+    return ("jpeg", int(rng.integers(60, 91))) if codec == "jpeg" else ("h264", int(rng.integers(24, 37)))
+
+
 def sample_steps(rng: np.random.Generator, upscaled: float = 0.0) -> tuple[Step, ...]:
     """A random softening: one or two rounds of optical blur / scaling, noise and compression.
 
@@ -98,10 +112,10 @@ def sample_steps(rng: np.random.Generator, upscaled: float = 0.0) -> tuple[Step,
     where sharpening only amplifies the codec: the network must learn to tell it from lens blur.
     """
     if upscaled and rng.random() < upscaled:
-        steps = [("resize", float(rng.uniform(0.4, 0.8)), str(rng.choice(["area", "linear", "cubic"])), str(rng.choice(["linear", "cubic"])))]
+        steps = [_resize_step(rng, 0.4, 0.8)]
         if rng.random() < 0.4:
-            steps.append(("noise", float(rng.uniform(0.002, 0.015))))
-        return (*steps, ("jpeg", int(rng.integers(60, 91))) if rng.random() < 0.6 else ("h264", int(rng.integers(24, 37))))
+            steps.append(_noise_step(rng))
+        return (*steps, _codec_step(rng, "jpeg" if rng.random() < 0.6 else "h264"))
     steps: list[Step] = []
     for second in (False, True):
         if second and rng.random() >= 0.3:
@@ -124,15 +138,12 @@ def sample_steps(rng: np.random.Generator, upscaled: float = 0.0) -> tuple[Step,
                 steps.append(("gauss", float(rng.uniform(0.5, 1.4) * scale)))
                 steps.append(("motion", float(rng.uniform(1.0, 4.0) * scale), float(rng.uniform(0, np.pi))))
         if resize:
-            steps.append(("resize", float(rng.uniform(0.4, 0.8) if not second else rng.uniform(0.6, 0.9)),
-                          str(rng.choice(["area", "linear", "cubic"])), str(rng.choice(["linear", "cubic"]))))
+            steps.append(_resize_step(rng, *((0.6, 0.9) if second else (0.4, 0.8))))
         if rng.random() < 0.4:
-            steps.append(("noise", float(rng.uniform(0.002, 0.015) * scale)))
+            steps.append(_noise_step(rng, scale))
         draw = rng.random()
-        if draw < 0.45:
-            steps.append(("jpeg", int(rng.integers(60, 91))))
-        elif draw < 0.7:
-            steps.append(("h264", int(rng.integers(24, 37))))
+        if draw < 0.7:  # else no codec: footage stored losslessly or at a high bitrate
+            steps.append(_codec_step(rng, "jpeg" if draw < 0.45 else "h264"))
     return tuple(steps)
 
 

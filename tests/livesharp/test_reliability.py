@@ -907,7 +907,7 @@ def test_a_gpu_that_runs_out_of_memory_is_one_line_naming_the_fixes(message):
 
     runner = type("Runner", (FailingRunner, GraphRunner), {"name": "torch"})(RuntimeError(message))
     with pytest.raises(OutOfMemory, match=r"^not enough GPU memory to compute 64x48 frames with torch: close other programs that use "
-                                          r"the GPU, give it smaller frames or fewer at a time \(--batch\), or run on the CPU \(--device cpu\)$"):
+                                          r"the GPU, give it smaller frames \(with file, fewer at a time: --batch 1\), or run on the CPU \(--device cpu\)$"):
         runner.run([photo(48, 64)])
 
 
