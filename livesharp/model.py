@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,15 +42,15 @@ class StudentConfig:
     # 10 % of conv32's 720p time under OpenVINO bf16, nothing measurable in int8
     # (benchmarks/README.md).
     zero_mean: bool = False
-    # 1: a DetailPath, the luma's full-resolution high-pass scaled by a gain the network sets per
-    # frame and per 4x4 block; 0 leaves it out.
+    # A DetailPath with this many bands (1 or 2): the luma's full-resolution high-passes, each
+    # scaled by a gain the network sets per frame and per 4x4 block; 0 leaves it out.
     detail: int = 0
 
     def __post_init__(self):
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ModelError("enc_blocks and dec_blocks must have the same number of levels")
-        if self.detail not in (0, 1):
-            raise ModelError(f"detail {self.detail}: choose 0 (none) or 1 (DetailPath)")
+        if self.detail not in (0, 1, 2):
+            raise ModelError(f"detail {self.detail}: choose 0 (none), 1 or 2 (a DetailPath of that many bands)")
         if self.block not in ("naf", "conv"):
             raise ModelError(f"block {self.block!r}: choose naf or conv")
 
@@ -76,6 +77,10 @@ VARIANTS: dict[str, StudentConfig] = {
     # tiny with a DetailPath (issue 28; no shipped weights): 0.65 M params, 1.54 GMAC/MP; on an
     # AVX2 CPU its 720p frame takes 8-11 % longer than tiny's (benchmarks/README.md).
     "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
+    # tiny with a DetailPath of two bands, the body's gate and the frame's band energies (issue 28;
+    # no shipped weights): on an AVX2 CPU its 720p frame takes 18-22 % longer than tiny's under
+    # OpenVINO fp32, twice the detail path's one band (train/README.md, leg 5).
+    "tiny-detail2": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=2),
 }
 
 
@@ -252,43 +257,98 @@ BLOCKS: dict[str, type[nn.Module]] = {"naf": NAFBlock, "conv": ConvBlock}
 
 
 class DetailPath(nn.Module):
-    """An unsharp mask whose amount the network chooses, per frame and place by place.
+    """Unsharp masks whose amounts the network chooses, per frame and place by place.
 
     Folding each 4x4 patch into a few channels is what makes the student cheap, and what keeps
     the fine detail a soft frame needs from reaching its output: a fixed unsharp mask, which
     sees every pixel, beat it on optical blur by 1-2 dB. Here the luma of the folded frame is
-    high-passed by a 3x3 convolution (full-resolution reach of 4 pixels each side) and added to
-    all three colours (a change of luma only, so no colour fringes), scaled by a gain: one term
-    per frame from the middle's features averaged over the frame (what kind of softness this
-    is: blur, an upscale or a codec's blocks want different amounts), one per place from the
-    last features. The gain starts at zero, so a student given this path computes what it did.
-    The high-pass starts as an unsharp mask's (``SIGMA``); training may reshape it.
+    high-passed by 3x3 convolutions (full-resolution reach of 4 pixels each side), one per band,
+    and added to all three colours (a change of luma only, so no colour fringes), each band
+    scaled by a gain: one term per frame from the middle's features averaged over the frame
+    (what kind of softness this is: blur, an upscale or a codec's blocks want different
+    amounts), one per place from the last features. The gains start at zero, so a student given
+    this path computes what it did. The high-passes start as unsharp masks' (``SIGMAS``);
+    training may reshape them.
+
+    Why two bands: one band with the best amount per kind of softness is an unsharp mask, and
+    masks of one width cannot undo blurs of different widths. Two bands weighed per frame are a
+    family of sharpening filters of different widths: on set 4, per-recipe least-squares
+    weights of the two bands below (cut at 4 px) gain +2.53 / +5.73 / +3.60 / +0.24 dB over the
+    soft input, against +2.35 / +4.00 / +2.80 / +0.24 for one band of sigma 1.5.
     """
 
-    SIGMA = 1.5  # px at full resolution: the unsharp mask that did best over set 4's optical kinds
+    SIGMAS = {1: (1.5,), 2: (1.5, 2.5)}  # px at full resolution: 1.5 did best over set 4's optical kinds
     # The last features are small (mean |x| about 0.1), so a gain of the 1-2 an unsharp mask
     # uses needs weights near 1: from zero, AdamW at 3e-4 took 500 steps to move the gain 0.002.
     # Scaled by 10, the same steps move it ten times as far.
     GAIN_SCALE = 10.0
+    ENERGY_FLOOR = 1e-4  # a flat frame's band energies are this, not log(0)
+    # Softened video frames: slope (log narrow - log wide energy) and log wide-band energy.
+    ENERGY_CENTRE, ENERGY_SPREAD = (-0.5, -4.3), (0.05, 0.5)
 
-    def __init__(self, r: int, features: int, context: int):
+    def __init__(self, r: int, features: int, context: int, bands: int = 1):
         super().__init__()
+        self.bands = bands
         # Beyond the frame the luma continues as its edge block: zeros there would read as a
         # cliff, and the path would draw a bright or dark line along every edge of the frame.
-        self.highpass = nn.Conv2d(r * r, r * r, 3, padding=1, bias=False, padding_mode="replicate")
-        self.gain = nn.Conv2d(features, 1, 1)
-        self.frame_gain = nn.Conv2d(context, 1, 1, bias=False)
+        self.highpass = nn.Conv2d(r * r, bands * r * r, 3, padding=1, bias=False, padding_mode="replicate")
+        self.gain = nn.Conv2d(features, bands, 1)
+        # Per frame: each band's gain, and with two bands one more output, the body's gate.
+        self.frame_gain = nn.Conv2d(context, bands + (bands > 1), 1, bias=False)
+        # With bands of two widths the frame's own blur width is measurable: how the detail's
+        # energy falls from the wide band to the narrow one (the log of each band's mean |detail|,
+        # whose differences do not depend on the picture's contrast) tells a sigma-1 blur from a
+        # sigma-2 one, which the middle's features, averaged at 1/32 of the resolution, blur over.
+        # The slope is small and differs little between kinds (about -0.44 for footage upscaled
+        # from half its size, -0.55 for a Gaussian of sigma 1.6, each within +-0.02 over frames),
+        # and the right amount is far from linear in it (0.5 to 13 for the narrow band): so the
+        # statistics are centred and scaled to about unit spread (``ENERGY_CENTRE``,
+        # ``ENERGY_SPREAD``) and read by a small perceptron, whose last layer starts at zero.
+        self.energy_gain = nn.Sequential(nn.Conv2d(2, 16, 1), nn.ReLU(), nn.Conv2d(16, bands + 1, 1)) if bands > 1 else None
         with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
-            self.highpass.weight.copy_(_folded_highpass(self.SIGMA, r) / 3)
-        for conv in (self.gain, self.frame_gain):
-            nn.init.zeros_(conv.weight)
-        nn.init.zeros_(self.gain.bias)
+            self.highpass.weight.copy_(torch.cat([_folded_highpass(s, r) for s in self.SIGMAS[bands]]) / 3)
+        for conv in (self.gain, self.frame_gain, self.energy_gain[-1] if self.energy_gain else None):
+            if conv is not None:
+                nn.init.zeros_(conv.weight)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
 
-    def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The gained luma detail, (N, r², H', W'), from the folded frame, the last features and
-        the middle's features averaged over the frame, (N, C, 1, 1)."""
+        the middle's features averaged over the frame, (N, C, 1, 1); and with two bands the
+        factor for the body's residual, (N, 1, 1, 1), else None.
+
+        The body's gate: on soft footage the body's correction has the wrong shape. Least
+        squares per kind of softness on set 4 weigh it 0.05-0.14 beside the two bands (leg 4's
+        best checkpoint), so the network must be able to turn it down frame by frame, and keep
+        it for motion blur, where the body does the work. It starts at 1."""
         luma = folded.unflatten(1, (3, -1)).sum(1)  # (N, r², H', W')
-        return self.highpass(luma) * (self.GAIN_SCALE * (self.gain(features) + self.frame_gain(context)))
+        frame = self.frame_gain(context)  # (N, bands (+ 1), 1, 1)
+        if self.bands == 1:
+            return self.highpass(luma) * (self.GAIN_SCALE * (self.gain(features) + frame)), None
+        detail = self.highpass(luma).unflatten(1, (self.bands, -1))  # (N, bands, r², H', W')
+        # Measured on every fourth patch across and down (a 16 px grid): a frame's statistic needs
+        # no more, and at 720p the full mean cost as much as a band.
+        energy = torch.log(detail[..., ::4, ::4].abs().mean((2, 3, 4)) + self.ENERGY_FLOOR)  # (N, bands)
+        stats = torch.stack([energy[:, 0] - energy[:, 1], energy[:, 1]], 1)  # the slope, and the wide band's level
+        stats = (stats - stats.new_tensor(self.ENERGY_CENTRE)) / stats.new_tensor(self.ENERGY_SPREAD)
+        frame = self.GAIN_SCALE * (frame + self.energy_gain(stats[:, :, None, None]))
+        gain = self.GAIN_SCALE * self.gain(features) + frame[:, : self.bands]
+        return (detail * gain[:, :, None]).sum(1), 1 + frame[:, self.bands :]
+
+    def with_bands(self, bands: int) -> "DetailPath":
+        """A copy with ``bands`` bands: these bands as they are, the new ones at zero gain."""
+        if bands < self.bands:
+            raise ModelError(f"a detail path of {self.bands} bands cannot become one of {bands}")
+        r = math.isqrt(self.highpass.in_channels)
+        path = DetailPath(r, self.gain.in_channels, self.frame_gain.in_channels, bands).to(self.highpass.weight)
+        with torch.no_grad():
+            for name in ("highpass", "gain", "frame_gain"):  # energy_gain: new with the second band
+                new, old = getattr(path, name), getattr(self, name)
+                new.weight[: old.weight.shape[0], : old.weight.shape[1]] = old.weight
+                if old.bias is not None:
+                    new.bias[: old.bias.shape[0]] = old.bias
+        return path
 
 
 def _folded_highpass(sigma: float, r: int) -> torch.Tensor:
@@ -348,16 +408,21 @@ class Student(nn.Module):
         # rather than from noise, and an untrained student cannot damage a picture.
         nn.init.zeros_(self.ending.weight)
         nn.init.zeros_(self.ending.bias)
-        self.detail = DetailPath(cfg.unshuffle, c, cfg.width * 2 ** len(cfg.enc_blocks)) if cfg.detail else None
+        self.detail = DetailPath(cfg.unshuffle, c, cfg.width * 2 ** len(cfg.enc_blocks), cfg.detail) if cfg.detail else None
 
-    def with_detail(self) -> "Student":
-        """A copy with a ``DetailPath`` and these weights: the same function until training
-        moves the path's gain off zero."""
-        if self.cfg.detail:
-            raise ModelError("the student already has a detail path")
-        net = Student(dataclasses.replace(self.cfg, detail=1))
-        missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
+    def with_detail(self, bands: int = 1) -> "Student":
+        """A copy with a ``DetailPath`` of ``bands`` bands and these weights (a path it has keeps
+        its bands): the same function until training moves the new gains off zero."""
+        if bands <= self.cfg.detail:
+            raise ModelError(f"the student already has a detail path of {self.cfg.detail} band(s)")
+        net = Student(dataclasses.replace(self.cfg, detail=bands)).to(self.ending.weight)
+        if self.detail is None:
+            missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
+            assert not unexpected and all(k.startswith("detail.") for k in missing), (missing, unexpected)
+        else:
+            body = {k: v for k, v in self.state_dict().items() if not k.startswith("detail.")}
+            net.load_state_dict(body, strict=False)
+            net.detail = self.detail.with_bands(bands)
         return net
 
     def fused(self) -> "Student":
@@ -423,7 +488,8 @@ class Student(nn.Module):
         # colour's, and the mean is taken folded.
         per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
         if self.detail is not None:
-            per_colour = per_colour + self.detail(frame_input, features, context)[:, None]
+            detail, body = self.detail(frame_input, features, context)
+            per_colour = (per_colour if body is None else per_colour * body[:, None]) + detail[:, None]
         if self.cfg.zero_mean:
             if frame is None:
                 mean = per_colour.mean((2, 3, 4), keepdim=True)

@@ -29,7 +29,7 @@ def test_a_zero_last_layer_is_the_identity(variant, identity_student, random_stu
         assert (random_student(variant)(x) - x).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny-detail"])
+@pytest.mark.parametrize("variant", ["tiny", "tiny-detail", "tiny-detail2"])
 def test_a_batch_gives_the_same_result_as_one_frame_at_a_time(random_student, variant):
     """No frame's averages (the zero-mean residual, the detail path's per-frame gain) reach another's."""
     net = random_student(variant)
@@ -55,7 +55,7 @@ def test_a_zero_mean_student_keeps_each_frames_brightness(random_student):
     torch.testing.assert_close(y - y.mean((-2, -1), keepdim=True), y_plain - y_plain.mean((-2, -1), keepdim=True), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("variant", ["tiny", "small", "conv32", "tiny-detail"])
+@pytest.mark.parametrize("variant", ["tiny", "small", "conv32", "tiny-detail", "tiny-detail2"])
 def test_the_fused_student_computes_the_same_and_leaves_the_original_alone(variant, random_student):
     """Student.fused (what graphs are exported from and torch runs) folds the norms' scale and
     shift and the block scales into convolutions, and splits each gate into two: the same
@@ -262,10 +262,51 @@ def test_with_detail_adds_the_path_without_changing_the_function(random_student)
     with torch.no_grad():
         assert torch.equal(detailed(x), net(x))
     assert detailed.cfg == VARIANTS["tiny-detail"]
-    with pytest.raises(ModelError, match="already has a detail path"):
+    with pytest.raises(ModelError, match="already has a detail path of 1 band"):
         detailed.with_detail()
-    with pytest.raises(ModelError, match=r"detail 3: choose 0 \(none\) or 1"):
+    with pytest.raises(ModelError, match=r"detail 3: choose 0 \(none\), 1 or 2"):
         Student(replace(VARIANTS["tiny"], detail=3))
+
+
+def test_a_second_band_keeps_the_trained_band_and_adds_one_at_zero_gain(random_student):
+    """A trained one-band student given a second band computes what it did, its first band's
+    weights untouched; the second band, once gained, is an unsharp mask of sigma 2.5 px."""
+    one = random_student("tiny-detail", seed=5)
+    two = one.with_detail(2).eval()
+    assert two.cfg == VARIANTS["tiny-detail2"]
+    x = torch.rand(2, 3, 48, 64, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        torch.testing.assert_close(two(x), one(x), atol=1e-5, rtol=1e-6)  # the gains are summed in another order
+        assert torch.equal(two.detail.highpass.weight[:16], one.detail.highpass.weight)
+        two.detail.gain.bias[1] = 0.6 / two.detail.GAIN_SCALE
+        two.cfg = replace(two.cfg, zero_mean=False)  # the mean the constraint removes is not the mask's
+        one.cfg = replace(one.cfg, zero_mean=False)
+        added = two(x) - one(x)
+    want = 0.6 * _gaussian_highpass(x.mean(1, keepdim=True), 2.5)
+    torch.testing.assert_close(added[..., 8:-8, 8:-8], want.expand_as(added)[..., 8:-8, 8:-8], atol=1e-5, rtol=0)
+
+
+def test_two_bands_read_the_frames_blur_width_not_its_contrast(identity_student):
+    """With two bands the per-frame amounts may follow how the detail's energy falls from the
+    wide band to the narrow one: the same picture at half the contrast gets the same amounts
+    (half the detail), and the same picture blurred more gets other amounts."""
+    net = identity_student("tiny-detail2")
+    net.cfg = replace(net.cfg, zero_mean=False)
+    path = net.detail
+    with torch.no_grad():
+        first, last = path.energy_gain[0], path.energy_gain[-1]
+        first.weight.zero_(), first.bias.zero_()
+        first.weight[0, 0], first.bias[0] = 1.0, 10.0  # a hidden unit that is the slope between the bands (+10: above zero)
+        last.weight[0, 0] = 0.01  # band 1's amount follows it
+    g = torch.Generator().manual_seed(9)
+    x = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 96, 128, generator=g), 3, 1, 1)  # some blur, some detail
+    blurred = torch.nn.functional.avg_pool2d(x, 5, 1, 2)
+    with torch.no_grad():
+        added, added_low = net(x) - x, net(0.25 + 0.5 * x) - (0.25 + 0.5 * x)
+        assert added.abs().mean() > 1e-3
+        torch.testing.assert_close(added_low, 0.5 * added, atol=1e-5, rtol=0.01)  # the energies' floor is not scaled
+        ratio = (net(blurred) - blurred).abs().mean() / _gaussian_highpass(blurred.mean(1, keepdim=True), 1.5).abs().mean()
+        assert abs(ratio - added.abs().mean() / _gaussian_highpass(x.mean(1, keepdim=True), 1.5).abs().mean()) > 0.05
 
 
 def test_the_detail_path_leaves_a_flat_frame_flat_up_to_its_edges(identity_student):

@@ -351,7 +351,7 @@ def test_export_refuses_baselines_bad_names_and_existing_files(tmp_path):
     assert r.exit_code == 1 and "--overwrite" in r.output and existing.read_bytes() == b"keep"
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny-detail"])
+@pytest.mark.parametrize("variant", ["tiny", "tiny-detail", "tiny-detail2"])
 def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads, variant):
     import onnxruntime as ort
 
@@ -365,7 +365,7 @@ def test_export_uint8_graph_takes_frames(tmp_path, random_student, threads, vari
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-@pytest.mark.parametrize("variant", ["tiny", "conv32", "tiny-detail"])
+@pytest.mark.parametrize("variant", ["tiny", "conv32", "tiny-detail", "tiny-detail2"])
 def test_the_uint8_graph_holds_no_float_frame_at_full_resolution(tmp_path, random_student, variant):
     """Why int8 runs fast: the frame is folded while still bytes and unfolded after rounding, so
     no float pass runs over a full-size frame and the first convolution reads the bytes (720p

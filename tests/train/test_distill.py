@@ -308,12 +308,13 @@ def test_init_fine_tunes_from_a_checkpoint_and_bad_init_is_one_line(tmp_path, st
         distill.main(["--highfps", "--stills", str(stills), "--dry-run", "--init", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "x")])
 
 
-def test_detail_adds_the_path_to_an_init_checkpoint_and_trains_it(tmp_path, stills):
-    """--detail 1 gives the --init student a DetailPath; the path's weights are trained and the
-    checkpoint describes the network that was trained (it loads as tiny-detail's architecture)."""
-    distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--detail", "1", "--out", str(tmp_path / "ft"), "--workers", "0"])
+@pytest.mark.parametrize("bands, variant", [(1, "tiny-detail"), (2, "tiny-detail2")])
+def test_detail_adds_the_path_to_an_init_checkpoint_and_trains_it(tmp_path, stills, bands, variant):
+    """--detail N gives the --init student a DetailPath of N bands; the path's weights are trained
+    and the checkpoint describes the network that was trained (it loads as that architecture)."""
+    distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--detail", str(bands), "--out", str(tmp_path / "ft"), "--workers", "0"])
     ckpt = torch.load(tmp_path / "ft" / "dry-run" / "last.pt", weights_only=True)
     tuned = load_student(tmp_path / "ft" / "dry-run" / "student.pt")
-    assert tuned.cfg == VARIANTS["tiny-detail"]
+    assert tuned.cfg == VARIANTS[variant]
     moved = [k for k in ("detail.gain.weight", "detail.frame_gain.weight") if ckpt["student"][k].abs().max() > 0]
     assert moved  # started at zero: the training steps reached the path
