@@ -61,7 +61,7 @@ class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
-    detail: int = _f(0, "1: give the --init student a detail path (livesharp.model.DetailPath, StudentConfig.detail) at zero gain, the same function until trained")
+    detail: int = _f(0, "1 or 2: give the --init student a detail path of that many bands (livesharp.model.DetailPath, StudentConfig.detail), new bands at zero gain: the same function until trained")
     zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
     # data
@@ -77,6 +77,7 @@ class DistillConfig:
     soft_fraction: float = _f(0.4, "share of training samples drawn from --soft sources when other sources are given")
     soft_sharp_fraction: float = _f(0.3, "share of --soft samples that are sharp -> sharp, unchanged")
     soft_upscaled: float = _f(0.0, "share of the softened --soft samples that are only upscaled from 0.4-0.8 of the size and compressed, no lens blur (beside those the random recipe makes)")
+    soft_clean: float = _f(0.0, "share of the softened --soft samples that are a lens blur alone, no noise or codec (beside those the random recipe makes)")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
@@ -190,7 +191,7 @@ def build_data(cfg: DistillConfig, samples: int):
         others = cfg.gopro or cfg.highfps or cfg.stills or cfg.motion
         n_soft = max(1, round(samples * (cfg.soft_fraction if others else 1.0)))
         train_sets.append(SoftBlur(cfg.soft, crop, cfg.clip_len, seed=cfg.seed, length=n_soft, sharp_fraction=cfg.soft_sharp_fraction,
-                                   min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1], upscaled_fraction=cfg.soft_upscaled))
+                                   min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1], upscaled_fraction=cfg.soft_upscaled, clean_fraction=cfg.soft_clean))
         samples = max(0, samples - n_soft)
     if cfg.motion and samples:
         others = cfg.gopro or cfg.highfps or cfg.stills
@@ -304,8 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: --init: {e}")
     if cfg.zero_mean and not student.cfg.zero_mean:  # no weights change, only what forward does
         student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
-    if cfg.detail and not student.cfg.detail:
-        student = student.with_detail()
+    if cfg.detail > student.cfg.detail:
+        student = student.with_detail(cfg.detail)
     # Channels-last: the CPU's convolutions run without reordering each layer's input.
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     student = student.to(memory_format=memory_format)

@@ -237,3 +237,15 @@ def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, 
         assert all(torch.equal(whole[part][k], cut[part][k]) for k in whole[part]), part
     logs = [(tmp_path / r / "log.csv").read_text().splitlines() for r in ("whole", "cut")]
     assert [ln.split(",")[:9] for ln in logs[0]] == [ln.split(",")[:9] for ln in logs[1]]  # lr and every loss term, step by step
+
+
+def test_the_clean_share_is_a_lens_blur_alone(media):
+    """--soft-clean: that share of the softened samples is a lens blur with no noise and no codec;
+    at 0 the samples are exactly those of before (the draw is skipped)."""
+    clean = soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, clean_fraction=1.0)
+    for s in clean:
+        steps = [step.rstrip("0123456789.,-e") for step in s["source"].rsplit("|", 1)[1].split(";")]
+        assert steps in (["gauss"], ["disc"], ["gauss", "motion"]), s["source"]
+    default = [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0)]
+    assert default == [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, clean_fraction=0.0)]
+    assert any(step.startswith(("jpeg", "h264", "noise")) for tag in default for step in tag.rsplit("|", 1)[1].split(";"))
