@@ -307,26 +307,31 @@ class DetailPath(nn.Module):
         self.energy_gain = nn.Sequential(nn.Conv2d(2, 16, 1), nn.ReLU(), nn.Conv2d(16, bands + 1, 1)) if bands > 1 else None
         with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
             self.highpass.weight.copy_(torch.cat([_folded_highpass(s, r) for s in self.SIGMAS[bands]]) / 3)
+        # Two bands stay the masks they start as: the energy slope is read against fixed scales,
+        # and trained bands drifted until it no longer told the kinds apart (+2.67 to +2.72 in
+        # units of ENERGY_SPREAD over set 4's four kinds after 1,000 steps, from -1.36 to -1.82).
+        self.highpass.weight.requires_grad_(bands == 1)
         for conv in (self.gain, self.frame_gain, self.energy_gain[-1] if self.energy_gain else None):
             if conv is not None:
                 nn.init.zeros_(conv.weight)
                 if conv.bias is not None:
                     nn.init.zeros_(conv.bias)
 
-    def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The gained luma detail, (N, r², H', W'), from the folded frame, the last features and
-        the middle's features averaged over the frame, (N, C, 1, 1); and with two bands the
-        factor for the body's residual, (N, 1, 1, 1), else None.
+        the middle's features averaged over the frame, (N, C, 1, 1); with two bands the factor
+        for the body's residual, (N, 1, 1, 1), else None; and each band's gain averaged over the
+        frame, (N, bands), which training may teach directly (``train.losses.band_gain_loss``).
 
         The body's gate: on soft footage the body's correction has the wrong shape. Least
         squares per kind of softness on set 4 weigh it 0.05-0.14 beside the two bands (leg 4's
         best checkpoint), so the network must be able to turn it down frame by frame, and keep
         it for motion blur, where the body does the work. It starts at 1."""
-        luma = folded.unflatten(1, (3, -1)).sum(1)  # (N, r², H', W')
         frame = self.frame_gain(context)  # (N, bands (+ 1), 1, 1)
+        detail = self.band_detail(folded)  # (N, bands, r², H', W')
         if self.bands == 1:
-            return self.highpass(luma) * (self.GAIN_SCALE * (self.gain(features) + frame)), None
-        detail = self.highpass(luma).unflatten(1, (self.bands, -1))  # (N, bands, r², H', W')
+            gain = self.GAIN_SCALE * (self.gain(features) + frame)
+            return detail[:, 0] * gain, None, gain.mean((2, 3))
         # Measured on every fourth patch across and down (a 16 px grid): a frame's statistic needs
         # no more, and at 720p the full mean cost as much as a band.
         energy = torch.log(detail[..., ::4, ::4].abs().mean((2, 3, 4)) + self.ENERGY_FLOOR)  # (N, bands)
@@ -334,7 +339,11 @@ class DetailPath(nn.Module):
         stats = (stats - stats.new_tensor(self.ENERGY_CENTRE)) / stats.new_tensor(self.ENERGY_SPREAD)
         frame = self.GAIN_SCALE * (frame + self.energy_gain(stats[:, :, None, None]))
         gain = self.GAIN_SCALE * self.gain(features) + frame[:, : self.bands]
-        return (detail * gain[:, :, None]).sum(1), 1 + frame[:, self.bands :]
+        return (detail * gain[:, :, None]).sum(1), 1 + frame[:, self.bands :], gain.mean((2, 3))
+
+    def band_detail(self, folded: torch.Tensor) -> torch.Tensor:
+        """Each band's luma detail of a folded frame before its gain, (N, bands, r², H', W')."""
+        return self.highpass(folded.unflatten(1, (3, -1)).sum(1)).unflatten(1, (self.bands, -1))
 
     def with_bands(self, bands: int) -> "DetailPath":
         """A copy with ``bands`` bands: these bands as they are, the new ones at zero gain."""
@@ -463,9 +472,10 @@ class Student(nn.Module):
         valid = rows[:, None, :, None] & cols[None, :, None, :]  # (r, r, H', W'): channel i * r + j
         return valid.flatten(0, 1)[None, None].float()
 
-    def folded_residual(self, x: torch.Tensor, frame: torch.Tensor | None = None) -> torch.Tensor:
+    def folded_residual(self, x: torch.Tensor, frame: torch.Tensor | None = None, with_gains: bool = False):
         """The residual of a folded frame (``fold``, float in [0, 1]), still folded; ``frame``
         is ``folded_frame``, which the zero-mean residual needs to average the frame alone.
+        ``with_gains`` also returns the detail path's band gains per frame (None without one).
 
         Working folded to the end lets an exported uint8 graph add the residual, round and
         unfold without a full-resolution float frame, which under OpenVINO int8 is markedly
@@ -482,13 +492,14 @@ class Student(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         features, x = x, self.ending(x)
+        gains = None
         if not (self.cfg.zero_mean or self.detail is not None):
-            return x
+            return (x, gains) if with_gains else x
         # A colour's unshuffle² channels are its pixels: the luma detail is added to each
         # colour's, and the mean is taken folded.
         per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
         if self.detail is not None:
-            detail, body = self.detail(frame_input, features, context)
+            detail, body, gains = self.detail(frame_input, features, context)
             per_colour = (per_colour if body is None else per_colour * body[:, None]) + detail[:, None]
         if self.cfg.zero_mean:
             if frame is None:
@@ -497,12 +508,15 @@ class Student(nn.Module):
                 mean = (per_colour * frame).sum((2, 3, 4), keepdim=True) / frame.sum()
             per_colour = per_colour - mean
         x = per_colour.flatten(1, 2)
-        return x
+        return (x, gains) if with_gains else x
 
-    def forward(self, inp):
+    def forward(self, inp, with_gains: bool = False):
+        """The sharpened frames; ``with_gains`` (training) also the detail path's band gains per
+        frame, (N, bands), or None without a path."""
         h, w = inp.shape[-2:]
-        folded = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device))
-        return inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
+        folded, gains = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=True)
+        out = inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
+        return (out, gains) if with_gains else out
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """train.soft (softness degradations, set 4) and train.bank (the rolling sample bank), on media
 the tests make; and train.distill with both, end to end."""
 
+import csv
 from fractions import Fraction
 
 import av
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from train import distill, evaluate, soft
+from train import distill, evaluate, losses, soft
 from train.bank import RollingBank, order_from
 from train.gopro import split_highfps
 
@@ -249,3 +250,26 @@ def test_the_clean_share_is_a_lens_blur_alone(media):
     default = [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0)]
     assert default == [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, clean_fraction=0.0)]
     assert any(step.startswith(("jpeg", "h264", "noise")) for tag in default for step in tag.rsplit("|", 1)[1].split(";"))
+
+
+def test_least_squares_gains_recover_the_gains_that_made_a_residual():
+    g = torch.Generator().manual_seed(3)
+    bands = torch.randn(4, 2, 16, 9, 11, generator=g)
+    want = torch.tensor([[13.4, -6.6], [2.5, -1.0], [0.5, 0.0], [0.0, 0.0]])
+    residual = (bands * want[:, :, None, None, None]).sum(1)
+    torch.testing.assert_close(losses.least_squares_gains(bands, residual, ridge=0), want, atol=1e-4, rtol=1e-4)
+    assert losses.least_squares_gains(torch.zeros_like(bands), residual).abs().max() == 0  # no detail: no gain, not NaN
+
+
+def test_band_teaching_moves_the_gains_toward_each_soft_samples_own(tmp_path, media):
+    """--w-bands: a 2-band student trained on softened samples logs the term and moves its gains
+    (they start at zero); a student without a detail path is refused in one line."""
+    common = ["--soft", str(media["stills"]), "--soft-fraction", "1", "--crop", "48", "--curriculum", "48", "--batch", "2", "--clip-len", "1",
+              "--workers", "0", "--threads", "1", "--min-edge-energy", "0", "--eval-every", "100", "--steps", "3", "--soft-sharp-fraction", "0"]
+    distill.main(["--out", str(tmp_path / "b"), "--init", "tiny", "--detail", "2", "--w-bands", "0.01", *common])
+    rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
+    assert all(float(r["bands"]) > 0 for r in rows)
+    ckpt = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["student"]
+    assert ckpt["detail.energy_gain.2.weight"].abs().max() > 0
+    with pytest.raises(SystemExit, match="error: --w-bands .* --detail 2"):
+        distill.main(["--out", str(tmp_path / "n"), "--init", "tiny", "--w-bands", "0.01", *common])
