@@ -475,7 +475,8 @@ class Student(nn.Module):
     def folded_residual(self, x: torch.Tensor, frame: torch.Tensor | None = None, with_gains: bool = False):
         """The residual of a folded frame (``fold``, float in [0, 1]), still folded; ``frame``
         is ``folded_frame``, which the zero-mean residual needs to average the frame alone.
-        ``with_gains`` also returns the detail path's band gains per frame (None without one).
+        ``with_gains`` also returns the detail path's band gains per frame and its gate on the
+        body (``DetailPath.forward``; None for what the student has not).
 
         Working folded to the end lets an exported uint8 graph add the residual, round and
         unfold without a full-resolution float frame, which under OpenVINO int8 is markedly
@@ -492,9 +493,9 @@ class Student(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
         features, x = x, self.ending(x)
-        gains = None
+        gains = body = None
         if not (self.cfg.zero_mean or self.detail is not None):
-            return (x, gains) if with_gains else x
+            return (x, (gains, body)) if with_gains else x
         # A colour's unshuffle² channels are its pixels: the luma detail is added to each
         # colour's, and the mean is taken folded.
         per_colour = x.unflatten(1, (3, -1))  # (N, 3, unshuffle², H', W')
@@ -508,11 +509,11 @@ class Student(nn.Module):
                 mean = (per_colour * frame).sum((2, 3, 4), keepdim=True) / frame.sum()
             per_colour = per_colour - mean
         x = per_colour.flatten(1, 2)
-        return (x, gains) if with_gains else x
+        return (x, (gains, body)) if with_gains else x
 
     def forward(self, inp, with_gains: bool = False):
         """The sharpened frames; ``with_gains`` (training) also the detail path's band gains per
-        frame, (N, bands), or None without a path."""
+        frame, (N, bands), and its gate on the body, (N, 1, 1, 1), each None where there is none."""
         h, w = inp.shape[-2:]
         folded, gains = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=True)
         out = inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]

@@ -99,7 +99,7 @@ class DistillConfig:
     w_ssim: float = _f(0.1, "1 - MS-SSIM to ground truth (SSIM for crops <= 160 px)")
     w_edge: float = _f(0.1, "L1 between Sobel gradients of output and ground truth")
     w_fft: float = _f(0.0, "L1 between the 2-D spectra of output and ground truth (MIMO-UNet's frequency loss)")
-    w_bands: float = _f(0.0, "on --soft samples, L1 from the detail path's per-frame band gains to each sample's least-squares gains (train.losses.band_gain_loss); needs a detail path")
+    w_bands: float = _f(0.0, "on --soft samples, L1 from the detail path's per-frame band gains to each sample's least-squares gains, and from its gate on the body to 0 (train.losses.band_gain_loss); needs a detail path")
     w_distill: float = _f(0.5, "Charbonnier to the teacher output (needs --teacher)")
     w_temporal: float = _f(0.2, "flicker: frame-to-frame change of output vs of ground truth (needs clip_len >= 2)")
     temporal_mask: float = _f(0.1, "ignore pixels whose ground truth changes more than this between frames (0 = no mask)")
@@ -258,7 +258,7 @@ def loss_terms(cfg: DistillConfig, pred: torch.Tensor, sharp: torch.Tensor, targ
     }
 
 
-def band_terms(student: Student, blur: torch.Tensor, sharp: torch.Tensor, gains: torch.Tensor, sources: list[str], frames: int) -> torch.Tensor:
+def band_terms(student: Student, blur: torch.Tensor, sharp: torch.Tensor, gains: torch.Tensor, gate: torch.Tensor | None, sources: list[str], frames: int) -> torch.Tensor:
     """``losses.band_gain_loss`` for a batch of frames, (N, 3, H, W): the bands are the student's
     own (no gradient through them), the residual the colours' mean of target - input, folded
     alike, and the samples taught are the softened ones (``train.soft``), sharp -> sharp among them."""
@@ -266,7 +266,7 @@ def band_terms(student: Student, blur: torch.Tensor, sharp: torch.Tensor, gains:
         bands = student.detail.band_detail(student.fold(blur))
         residual = student.fold(sharp - blur).unflatten(1, (3, -1)).mean(1)
         soft = torch.tensor([s.startswith("soft:") for s in sources for _ in range(frames)], device=blur.device)
-    return losses.band_gain_loss(gains.float(), bands.float(), residual.float(), soft)
+    return losses.band_gain_loss(gains.float(), bands.float(), residual.float(), soft, None if gate is None else gate.float())
 
 
 def save_grid(path: Path, blur: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) -> None:
@@ -410,13 +410,13 @@ def main(argv: list[str] | None = None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         with amp:
-            pred, gains = model(blur.flatten(0, 1).contiguous(memory_format=memory_format), with_gains=True)
+            pred, (gains, gate) = model(blur.flatten(0, 1).contiguous(memory_format=memory_format), with_gains=True)
             pred = pred.reshape(blur.shape).float()
 
         # 4) losses, each a pure function; weights from the config
         terms = compute_terms(cfg, pred, sharp, target_t)
         if cfg.w_bands:
-            terms["bands"] = band_terms(student, blur.flatten(0, 1), sharp.flatten(0, 1), gains, batch["source"], blur.shape[1])
+            terms["bands"] = band_terms(student, blur.flatten(0, 1), sharp.flatten(0, 1), gains, gate, batch["source"], blur.shape[1])
         weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "fft": cfg.w_fft, "distill": cfg.w_distill, "temporal": cfg.w_temporal,
                    "bands": cfg.w_bands}
         loss = sum(weights[k] * v for k, v in terms.items())

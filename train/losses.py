@@ -127,7 +127,7 @@ def least_squares_gains(bands: torch.Tensor, residual: torch.Tensor, ridge: floa
     return torch.linalg.solve(gram + ridge * scale * eye, (b @ r[:, :, None])).squeeze(2).to(bands.dtype)
 
 
-def band_gain_loss(gains: torch.Tensor, bands: torch.Tensor, residual: torch.Tensor, taught: torch.Tensor) -> torch.Tensor:
+def band_gain_loss(gains: torch.Tensor, bands: torch.Tensor, residual: torch.Tensor, taught: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
     """L1 from the detail path's per-frame band gains, (N, K), to the least-squares gains of each
     sample's own target (``least_squares_gains``), over the samples ``taught`` (N bools) only.
 
@@ -136,11 +136,14 @@ def band_gain_loss(gains: torch.Tensor, bands: torch.Tensor, residual: torch.Ten
     JPEG 1-4, an upscale 0.5), and learnt through the output alone the path's gains moved by
     tenths in thousands of steps while the body sharpened every kind by one middling amount.
     Only samples whose residual the bands should carry are taught: soft ones, not motion blur,
-    which the body undoes."""
+    which the body undoes. The least-squares gains are what the bands should add with the body
+    off, so the body's ``gate`` (N, ...), where there is one, is taught 0 on the same samples:
+    taught the gains alone, the path sharpened on top of the body (train/README, leg 5)."""
     if not bool(taught.any()):
         return gains.new_zeros(())
     want = least_squares_gains(bands[taught], residual[taught])
-    return (gains[taught] - want).abs().mean()
+    loss = (gains[taught] - want).abs().mean()
+    return loss if gate is None else loss + gate[taught].abs().mean()
 
 
 def distill_loss(pred: torch.Tensor, teacher_out: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
