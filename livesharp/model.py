@@ -268,7 +268,7 @@ class DetailPath(nn.Module):
     (what kind of softness this is: blur, an upscale or a codec's blocks want different
     amounts), one per place from the last features. The gains start at zero, so a student given
     this path computes what it did. The high-passes start as unsharp masks' (``SIGMAS``);
-    training may reshape them.
+    training may reshape one band, and leaves two as they are (see ``__init__``).
 
     Why two bands: one band with the best amount per kind of softness is an unsharp mask, and
     masks of one width cannot undo blurs of different widths. Two bands weighed per frame are a
