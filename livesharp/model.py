@@ -302,8 +302,9 @@ class DetailPath(nn.Module):
         # The slope is small and differs little between kinds (about -0.44 for footage upscaled
         # from half its size, -0.55 for a Gaussian of sigma 1.6, each within +-0.02 over frames),
         # and the right amount is far from linear in it (0.5 to 13 for the narrow band): so the
-        # statistics are centred and scaled to about unit spread (``ENERGY_CENTRE``,
-        # ``ENERGY_SPREAD``) and read by a small perceptron, whose last layer starts at zero.
+        # statistics are shifted and scaled to units of about their spread over kinds
+        # (``ENERGY_CENTRE``, ``ENERGY_SPREAD``; set 4's four kinds then lie at -1.4 to -1.8, sharp
+        # frames near -0.8) and read by a small perceptron, whose last layer starts at zero.
         self.energy_gain = nn.Sequential(nn.Conv2d(2, 16, 1), nn.ReLU(), nn.Conv2d(16, bands + 1, 1)) if bands > 1 else None
         with torch.no_grad():  # of the sum of the colours: / 3 makes it of their mean
             self.highpass.weight.copy_(torch.cat([_folded_highpass(s, r) for s in self.SIGMAS[bands]]) / 3)
@@ -515,9 +516,9 @@ class Student(nn.Module):
         """The sharpened frames; ``with_gains`` (training) also the detail path's band gains per
         frame, (N, bands), and its gate on the body, (N, 1, 1, 1), each None where there is none."""
         h, w = inp.shape[-2:]
-        folded, gains = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=True)
+        folded, terms = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=True)
         out = inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
-        return (out, gains) if with_gains else out
+        return (out, terms) if with_gains else out
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
