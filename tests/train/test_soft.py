@@ -261,9 +261,9 @@ def test_least_squares_gains_recover_the_gains_that_made_a_residual():
     assert losses.least_squares_gains(torch.zeros_like(bands), residual).abs().max() == 0  # no detail: no gain, not NaN
 
 
-def test_band_teaching_moves_the_gains_toward_each_soft_samples_own(tmp_path, media):
-    """--w-bands: a 2-band student trained on softened samples logs the term and moves its gains
-    (they start at zero); a student without a detail path is refused in one line."""
+def test_band_teaching_trains_on_soft_samples_and_needs_a_detail_path(tmp_path, media):
+    """--w-bands: a 2-band student trained on softened samples logs a non-zero term every step and
+    its per-frame gains leave zero; a student without a detail path is refused in one line."""
     common = ["--soft", str(media["stills"]), "--soft-fraction", "1", "--crop", "48", "--curriculum", "48", "--batch", "2", "--clip-len", "1",
               "--workers", "0", "--threads", "1", "--min-edge-energy", "0", "--eval-every", "100", "--steps", "3", "--soft-sharp-fraction", "0"]
     distill.main(["--out", str(tmp_path / "b"), "--init", "tiny", "--detail", "2", "--w-bands", "0.01", *common])
