@@ -321,8 +321,8 @@ class DetailPath(nn.Module):
     def forward(self, folded: torch.Tensor, features: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The gained luma detail, (N, r², H', W'), from the folded frame, the last features and
         the middle's features averaged over the frame, (N, C, 1, 1); with two bands the factor
-        for the body's residual, (N, 1, 1, 1), else None; and each band's gain averaged over the
-        frame, (N, bands), which training may teach directly (``train.losses.band_gain_loss``).
+        for the body's residual, (N, 1, 1, 1), else None; and each band's gain, (N, bands, H', W'),
+        which training may teach directly (``train.losses.band_gain_loss``).
 
         The body's gate: on soft footage the body's correction has the wrong shape. Least
         squares per kind of softness on set 4 weigh it 0.05-0.14 beside the two bands (leg 4's
@@ -332,7 +332,7 @@ class DetailPath(nn.Module):
         detail = self.band_detail(folded)  # (N, bands, r², H', W')
         if self.bands == 1:
             gain = self.GAIN_SCALE * (self.gain(features) + frame)
-            return detail[:, 0] * gain, None, gain.mean((2, 3))
+            return detail[:, 0] * gain, None, gain
         # Measured on every fourth patch across and down (a 16 px grid): a frame's statistic needs
         # no more, and at 720p the full mean cost as much as a band.
         energy = torch.log(detail[..., ::4, ::4].abs().mean((2, 3, 4)) + self.ENERGY_FLOOR)  # (N, bands)
@@ -340,7 +340,7 @@ class DetailPath(nn.Module):
         stats = (stats - stats.new_tensor(self.ENERGY_CENTRE)) / stats.new_tensor(self.ENERGY_SPREAD)
         frame = self.GAIN_SCALE * (frame + self.energy_gain(stats[:, :, None, None]))
         gain = self.GAIN_SCALE * self.gain(features) + frame[:, : self.bands]
-        return (detail * gain[:, :, None]).sum(1), 1 + frame[:, self.bands :], gain.mean((2, 3))
+        return (detail * gain[:, :, None]).sum(1), 1 + frame[:, self.bands :], gain
 
     def band_detail(self, folded: torch.Tensor) -> torch.Tensor:
         """Each band's luma detail of a folded frame before its gain, (N, bands, r², H', W')."""
@@ -510,7 +510,9 @@ class Student(nn.Module):
                 mean = (per_colour * frame).sum((2, 3, 4), keepdim=True) / frame.sum()
             per_colour = per_colour - mean
         x = per_colour.flatten(1, 2)
-        return (x, (gains, body)) if with_gains else x
+        if not with_gains:
+            return x
+        return x, (None if gains is None else gains.mean((2, 3)), body)  # only training averages the gains
 
     def forward(self, inp, with_gains: bool = False):
         """The sharpened frames; ``with_gains`` (training) also the detail path's band gains per
