@@ -65,9 +65,11 @@ VARIANTS: dict[str, StudentConfig] = {
     # GMAC per megapixel; its speed per CPU kind is in benchmarks/README.md. Its four blocks at
     # 1/32 cost little time; the zero-mean residual keeps brightness.
     "tiny": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True),
-    # 0.71 M params, 2.53 GMAC per megapixel: for a GPU at 1080p, or a CPU at 640x480 (no
-    # shipped weights).
-    "small": StudentConfig(unshuffle=4, width=24, enc_blocks=(1, 1, 2), middle_blocks=1, dec_blocks=(1, 1, 1), edge_kernel=1),
+    # tiny-detail with more blocks where they are cheap, at 1/8 to 1/32 of the resolution (issue
+    # 29): for file and GPUs (no shipped weights). 1.80 M params, 3.21 GMAC per megapixel; on an
+    # AVX2 CPU its 720p frame takes 1.7x tiny's under OpenVINO fp32. Grown from a trained tiny
+    # (train.distill --grow small), whose function it starts with.
+    "small": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 2, 4), middle_blocks=12, dec_blocks=(4, 2, 1), edge_kernel=1, zero_mean=True, detail=1),
     # Dense-convolution students (ConvBlock): several times the arithmetic of tiny in about the
     # same time under OpenVINO bf16 (``python -m train.frontier table`` times them).
     # 0.30 M params, 7.74 GMAC/MP: one level at 1/4 resolution (32 ch), three blocks at 1/8 (64 ch).
@@ -433,6 +435,25 @@ class Student(nn.Module):
             body = {k: v for k, v in self.state_dict().items() if not k.startswith("detail.")}
             net.load_state_dict(body, strict=False)
             net.detail = self.detail.with_bands(bands)
+        return net
+
+    def grown(self, cfg: StudentConfig) -> "Student":
+        """A copy with ``cfg``'s block counts (at least these, level by level) and these
+        weights: each stage keeps its blocks first, and the new ones after them start as the
+        identity (a fresh NAFBlock's scales are zero), so the copy computes what this student
+        does until training moves them. Widths, levels and ends must be the same; a detail
+        path comes along as it is. This is how a bigger student starts from a trained small one
+        instead of from scratch."""
+        same = dataclasses.replace(cfg, enc_blocks=self.cfg.enc_blocks, middle_blocks=self.cfg.middle_blocks,
+                                   dec_blocks=self.cfg.dec_blocks, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)
+        counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks), (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks))
+        if same != self.cfg or self.cfg.block != "naf" or any(new < old for new, old in counts):
+            raise ModelError("a student grows only into one of the same widths, levels and ends, with at least its blocks at every "
+                             f"level, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
+        net = Student(dataclasses.replace(cfg, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)).to(self.ending.weight)
+        with torch.no_grad():
+            for name, tensor in self.state_dict().items():  # block i of a stage keeps its name
+                net.state_dict()[name].copy_(tensor)
         return net
 
     def fused(self) -> "Student":

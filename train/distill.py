@@ -61,6 +61,7 @@ class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
+    grow: str = _f("", "give the --init student the blocks of this variant (e.g. small from a trained tiny; same widths and levels), the new ones starting as the identity: the same function until trained")
     detail: int = _f(0, "1 or 2: give the --init student a detail path of that many bands (livesharp.model.DetailPath, StudentConfig.detail), new bands at zero gain: the same function until trained")
     zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
@@ -317,6 +318,11 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: --init: {e}")
     if cfg.zero_mean and not student.cfg.zero_mean:  # no weights change, only what forward does
         student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
+    if cfg.grow:
+        try:
+            student = student.grown(VARIANTS[cfg.grow])
+        except (KeyError, ModelError) as e:
+            sys.exit(f"error: --grow {cfg.grow}: {e if isinstance(e, ModelError) else 'choose one of ' + ', '.join(VARIANTS)}")
     if cfg.detail > student.cfg.detail:
         student = student.with_detail(cfg.detail)
     if cfg.w_bands and student.detail is None:

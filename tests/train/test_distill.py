@@ -320,3 +320,16 @@ def test_detail_adds_the_path_to_an_init_checkpoint_and_trains_it(tmp_path, stil
         assert torch.equal(ckpt["student"]["detail.highpass.weight"], Student(VARIANTS[variant]).detail.highpass.weight)
     moved = [k for k in ("detail.gain.weight", "detail.frame_gain.weight") if ckpt["student"][k].abs().max() > 0]
     assert moved  # started at zero: the training steps reached the path
+
+
+def test_grow_gives_the_init_student_more_blocks_and_trains_them(tmp_path, stills):
+    """--grow small turns the shipped tiny, given a detail path, into small: the checkpoint loads
+    as small and its new blocks, which start as the identity, are trained. A variant it cannot
+    grow into is one error line."""
+    distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--detail", "1", "--grow", "small",
+                  "--out", str(tmp_path / "ft"), "--workers", "0"])
+    ckpt = torch.load(tmp_path / "ft" / "dry-run" / "last.pt", weights_only=True)
+    assert load_student(tmp_path / "ft" / "dry-run" / "student.pt").cfg == VARIANTS["small"]
+    assert ckpt["student"]["middle.11.beta"].abs().max() > 0  # started at zero
+    with pytest.raises(SystemExit, match="error: --grow conv32: a student grows only into"):
+        distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--grow", "conv32", "--out", str(tmp_path / "x")])
