@@ -438,22 +438,30 @@ class Student(nn.Module):
         return net
 
     def grown(self, cfg: StudentConfig) -> "Student":
-        """A copy with ``cfg``'s block counts (at least these, level by level) and these
-        weights: each stage keeps its blocks first, and the new ones after them start as the
-        identity (a fresh NAFBlock's scales are zero), so the copy computes what this student
-        does until training moves them. Widths, levels and ends must be the same; a detail
-        path comes along as it is. This is how a bigger student starts from a trained small one
-        instead of from scratch."""
-        same = dataclasses.replace(cfg, enc_blocks=self.cfg.enc_blocks, middle_blocks=self.cfg.middle_blocks,
-                                   dec_blocks=self.cfg.dec_blocks, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)
-        counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks), (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks))
+        """A copy with ``cfg``'s block counts (at least these, level by level), first and last
+        convolutions (at least this wide) and these weights: each stage keeps its blocks first,
+        and the new ones after them start as the identity (a fresh NAFBlock's scales are zero);
+        a wider end convolution holds the old kernel at its centre and zeros around it. So the
+        copy computes what this student does until training moves them. Widths and levels must
+        be the same; a detail path comes along as it is. This is how a bigger student starts
+        from a trained small one instead of from scratch."""
+        same = dataclasses.replace(cfg, enc_blocks=self.cfg.enc_blocks, middle_blocks=self.cfg.middle_blocks, dec_blocks=self.cfg.dec_blocks,
+                                   edge_kernel=self.cfg.edge_kernel, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)
+        counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks, cfg.edge_kernel),
+                     (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks, self.cfg.edge_kernel))
         if same != self.cfg or self.cfg.block != "naf" or any(new < old for new, old in counts):
-            raise ModelError("a student grows only into one of the same widths, levels and ends, with at least its blocks at every "
-                             f"level, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
+            raise ModelError("a student grows only into one of the same widths and levels, with at least its blocks at every "
+                             f"level and its end convolutions' width, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
         net = Student(dataclasses.replace(cfg, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)).to(self.ending.weight)
         with torch.no_grad():
+            grown = net.state_dict()
             for name, tensor in self.state_dict().items():  # block i of a stage keeps its name
-                net.state_dict()[name].copy_(tensor)
+                if name in ("intro.weight", "ending.weight"):
+                    grown[name].zero_()
+                    k, pad = tensor.shape[-1], (grown[name].shape[-1] - tensor.shape[-1]) // 2
+                    grown[name][..., pad : pad + k, pad : pad + k] = tensor
+                else:
+                    grown[name].copy_(tensor)
         return net
 
     def fused(self) -> "Student":

@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -38,7 +39,7 @@ from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from livesharp.files import atomic_output
-from livesharp.model import VARIANTS, ModelError, Student, load_student, save_student
+from livesharp.model import VARIANTS, ModelError, Student, StudentConfig, load_student, save_student
 from train import losses
 from train.bank import RollingBank, order_from
 from train.data import DataError, RealClips, list_images, load_frames, split_files
@@ -61,7 +62,7 @@ class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
-    grow: str = _f("", "give the --init student the blocks of this variant (e.g. small from a trained tiny; same widths and levels), the new ones starting as the identity: the same function until trained")
+    grow: str = _f("", "give the --init student the blocks and end convolutions of this variant (small from a trained tiny-detail), or those its own config gets from FIELD=VALUE,... (edge_kernel=3, middle_blocks=8, enc_blocks=1/2/4); the new ones start as the identity: the same function until trained")
     detail: int = _f(0, "1 or 2: give the --init student a detail path of that many bands (livesharp.model.DetailPath, StudentConfig.detail), new bands at zero gain: the same function until trained")
     zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")
@@ -279,6 +280,23 @@ def save_grid(path: Path, blur: torch.Tensor, pred: torch.Tensor, sharp: torch.T
 # --- the loop --------------------------------------------------------------------------------
 
 
+def grown_config(start: StudentConfig, spec: str) -> StudentConfig:
+    """``--grow``'s target: a variant's name, or ``start`` with ``FIELD=VALUE,...`` replaced
+    (integers; a tuple as ``1/2/4``)."""
+    if "=" not in spec:
+        if spec not in VARIANTS:
+            raise ModelError(f"choose one of {', '.join(VARIANTS)}, or FIELD=VALUE,... such as edge_kernel=3")
+        return VARIANTS[spec]
+    fields = {f.name for f in dataclasses.fields(StudentConfig)} - {"block", "detail", "zero_mean", "unshuffle", "width"}
+    changes = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key not in fields or not re.fullmatch(r"\d+(/\d+)*", value):
+            raise ModelError(f"{item!r}: give FIELD=VALUE with FIELD one of {', '.join(sorted(fields))} and a whole number (a tuple as 1/2/4)")
+        changes[key] = tuple(map(int, value.split("/"))) if key.endswith("_blocks") and key != "middle_blocks" else int(value)
+    return dataclasses.replace(start, **changes)
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(argv)
     command = " ".join(["python -m train.distill", *(argv if argv is not None else sys.argv[1:])])
@@ -320,9 +338,9 @@ def main(argv: list[str] | None = None) -> dict:
         student.cfg = dataclasses.replace(student.cfg, zero_mean=True)
     if cfg.grow:
         try:
-            student = student.grown(VARIANTS[cfg.grow])
-        except (KeyError, ModelError) as e:
-            sys.exit(f"error: --grow {cfg.grow}: {e if isinstance(e, ModelError) else 'choose one of ' + ', '.join(VARIANTS)}")
+            student = student.grown(grown_config(student.cfg, cfg.grow))
+        except ModelError as e:
+            sys.exit(f"error: --grow {cfg.grow}: {e}")
     if cfg.detail > student.cfg.detail:
         student = student.with_detail(cfg.detail)
     if cfg.w_bands and student.detail is None:

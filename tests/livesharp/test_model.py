@@ -268,6 +268,29 @@ def test_with_detail_adds_the_path_without_changing_the_function(random_student)
         Student(replace(VARIANTS["tiny"], detail=3))
 
 
+def test_a_grown_student_computes_what_it_did_until_trained(random_student):
+    """tiny-detail grown into small, or given 3x3 end convolutions, keeps its function (new
+    blocks start as the identity, a wider kernel is zero around the old one) and its weights;
+    training then reaches the new blocks. Growing the other way, or across widths, is a model
+    error."""
+    net = random_student("tiny-detail", seed=6)
+    big = net.grown(VARIANTS["small"]).eval()
+    wide = net.grown(replace(net.cfg, edge_kernel=3)).eval()  # each patch's output also sees its neighbours
+    assert big.cfg == VARIANTS["small"]
+    x = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert torch.equal(big(x), net(x))
+        assert torch.equal(wide(x), net(x))
+    assert torch.equal(big.middle[3].pw1.weight, net.middle[3].pw1.weight)
+    loss = (big.train()(x) - x.flip(-1)).abs().mean()
+    loss.backward()
+    assert big.middle[11].beta.grad.abs().sum() > 0  # a new block learns
+    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+        big.grown(VARIANTS["tiny-detail"])
+    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+        net.grown(replace(VARIANTS["small"], width=24))
+
+
 def test_a_second_band_keeps_the_trained_band_and_adds_one_at_zero_gain(random_student):
     """A trained one-band student given a second band computes what it did, its first band's
     weights untouched; the second band, once gained, is an unsharp mask of sigma 2.5 px."""

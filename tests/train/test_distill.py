@@ -325,7 +325,7 @@ def test_detail_adds_the_path_to_an_init_checkpoint_and_trains_it(tmp_path, stil
 def test_grow_gives_the_init_student_more_blocks_and_trains_them(tmp_path, stills):
     """--grow small turns the shipped tiny, given a detail path, into small: the checkpoint loads
     as small and its new blocks, which start as the identity, are trained. A variant it cannot
-    grow into is one error line."""
+    grow into, or a field --grow cannot change, is one error line."""
     distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--detail", "1", "--grow", "small",
                   "--out", str(tmp_path / "ft"), "--workers", "0"])
     ckpt = torch.load(tmp_path / "ft" / "dry-run" / "last.pt", weights_only=True)
@@ -333,3 +333,5 @@ def test_grow_gives_the_init_student_more_blocks_and_trains_them(tmp_path, still
     assert ckpt["student"]["middle.11.beta"].abs().max() > 0  # started at zero
     with pytest.raises(SystemExit, match="error: --grow conv32: a student grows only into"):
         distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--grow", "conv32", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="error: --grow width=24: 'width=24': give FIELD=VALUE with FIELD one of dec_blocks, edge_kernel"):
+        distill.main(["--stills", str(stills), "--dry-run", "--init", "tiny", "--grow", "width=24", "--out", str(tmp_path / "x")])
