@@ -231,11 +231,46 @@ def test_ctrl_c_while_the_input_blocks_on_open_is_reported_as_interrupted(tmp_pa
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "livesharp", "file", str(fifo), str(tmp_path / "out.mp4"), "--model", "unsharp"],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # start-up, then blocked opening the FIFO
+    _wait_until_blocked_opening_a_fifo(proc.pid, fallback_s=3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted: ") and "not a video file" not in err
+
+
+def _wait_until_blocked_opening_a_fifo(pid: int, fallback_s: float, timeout_s: float = 60) -> None:
+    """Until a thread of ``pid`` waits in the kernel for a FIFO's writer (Linux names that wait
+    ``wait_for_partner`` in /proc/PID/task/*/wchan): start-up takes longer on a loaded machine
+    than any fixed wait. Where the kernel does not name waits (a sleeping child shows "0" or
+    nothing), ``fallback_s`` seconds."""
+    import glob
+    import subprocess
+    import time
+
+    probe = subprocess.Popen(["sleep", "5"])
+    try:
+        time.sleep(0.2)
+        named = Path(f"/proc/{probe.pid}/wchan").read_text().strip() not in ("", "0")
+    except OSError:
+        named = False
+    finally:
+        probe.kill()
+        probe.wait()
+    if not named:
+        time.sleep(fallback_s)
+        return
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        waits = []
+        for path in glob.glob(f"/proc/{pid}/task/*/wchan"):
+            try:
+                waits.append(Path(path).read_text().strip())
+            except OSError:
+                pass
+        if "wait_for_partner" in waits:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never blocked opening the FIFO within {timeout_s} s")
 
 
 def test_an_output_that_is_a_dangling_symlink_is_refused_before_the_run(video, tmp_path):
