@@ -7,6 +7,11 @@ were drawn with. Takes ``train.distill``'s options, so a campaign's own command 
 its samples (``MODULE=train.strength bash train/campaign.sh`` does that for the campaign)::
 
     python -m train.strength --count 2048 <train.distill options>
+    python -m train.strength --count 256 --model tiny --model runs/x/best.pt <options>
+
+With ``--model``, also each model's gain on the same samples, per kind: how well a network fits
+the kind of sample it is taught, beside how well it does on set 1 (``train.evaluate``). A network
+that gains little on its own training samples is not held back by unseen scenes.
 
 Prints markdown tables for the model card; nothing is written.
 """
@@ -20,6 +25,7 @@ from collections import Counter
 
 import numpy as np
 
+from livesharp.model import ModelError, load_student
 from train.distill import build_data, parse_config
 from train.evaluate import PairFolder
 
@@ -31,6 +37,15 @@ def strength_db(sample: dict) -> float:
     blur, sharp = sample["blur"].numpy().astype(np.float64), sample["sharp"].numpy().astype(np.float64)
     mse = float(np.mean((blur - sharp) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def gain_db(model, sample: dict) -> float:
+    """The model's output PSNR minus the input's, over the whole clip (``strength_db``)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(sample["blur"].float()).clamp(0, 1)
+    return strength_db({"blur": out, "sharp": sample["sharp"]}) - strength_db(sample)
 
 
 def kind_of(source: str) -> str:
@@ -66,16 +81,24 @@ def table(rows: dict[str, list[float]]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.strength", description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=2048, help="training samples to draw (default %(default)s)")
+    p.add_argument("--model", action="append", default=[], help="also each model's gain on the blurred samples, per kind (repeatable: a name or a checkpoint)")
     own, rest = p.parse_known_args(argv)
     cfg = parse_config(rest)
+    try:
+        models = {name: load_student(name).eval() for name in own.model}
+    except ModelError as e:
+        p.error(f"--model: {e}")
     train_set, _ = build_data(cfg, samples=own.count)
     rng = np.random.default_rng(0)
     picks = rng.choice(len(train_set), size=min(own.count, len(train_set)), replace=False)
     rows: dict[str, list[float]] = {}
     lengths: Counter = Counter()
+    gains: dict[str, list[tuple[float, list[float]]]] = {}  # kind -> (input dB, each model's gain)
     for i, index in enumerate(sorted(picks)):
         sample = train_set[int(index)]
         rows.setdefault(kind_of(sample["source"]), []).append(strength_db(sample))
+        if models and np.isfinite(rows[kind_of(sample["source"])][-1]):
+            gains.setdefault(kind_of(sample["source"]), []).append((strength_db(sample), [gain_db(m, sample) for m in models.values()]))
         frames = re.search(r"\|n=(\d+)\|", sample["source"])  # sub-frames (motion) or frames (highfps) averaged
         if frames and int(frames.group(1)) > 1:
             lengths[(kind_of(sample["source"]), int(frames.group(1)))] += 1
@@ -94,7 +117,23 @@ def main(argv: list[str] | None = None) -> dict:
         for (k, n), c in sorted(lengths.items()):
             if k == kind:
                 print(f"| {kind} | {n} | {c / total:.0%} |")
-    return {"rows": rows, "lengths": dict(lengths)}
+    if models:
+        print()
+        print(fit_table(gains, list(models)))
+    return {"rows": rows, "lengths": dict(lengths), "gains": gains}
+
+
+def fit_table(gains: dict[str, list[tuple[float, list[float]]]], names: list[str], strong_db: float = 25.0) -> str:
+    """Each model's mean gain per kind of blurred sample, and on that kind's strong blur alone."""
+    head = ["kind", "blurred samples", "median input dB", *(f"gain of {n}" for n in names)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for kind, items in gains.items():
+        for label, chosen in ((kind, items), (f"{kind}, input < {strong_db:g} dB", [x for x in items if x[0] < strong_db])):
+            if chosen:
+                per_model = np.array([g for _, g in chosen]).mean(0)
+                cells = [label, str(len(chosen)), f"{np.median([d for d, _ in chosen]):.1f}", *(f"{g:+.2f}" for g in per_model)]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
