@@ -449,9 +449,9 @@ class Student(nn.Module):
                                    edge_kernel=self.cfg.edge_kernel, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)
         counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks, cfg.edge_kernel),
                      (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks, self.cfg.edge_kernel))
-        if same != self.cfg or self.cfg.block != "naf" or any(new < old for new, old in counts):
-            raise ModelError("a student grows only into one of the same widths and levels, with at least its blocks at every "
-                             f"level and its end convolutions' width, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
+        if same != self.cfg or self.cfg.block != "naf" or any(new < old for new, old in counts) or (cfg.edge_kernel - self.cfg.edge_kernel) % 2:
+            raise ModelError("a student grows only into one of the same widths and levels, with at least its blocks at every level and "
+                             f"end convolutions as wide or 2, 4, ... wider, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
         net = Student(dataclasses.replace(cfg, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)).to(self.ending.weight)
         with torch.no_grad():
             grown = net.state_dict()
