@@ -152,9 +152,9 @@ def test_last_checkpoint_is_a_student_every_command_loads(tmp_path, stills):
 
 
 def test_zero_mean_turns_on_for_an_init_checkpoint_and_is_recorded(tmp_path, stills):
-    run(tmp_path, "--dry-run", "--stills", str(stills), "--variant", "small")
+    run(tmp_path, "--dry-run", "--stills", str(stills), "--variant", "conv24-3")
     last = tmp_path / "run" / "dry-run" / "last.pt"
-    assert not load_student(last).cfg.zero_mean  # small: off
+    assert not load_student(last).cfg.zero_mean  # conv24-3: off
     distill.main(["--stills", str(stills), "--dry-run", "--init", str(last), "--zero-mean", "--out", str(tmp_path / "ft"), "--workers", "0"])
     tuned = load_student(tmp_path / "ft" / "dry-run" / "student.pt")
     assert tuned.cfg.zero_mean  # the checkpoint describes the network that was trained
