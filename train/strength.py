@@ -24,6 +24,7 @@ import sys
 from collections import Counter
 
 import numpy as np
+import torch
 
 from livesharp.model import ModelError, load_student
 from train.distill import build_data, parse_config
@@ -41,8 +42,6 @@ def strength_db(sample: dict) -> float:
 
 def gain_db(model, sample: dict) -> float:
     """The model's output PSNR minus the input's, over the whole clip (``strength_db``)."""
-    import torch
-
     with torch.no_grad():
         out = model(sample["blur"].float()).clamp(0, 1)
     return strength_db({"blur": out, "sharp": sample["sharp"]}) - strength_db(sample)
