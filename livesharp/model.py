@@ -547,7 +547,8 @@ class Student(nn.Module):
         """The sharpened frames; ``with_gains`` (training) also the detail path's band gains per
         frame, (N, bands), and its gate on the body, (N, 1, 1, 1), each None where there is none."""
         h, w = inp.shape[-2:]
-        folded, terms = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=True)
+        folded = self.folded_residual(self.fold(inp), self.folded_frame(h, w, inp.device), with_gains=with_gains)
+        folded, terms = folded if with_gains else (folded, None)
         out = inp + F.pixel_shuffle(folded, self.cfg.unshuffle)[..., :h, :w]
         return (out, terms) if with_gains else out
 
