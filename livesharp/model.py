@@ -449,7 +449,8 @@ class Student(nn.Module):
                                    edge_kernel=self.cfg.edge_kernel, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)
         counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks, cfg.edge_kernel),
                      (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks, self.cfg.edge_kernel))
-        if same != self.cfg or self.cfg.block != "naf" or any(new < old for new, old in counts) or (cfg.edge_kernel - self.cfg.edge_kernel) % 2:
+        levels = len(cfg.enc_blocks) == len(self.cfg.enc_blocks)
+        if same != self.cfg or not levels or self.cfg.block != "naf" or any(new < old for new, old in counts) or (cfg.edge_kernel - self.cfg.edge_kernel) % 2:
             raise ModelError("a student grows only into one of the same widths and levels, with at least its blocks at every level and "
                              f"end convolutions as wide or 2, 4, ... wider, of NAFBlocks (which start as the identity): {self.cfg} cannot become {cfg}")
         net = Student(dataclasses.replace(cfg, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean)).to(self.ending.weight)

@@ -291,6 +291,8 @@ def test_a_grown_student_computes_what_it_did_until_trained(random_student):
         net.grown(replace(VARIANTS["small"], width=24))
     with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
         net.grown(replace(net.cfg, edge_kernel=2))  # a kernel of even width has no centre for the old one
+    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+        net.grown(replace(net.cfg, enc_blocks=(1, 1, 1, 4), dec_blocks=(4, 1, 1, 1)))  # a new level's resampling starts random
 
 
 def test_a_second_band_keeps_the_trained_band_and_adds_one_at_zero_gain(random_student):
