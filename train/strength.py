@@ -40,11 +40,11 @@ def strength_db(sample: dict) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def gain_db(model, sample: dict) -> float:
-    """The model's output PSNR minus the input's, over the whole clip (``strength_db``)."""
+def output_db(model, sample: dict) -> float:
+    """PSNR of the model's output against the target over the whole clip (``strength_db``)."""
     with torch.no_grad():
         out = model(sample["blur"].float()).clamp(0, 1)
-    return strength_db({"blur": out, "sharp": sample["sharp"]}) - strength_db(sample)
+    return strength_db({"blur": out, "sharp": sample["sharp"]})
 
 
 def kind_of(source: str) -> str:
@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
     gains: dict[str, list[tuple[float, list[float]]]] = {}  # kind -> (input dB, each model's gain)
     for i, index in enumerate(sorted(picks)):
         sample = train_set[int(index)]
-        rows.setdefault(kind_of(sample["source"]), []).append(strength_db(sample))
-        if models and np.isfinite(rows[kind_of(sample["source"])][-1]):
-            gains.setdefault(kind_of(sample["source"]), []).append((strength_db(sample), [gain_db(m, sample) for m in models.values()]))
+        kind, db = kind_of(sample["source"]), strength_db(sample)
+        rows.setdefault(kind, []).append(db)
+        if models and np.isfinite(db):
+            gains.setdefault(kind, []).append((db, [output_db(m, sample) - db for m in models.values()]))
         frames = re.search(r"\|n=(\d+)\|", sample["source"])  # sub-frames (motion) or frames (highfps) averaged
         if frames and int(frames.group(1)) > 1:
-            lengths[(kind_of(sample["source"]), int(frames.group(1)))] += 1
+            lengths[(kind, int(frames.group(1)))] += 1
         if (i + 1) % 256 == 0:
             print(f"{i + 1}/{len(picks)} samples", file=sys.stderr)
     rows["all training samples"] = [v for values in list(rows.values()) for v in values]
