@@ -228,6 +228,28 @@ def test_evaluate_without_any_set_is_one_line(tmp_path, capsys):
     assert err.startswith("error: nothing to evaluate on") and err.count("\n") == 1
 
 
+def test_error_bands_say_where_a_blur_lies_and_what_a_correction_removes_there(tmp_path, val_sets, capsys):
+    """A Gaussian blur's error lies at fine periods; a method that takes half of it away removes
+    6 dB in every band that holds it, the input nothing. ``--bands`` prints it for each model."""
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    blur = cv2.GaussianBlur(sharp, (0, 0), 1.5)
+    item = {"blur": evaluate.from_uint8(blur)[None], "sharp": evaluate.from_uint8(sharp)[None]}
+    half = lambda x: x + 0.5 * (item["sharp"] - x)  # noqa: E731
+    bands = evaluate.error_bands({"input": lambda x: x, "half": half}, [item])
+    share = np.array(bands["share"])
+    assert share.sum() == pytest.approx(1.0) and share[-2:].sum() > 0.8  # periods under 8 px
+    assert bands["input"] == [0.0] * 6
+    for s, removed in zip(share, bands["half"]):
+        if s > 0.05:
+            assert removed == pytest.approx(20 * np.log10(2), abs=0.1)
+    save_student(Student(VARIANTS["tiny"]), tmp_path / "ident.pt")
+    assert evaluate.main(["--model", str(tmp_path / "ident.pt"), "--real-pairs", str(val_sets["pairs"]), "--bands"]) == 0
+    table = capsys.readouterr().out.split("dB removed, by period")[1].splitlines()
+    assert table[0].split()[-3:] == ["<", "4", "px"] and table[1].startswith("the blur error there")
+    assert table[3].split() == ["ident", *["+0.00"] * 6]  # unsharp's row, then the model's: an identity removes nothing
+
+
 def test_resume_without_checkpoint_says_so(tmp_path, stills):
     with pytest.raises(SystemExit) as e:
         run(tmp_path, "--stills", str(stills), "--resume", "--steps", "2")
