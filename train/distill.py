@@ -62,7 +62,7 @@ class DistillConfig:
     # what to train
     variant: str = _f("tiny", f"student architecture: {', '.join(VARIANTS)}")
     init: str = _f("", "start from this student checkpoint (fine-tuning; its architecture replaces --variant); empty = from scratch")
-    grow: str = _f("", "give the --init student the blocks and end convolutions of this variant (small from a trained tiny-detail), or those its own config gets from FIELD=VALUE,... (edge_kernel=3, middle_blocks=8, enc_blocks=1/2/4); the new ones start as the identity: the same function until trained")
+    grow: str = _f("", "give the --init student the blocks, end convolutions and first-level width of this variant (small from a trained tiny-detail), or those its own config gets from FIELD=VALUE,... (edge_kernel=3, middle_blocks=8, enc_blocks=1/2/4, first_width=32: twice as wide); new blocks start as the identity and a doubled channel as two copies: the same function until trained")
     detail: int = _f(0, "1 or 2: give the --init student a detail path of that many bands (livesharp.model.DetailPath, StudentConfig.detail), new bands at zero gain: the same function until trained")
     zero_mean: bool = _f(False, "the student's residual keeps each frame's mean brightness (StudentConfig.zero_mean); also turns it on for --init")
     out: str = _f("runs/distill", "folder for checkpoints, log.csv, samples/ and the final student.pt")

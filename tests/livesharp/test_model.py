@@ -285,14 +285,34 @@ def test_a_grown_student_computes_what_it_did_until_trained(random_student):
     loss = (big.train()(x) - x.flip(-1)).abs().mean()
     loss.backward()
     assert big.middle[11].beta.grad.abs().sum() > 0  # a new block learns
-    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+    with pytest.raises(ModelError, match="grows only into one of the same levels and widths below the first"):
         big.grown(VARIANTS["tiny-detail"])
-    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+    with pytest.raises(ModelError, match="grows only into one of the same levels and widths below the first"):
         net.grown(replace(VARIANTS["small"], width=24))
-    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+    with pytest.raises(ModelError, match="grows only into one of the same levels and widths below the first"):
         net.grown(replace(net.cfg, edge_kernel=2))  # a kernel of even width has no centre for the old one
-    with pytest.raises(ModelError, match="grows only into one of the same widths and levels"):
+    with pytest.raises(ModelError, match="grows only into one of the same levels and widths below the first"):
         net.grown(replace(net.cfg, enc_blocks=(1, 1, 1, 4), dec_blocks=(4, 1, 1, 1)))  # a new level's resampling starts random
+
+
+def test_a_first_level_grown_twice_as_wide_computes_what_it_did_and_its_copies_part(random_student, tmp_path):
+    """Each first-level channel held twice (Net2Net's widening) keeps the function, blocks and
+    all, through save and load; training then moves the two copies of a channel apart, or the
+    wider level would only ever hold the narrow one's features. Other factors are a model error."""
+    net = random_student("tiny-detail", seed=7)
+    wide = net.grown(replace(net.cfg, first_width=32, enc_blocks=(2, 1, 1), edge_kernel=3)).eval()
+    assert wide.intro.out_channels == 32 and wide.downs[1].in_channels == 32  # the levels below are as they were
+    save_student(wide, tmp_path / "wide.pt")
+    wide = load_student(tmp_path / "wide.pt").eval()
+    x = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        out = net(x)  # random weights make residuals in the hundreds: equal up to float rounding
+        torch.testing.assert_close(wide(x), out, rtol=0, atol=1e-6 * out.abs().max().item())
+    (wide.train()(x) - x.flip(-1)).abs().mean().backward()
+    for grad in (wide.intro.weight.grad, wide.encoders[0][0].pw1.weight.grad):
+        assert (grad[:16] - grad[16:32]).abs().max() > 1e-3 * grad.abs().max()
+    with pytest.raises(ModelError, match="a first level as wide or twice as wide"):
+        net.grown(replace(net.cfg, first_width=48))
 
 
 def test_a_second_band_keeps_the_trained_band_and_adds_one_at_zero_gain(random_student):
