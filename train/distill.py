@@ -45,7 +45,7 @@ from train.bank import RollingBank, order_from
 from train.data import DataError, RealClips, list_images, load_frames, split_files
 from train.gopro import GoProPairs, HighFpsBlur, split_highfps
 from train.evaluate import SETS, baseline_methods, evaluate, format_table, open_sets, selection_score, student_method, to_uint8
-from train.motion import TrajectoryBlur, with_sharp_share
+from train.motion import TrajectoryBlur, with_sharp_share, with_strong_extent
 from train.soft import SoftBlur, by_recipe
 from train.synthetic import SyntheticBlur
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
@@ -82,6 +82,7 @@ class DistillConfig:
     soft_clean: float = _f(0.0, "share of the softened --soft samples that are a lens blur alone, no noise or codec (beside those the random recipe makes)")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
+    motion_strong: tuple = _f((4.0, 26.0), "min and max extent in px (a path's longest chord in one exposure) of the --motion samples' strong class, most of them (the mild class is 1-5 px)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
     real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
     real_fraction: float = _f(0.25, "share of training samples drawn from --real videos")
@@ -144,7 +145,7 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
         elif isinstance(default, tuple):
-            kind = int if default and isinstance(default[0], int) else str
+            kind = type(default[0]) if default else str
             p.add_argument(flag, nargs="*", type=kind, default=None, help=help, metavar=f.name.upper())
         else:
             p.add_argument(flag, type=type(default), default=None, help=help, metavar=f.name.upper())
@@ -169,6 +170,8 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
         p.error("no training data: pass --gopro, --highfps, --stills, --motion or --soft")
     if cfg.real and (cfg.teacher == "none" or not cfg.w_distill):
         p.error("--real videos have no ground truth and learn from the teacher alone: pass --teacher (and a --w-distill above 0)")
+    if len(cfg.motion_strong) != 2 or not 0 < cfg.motion_strong[0] <= cfg.motion_strong[1]:
+        p.error(f"--motion-strong {' '.join(map(str, cfg.motion_strong))}: give the smallest and largest extent in px, 0 < MIN <= MAX (e.g. 4 26)")
     if cfg.reuse > 1 and (cfg.workers != 1 or cfg.pool):
         p.error(f"--reuse {cfg.reuse}: the bank lives in one data worker: use --workers 1 and no --pool")
     if cfg.pool and cfg.pool < cfg.batch:
@@ -200,7 +203,7 @@ def build_data(cfg: DistillConfig, samples: int):
         others = cfg.gopro or cfg.highfps or cfg.stills
         n_motion = max(1, round(samples * (cfg.motion_fraction if others else 1.0)))
         train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy,
-                                        strengths=with_sharp_share(cfg.sharp_fraction), linear_fraction=cfg.linear_fraction))
+                                        strengths=with_sharp_share(cfg.sharp_fraction, with_strong_extent(*cfg.motion_strong)), linear_fraction=cfg.linear_fraction))
         samples = max(0, samples - n_motion)
     still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
     video_samples = max(1, round(samples * (1 - still_share))) if samples else 0

@@ -39,6 +39,11 @@ def with_sharp_share(share: float, strengths: dict = STRENGTHS) -> dict:
     return {name: (share if name == SHARP else p * (1 - share) / rest, ext) for name, (p, ext) in strengths.items()}
 
 
+def with_strong_extent(lo: float, hi: float, strengths: dict = STRENGTHS) -> dict:
+    """``strengths`` with the strong class's extents in [``lo``, ``hi``] px, its share kept."""
+    return strengths | {STRONG: (strengths[STRONG][0], (float(lo), float(hi)))}
+
+
 @dataclass(frozen=True, eq=False)
 class MotionPlan:
     """All the randomness of one TrajectoryBlur sample."""

@@ -83,6 +83,16 @@ def test_help_explains_every_option(capsys):
     assert "Examples:" in text
 
 
+def test_motion_strong_reaches_the_motion_samples_and_a_bad_range_is_one_line(stills, capsys):
+    cfg = distill.parse_config(["--motion", str(stills), "--motion-strong", "3", "12"])
+    train, _ = distill.build_data(cfg, 8)
+    (motion,) = train.datasets
+    assert motion.strengths["strong"][1] == (3.0, 12.0) and motion.max_extent == 12.0  # objects move no farther either
+    with pytest.raises(SystemExit):
+        distill.parse_config(["--motion", str(stills), "--motion-strong", "12", "3"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--motion-strong 12.0 3.0: give the smallest and largest extent in px, 0 < MIN <= MAX (e.g. 4 26)")
+
+
 def test_config_file_unknown_key_is_an_error(tmp_path, stills, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text('steps = 5\nbatchsize = 3\n')

@@ -107,3 +107,17 @@ def test_sharp_share_keeps_the_blurred_classes_ratio():
     assert more[STRONG][0] / more[MILD][0] == pytest.approx(STRENGTHS[STRONG][0] / STRENGTHS[MILD][0])
     with pytest.raises(ValueError, match="sharp share"):
         with_sharp_share(1.0)
+
+
+def test_the_strong_class_blurs_as_far_as_its_extents_say(stills):
+    """--motion-strong: a strong class of 1-2 px barely blurs, one of 20-26 px blurs far more;
+    its share among the classes is kept."""
+    from train.motion import STRENGTHS, with_sharp_share, with_strong_extent
+
+    def mean_psnr(lo, hi):
+        ds = TrajectoryBlur(stills, crop=64, length=12, strengths=with_sharp_share(0.0, with_strong_extent(lo, hi)), camera=False, object_prob=0.0)
+        return np.mean([-10 * np.log10(float(((s["blur"] - s["sharp"]) ** 2).mean())) for s in map(ds.__getitem__, range(12))])
+
+    assert mean_psnr(1, 2) > mean_psnr(20, 26) + 6
+    assert with_strong_extent(3, 12)[STRONG] == (STRENGTHS[STRONG][0], (3.0, 12.0))
+
