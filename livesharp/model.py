@@ -30,10 +30,10 @@ class StudentConfig:
     unshuffle: int = 2  # PixelUnshuffle factor: 2 works at half resolution
     width: int = 16  # channels of the first level; doubled at every level down
     # Channels of the first level alone, the 4x4 patches' own (0: ``width``); the levels below
-    # keep 2, 4, ... x ``width``. The first level is where a blur's fine detail is restored or
-    # not: on set 1, ``tiny`` removes 3.8 dB of the error at periods of 32-64 px and 0.03 dB at
-    # 4-8 px, where a quarter of it is left (train/README.md, leg 7), and 16 channels hold
-    # no more than a patch's luma.
+    # keep 2, 4, ... x ``width``. Sixteen hold no more than a patch's luma, and on set 1 ``tiny``
+    # removes 3.8 dB of the error at periods of 32-64 px but 0.03 dB at 4-8 px, where a fifth
+    # of it lies; 32, grown from a trained ``tiny-detail``, did not change that in 1,250 steps
+    # (train/README.md, leg 7).
     first_width: int = 0
     enc_blocks: tuple[int, ...] = (1, 1, 1)
     middle_blocks: int = 1
@@ -453,7 +453,7 @@ class Student(nn.Module):
         - a wider end convolution holds the old kernel at its centre and zeros around it;
         - a first level twice as wide holds every channel twice (Net2Net's widening), which the
           channel LayerNorms leave unchanged; where two copies meet a convolution, its weight is
-          split between them at random (``seed``) rather than halved, so that training drives the
+          split between them at random (seeded, so the same call gives the same copy) rather than halved, so that training drives the
           copies apart instead of keeping them equal.
 
         The levels below must be as wide, and as many; a detail path comes along as it is. This is
