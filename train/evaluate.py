@@ -160,7 +160,8 @@ def error_bands(methods: dict[str, Method], dataset, max_items: int | None = Non
     gives the dB it removes from it in each band (0 for ``input``; negative: error added).
 
     Set 1's blur is mostly at periods of 8-32 px, and a method's mean gain does not say which
-    of its bands it restores: ``tiny`` removes 3.8 dB at 32-64 px and nothing below 8."""
+    of its bands it restores: every ``tiny`` so far removes about 4 dB at 32-64 px and nothing below 8
+    (train/README.md, leg 7)."""
     edges = [0.0, *(1 / p for p in BAND_PERIODS), 1.0]  # cycles per px; the last edge holds the corners
     energy = {name: np.zeros(len(edges) - 1) for name in methods}
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
