@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ def model_digest(net: Student) -> str:
     """A short hash of a student's architecture and weights (``graph.weights_digest``): the key
     of its exported graphs."""
     tensors = ((name, t.detach().cpu().contiguous().numpy().tobytes()) for name, t in net.state_dict().items())
-    return weights_digest(asdict(net.cfg), tensors)
+    return weights_digest(net.cfg.args(), tensors)
 
 
 def variant_of(net: Student) -> str:

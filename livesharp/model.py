@@ -5,7 +5,7 @@ quarter (or sixteenth) of the positions, and unfolded again at the end. The netw
 a residual that is added to the input, so a zero last layer is the identity — a student that
 has learned nothing leaves the picture exactly as it was.
 
-Checkpoints describe themselves: ``{"model": state_dict, "model_args": asdict(cfg), ...}``.
+Checkpoints describe themselves: ``{"model": state_dict, "model_args": cfg.args(), ...}``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,15 @@ class StudentConfig:
             raise ModelError(f"detail {self.detail}: choose 0 (none), 1 or 2 (a DetailPath of that many bands)")
         if self.block not in ("naf", "conv"):
             raise ModelError(f"block {self.block!r}: choose naf or conv")
+
+    def args(self) -> dict:
+        """The fields a checkpoint records and a graph's digest hashes (``export.model_digest``):
+        all of them but ``first_width`` where it is 0, so a student from before that field saves
+        and hashes as it did, and the shipped graphs still name their checkpoints."""
+        args = asdict(self)
+        if not self.first_width:
+            del args["first_width"]
+        return args
 
     @property
     def multiple(self) -> int:
@@ -641,7 +650,7 @@ def count_macs(model: nn.Module, height: int = 1000, width: int = 1000) -> int:
 def save_student(model: Student, path: str | Path, **extra) -> None:
     """Write a self-describing checkpoint atomically (temp file + rename)."""
     with atomic_output(path) as tmp:  # a kill mid-write leaves the previous checkpoint intact
-        torch.save({"model": model.state_dict(), "model_args": asdict(model.cfg), **extra}, tmp)
+        torch.save({"model": model.state_dict(), "model_args": model.cfg.args(), **extra}, tmp)
 
 
 def _unreadable(path: Path, e: Exception) -> str:
