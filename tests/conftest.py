@@ -238,6 +238,20 @@ def make_video(tmp_path):
     return make
 
 
+@pytest.fixture
+def ctrl_c():
+    """SIGINT handled as an interactive terminal's Ctrl-C is, for this test and the processes it
+    starts. A job started in the background without job control (``pytest &`` in a script, some CI
+    runners) begins with SIGINT ignored, which Python and every child it starts keep: a Ctrl-C test
+    would then test nothing. A handler, unlike an ignored signal, is reset to the default on exec,
+    so a child Python installs its own."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(name="probe")
 def probe_fixture():
     """``probe(path)`` decodes a file with plain PyAV: see Probe."""

@@ -244,7 +244,7 @@ def test_cam_flags_map_to_run_camera(video, monkeypatch):
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig):
+def test_ctrl_c_and_sigterm_stop_cleanly_with_exit_0(video, tmp_path, sig, ctrl_c):
     """A real process, a real signal: threads stop, the stats file is complete, the summary prints."""
     import signal
     import subprocess
@@ -299,13 +299,12 @@ print(r.frames, vcam.started, vcam.finished, signal.getsignal(signal.SIGINT) is 
 """
 
 
-def test_ctrl_c_ends_a_session_between_frames_never_inside_one():
+def test_ctrl_c_ends_a_session_between_frames_never_inside_one(ctrl_c):
     """A signal that interrupted the output stage wherever it was could land inside a lock's
     `with` (the other stages then wait for ever) or halfway through a frame sent out."""
     import subprocess
 
-    # Python leaves SIGINT ignored where its parent ignored it (a background job): restore it.
-    r = subprocess.run([sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n" + BETWEEN_FRAMES],
+    r = subprocess.run([sys.executable, "-c", BETWEEN_FRAMES],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     frames, started, finished, restored = r.stdout.split()

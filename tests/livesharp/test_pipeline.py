@@ -164,7 +164,7 @@ def _interrupt_once():
     ],
     ids=["error-in-a-stage", "interrupt-in-a-stage", "ctrl-c"],
 )
-def test_a_failure_midway_leaves_no_output_and_no_partial_file(video, tmp_path, fail, expected):
+def test_a_failure_midway_leaves_no_output_and_no_partial_file(video, tmp_path, fail, expected, ctrl_c):
     before = sha256(video)
     dst = tmp_path / "out.mp4"
     net = FailsMidway(tmp_path, fail)

@@ -220,7 +220,7 @@ def test_an_output_folder_deleted_mid_run_is_one_error_line(video, tmp_path, at)
         run_file(video, folder / "out.mp4", on_frame=delete)
 
 
-def test_ctrl_c_while_the_input_blocks_on_open_is_reported_as_interrupted(tmp_path):
+def test_ctrl_c_while_the_input_blocks_on_open_is_reported_as_interrupted(tmp_path, ctrl_c):
     """A FIFO nobody writes to blocks av.open; Ctrl-C there is an interruption, not a bad file."""
     import signal
     import subprocess
