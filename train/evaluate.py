@@ -90,7 +90,7 @@ def flow_warp_error(frames: list[np.ndarray], reference: list[np.ndarray]) -> fl
 
 
 def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, teacher=None, cache: TeacherCache | None = None,
-             per_item: bool = False, gains: bool = True, structure: bool = True) -> dict[str, dict[str, float]]:
+             per_item: bool = False, gains: bool = True, structure: bool = True, bands: bool = False) -> dict[str, dict[str, float]]:
     """Mean metrics of each method over the dataset's samples (dicts with (T,3,H,W) blur/sharp).
 
     ``shift`` is the mean brightness change of the output against the ground truth in grey
@@ -105,6 +105,9 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     With a ``teacher`` (and the ``cache`` its outputs go through), also ``psnr_teacher``: PSNR
     of each method's output against the teacher's, on the same frames; and the teacher itself
     as a row named ``teacher``, scored against the ground truth like the others.
+
+    ``bands`` True adds ``band_energy`` to each method: its luma error's energy per band of
+    ``BAND_PERIODS``, summed over the items (``error_bands`` reads it).
     """
     names = [*methods, *(["teacher"] if teacher is not None else [])]
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
@@ -136,7 +139,12 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                     m.setdefault("ms_ssim", []).append(float(ms_ssim(out, sharp, data_range=1.0)))
                 if len(out) > 1:
                     m.setdefault("warp_error", []).append(flow_warp_error([to_uint8(f) for f in out], ref))
-    results = {name: {k: float(np.mean(v)) for k, v in m.items()} | {"items": n} for name, m in sums.items()}
+                if bands:
+                    m.setdefault("band_energy", []).append(band_energy(out - sharp))
+    results = {name: {k: float(np.mean(v)) for k, v in m.items() if k != "band_energy"} | {"items": n} for name, m in sums.items()}
+    if bands:
+        for name, m in sums.items():
+            results[name]["band_energy"] = [float(e) for e in np.sum(m["band_energy"], axis=0)]
     if truth_warp:  # a row of its own, after the methods: only its warping error means anything
         results["ground truth"] = {"warp_error": float(np.mean(truth_warp)), "items": n}
     if gains and "input" in sums:
@@ -145,7 +153,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
             results[name] |= {"gain": float(np.mean(gains)), "worst_gain": float(min(gains))}
     if per_item:
         for name, m in sums.items():
-            results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items()} for i, src in enumerate(sources)}
+            results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items() if k != "band_energy"} for i, src in enumerate(sources)}
     return results
 
 
@@ -153,29 +161,26 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
 BAND_PERIODS = (64, 32, 16, 8, 4)
 
 
-def error_bands(methods: dict[str, Method], dataset, max_items: int | None = None) -> dict[str, list[float]]:
-    """Where the error lies, by spatial frequency: the energy of the luma's error against the
-    target in each band of ``BAND_PERIODS``, summed over the items. ``input`` (a method that must
-    be among ``methods``) gives ``share``, each band's part of the blur's own error; every method
-    gives the dB it removes from it in each band (0 for ``input``; negative: error added).
+def band_energy(error: torch.Tensor) -> np.ndarray:
+    """The energy of an error's luma (frames, 3, H, W) in each band of ``BAND_PERIODS``, frames summed."""
+    edges = [0.0, *(1 / p for p in BAND_PERIODS), 1.0]  # cycles per px; the last edge holds the corners
+    h, w = error.shape[-2:]
+    radius = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
+    band = torch.bucketize(radius, torch.tensor(edges[1:-1]), right=True)
+    power = torch.fft.rfft2(error.mean(-3)).abs().pow(2).sum(0)
+    return torch.bincount(band.flatten(), power.flatten().double(), len(edges) - 1).numpy()
+
+
+def error_bands(results: dict[str, dict]) -> dict[str, list[float]]:
+    """Where the error lies, by spatial frequency, from ``evaluate(..., bands=True)``'s results:
+    ``share``, each band's part of the blur's own error (the ``input`` row, which must be there),
+    and for every method the dB it removes from it in each band (0 for ``input``; negative: error
+    added).
 
     Set 1's blur is mostly at periods of 8-32 px, and a method's mean gain does not say which
     of its bands it restores: every ``tiny`` so far removes about 4 dB at 32-64 px and nothing below 8
     (train/README.md, leg 7)."""
-    edges = [0.0, *(1 / p for p in BAND_PERIODS), 1.0]  # cycles per px; the last edge holds the corners
-    energy = {name: np.zeros(len(edges) - 1) for name in methods}
-    n = len(dataset) if max_items is None else min(len(dataset), max_items)
-    with torch.no_grad():
-        for i in range(n):
-            sample = dataset[i]
-            blur, sharp = sample["blur"], sample["sharp"]
-            h, w = sharp.shape[-2:]
-            radius = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
-            band = torch.bucketize(radius, torch.tensor(edges[1:-1]), right=True)
-            for name, fn in methods.items():
-                out = torch.stack([from_uint8(to_uint8(f)) for f in fn(blur).clamp(0, 1)])  # as a user sees it
-                power = torch.fft.rfft2((out - sharp).mean(-3)).abs().pow(2).sum(0)  # luma error, frames summed
-                energy[name] += torch.bincount(band.flatten(), power.flatten().double(), len(edges) - 1).numpy()
+    energy = {name: np.asarray(r["band_energy"]) for name, r in results.items() if "band_energy" in r}
     base = energy["input"]
     return {"share": list(base / base.sum())} | {name: list(10 * np.log10(base / np.maximum(e, 1e-30))) for name, e in energy.items()}
 
@@ -421,13 +426,13 @@ def main(argv: list[str] | None = None) -> int:
             print()
             continue
         else:
-            results[key] = evaluate(methods, data, per_item=key == "real", gains=key != "sharp")
+            results[key] = evaluate(methods, data, per_item=key == "real", gains=key != "sharp", bands=a.bands and key == "real")
         print(f"{SETS[key]} ({results[key]['input']['items']} items)")
         print(format_table(results[key]))
         if key == "real":
             print(format_items(results[key]))
             if a.bands:
-                results["real_bands"] = error_bands(methods, data)
+                results["real_bands"] = error_bands(results[key])
                 print(format_bands(results["real_bands"]))
         print()
     if a.json:  # only where asked: an evaluation never writes over a file on its own

@@ -244,9 +244,9 @@ def test_error_bands_say_where_a_blur_lies_and_what_a_correction_removes_there(t
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
     blur = cv2.GaussianBlur(sharp, (0, 0), 1.5)
-    item = {"blur": evaluate.from_uint8(blur)[None], "sharp": evaluate.from_uint8(sharp)[None]}
+    item = {"blur": evaluate.from_uint8(blur)[None], "sharp": evaluate.from_uint8(sharp)[None], "source": "noise"}
     half = lambda x: x + 0.5 * (item["sharp"] - x)  # noqa: E731
-    bands = evaluate.error_bands({"input": lambda x: x, "half": half}, [item])
+    bands = evaluate.error_bands(evaluate.evaluate({"input": lambda x: x, "half": half}, [item], bands=True))
     share = np.array(bands["share"])
     assert share.sum() == pytest.approx(1.0) and share[-2:].sum() > 0.8  # periods under 8 px
     assert bands["input"] == [0.0] * 6
