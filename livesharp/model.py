@@ -473,12 +473,17 @@ class Student(nn.Module):
                                    edge_kernel=self.cfg.edge_kernel, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean, first_width=self.cfg.first_width)
         counts = zip((*cfg.enc_blocks, cfg.middle_blocks, *cfg.dec_blocks, cfg.edge_kernel),
                      (*self.cfg.enc_blocks, self.cfg.middle_blocks, *self.cfg.dec_blocks, self.cfg.edge_kernel))
-        levels = len(cfg.enc_blocks) == len(self.cfg.enc_blocks)
-        if (same != self.cfg or not levels or self.cfg.block != "naf" or any(new < old for new, old in counts) or (cfg.edge_kernel - self.cfg.edge_kernel) % 2
-                or (cfg.first_width or cfg.width) != wider * first or wider not in (1, 2)):
+        broken = [rule for rule, kept in [
+            ("the same levels and widths below the first", same == self.cfg and len(cfg.enc_blocks) == len(self.cfg.enc_blocks)),
+            ("of NAFBlocks, which start as the identity", self.cfg.block == "naf"),
+            ("at least its blocks at every level", all(new >= old for new, old in counts)),
+            ("end convolutions as wide or 2, 4, ... wider", (cfg.edge_kernel - self.cfg.edge_kernel) % 2 == 0),
+            ("a first level as wide or twice as wide", (cfg.first_width or cfg.width) == wider * first and wider in (1, 2)),
+        ] if not kept]
+        if broken:
             raise ModelError("a student grows only into one of the same levels and widths below the first, with at least its blocks at every level, "
                              "end convolutions as wide or 2, 4, ... wider and a first level as wide or twice as wide, of NAFBlocks (which start as the "
-                             f"identity): {self.cfg} cannot become {cfg}")
+                             f"identity): {self.cfg} cannot become {cfg} (not {'; not '.join(broken)})")
         deeper = dataclasses.replace(cfg, detail=self.cfg.detail, zero_mean=self.cfg.zero_mean, first_width=self.cfg.first_width)
         net = Student(deeper).to(self.ending.weight)
         with torch.no_grad():
