@@ -82,13 +82,17 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
 
     Scaled by 1/8 so a ramp rising s per pixel gives s; borders replicate (no fake edges).
     """
-    gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device) / 8
-    channels = x.shape[1]
-    weight = torch.stack([gx, gx.T]).unsqueeze(1).repeat(channels, 1, 1, 1)  # (2C, 1, 3, 3)
     # Replicate padding by concatenation: F.pad's replicate mode has no backward that
     # torch.compile can trace on channels-last input (torch 2.14), and the loss is compiled.
     x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], -2)
-    return F.conv2d(torch.cat([x[..., :1], x, x[..., -1:]], -1), weight, groups=channels)
+    x = torch.cat([x[..., :1], x, x[..., -1:]], -1)
+    # The kernel as its two 1-D factors, a difference across and a [1, 2, 1] smoothing along, in
+    # shifted slices: compiled, they fuse into one pass, where a grouped convolution with two
+    # outputs per channel took 16 ms of a 210 ms training step in its backward alone (2 AVX2 cores).
+    across, down = x[..., 2:] - x[..., :-2], x[..., 2:, :] - x[..., :-2, :]
+    gx = (across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]) / 8
+    gy = (down[..., :-2] + 2 * down[..., 1:-1] + down[..., 2:]) / 8
+    return torch.stack([gx, gy], 2).flatten(1, 2)
 
 
 def sobel_edge_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
