@@ -9,6 +9,7 @@ holds one block (``window`` samples), never the whole run.
 
 Sample ``n`` of the run is a pure function of (seed, n): the same run resumed at step ``s``
 continues at sample ``s * batch`` with the same samples in the same order (``order_from``).
+With ``reuse`` 1 nothing is kept: every draw is a fresh sample, in that resumable order.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class RollingBank(Dataset):
         if block != self._block:
             self._block, self._cache = block, {}
         i = self.source_index(n)
+        if self.reuse == 1:
+            return self.dataset[i]
         if i not in self._cache:
             self._cache[i] = self.dataset[i]
         return self._cache[i]

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     except DataError as e:
         sys.exit(f"error: {e}")
     sampler = DistributedSampler(train_set, seed=cfg.seed) if ddp else None
-    if cfg.reuse > 1 and not ddp:
+    if not ddp and not cfg.pool:  # also at --reuse 1: its order is what lets a resumed run draw an unbroken one's samples
         train_set = RollingBank(train_set, cfg.bank_window, cfg.reuse, seed=cfg.seed)
     loader_args = dict(batch_size=cfg.batch, num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
 

@@ -213,9 +213,10 @@ def test_the_bank_resumes_with_the_samples_an_unbroken_run_draws():
     assert resumed == whole[23:]
 
 
-def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, monkeypatch):
+@pytest.mark.parametrize("reuse", ["1", "2"])
+def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, monkeypatch, reuse):
     common = ["--soft", str(media["stills"]), "--crop", "48", "--curriculum", "48", "--batch", "2", "--clip-len", "1",
-              "--workers", "1", "--reuse", "2", "--bank-window", "4", "--warmup", "2", "--threads", "1", "--min-edge-energy", "0",
+              "--workers", "1", "--reuse", reuse, "--bank-window", "4", "--warmup", "2", "--threads", "1", "--min-edge-energy", "0",
               "--ckpt-every", "3", "--eval-every", "100", "--steps", "6"]
     distill.main(["--out", str(tmp_path / "whole"), *common])
 
