@@ -19,10 +19,12 @@ RESUME=""
 [ -f "$OUT/last.pt" ] && RESUME=--resume
 MODULE=${MODULE:-train.distill}
 [ "$MODULE" = train.distill ] && echo $$ > "$OUT/train.pid"
+# Everything the run prints also goes to $OUT/train.log (appended across resumes).
+[ "$MODULE" = train.distill ] && exec > >(tee -a "$OUT/train.log") 2>&1
 # exec: the pid written above is the trainer's, so `kill -STOP` pauses it for a benchmark
 exec env GOMP_SPINCOUNT=20000 python -m "$MODULE" --init "$INIT" $RESUME \
   --highfps "$CLIP" --camera --motion $STILLS --soft "$CLIP" $STILLS \
   --soft-fraction 0.4 --motion-fraction 0.6 --linear-fraction 0.15 --sharp-fraction 0.1 --soft-sharp-fraction 0.3 \
   --val-real $S/gopro_real_pairs_val --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames \
-  --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --reuse 4 --bank-window 4096 --compile \
+  --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --reuse 1 --bank-window 4096 --compile \
   --lr 3e-4 --warmup 100 --seed 11 --steps "$STEPS" --eval-every "$EVAL" --ckpt-every 250 --out "$OUT" "$@"
