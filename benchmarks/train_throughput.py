@@ -7,12 +7,11 @@ Stages (each alone, medians): rendering one sample of each training source (the 
 through a camera model, camera motion on stills, softness), the student's forward, the
 campaign's losses, backward and AdamW on a batch of 16 crops of 128 px (as the loop was, then
 with each change in turn: channels-last, fused AdamW, compiled student and losses), and one EMA
-update. End to end: ``train.distill`` on the campaign's recipe for ``--steps`` steps, as it ran
-before the bank (a fresh sample every draw, eager) and as ``train/campaign.sh`` runs it now
-(``--reuse 2 --compile``; the bank's block is 256 samples here, not the campaign's 4096, so
-that a short run reaches the steady state where half the draws are reused), reading each
-step's seconds from its log after a warm-up. Channels-last is on in both: its share is in the
-stage table.
+update. End to end: ``train.distill`` on the campaign's recipe for ``--steps`` steps, eager and
+as ``train/campaign.sh`` runs it now (``--compile``), both with a fresh sample every draw (reusing
+samples made more draws per hour that taught less: train/README.md, leg 8), reading each step's
+seconds from its log after a warm-up. Channels-last is on in both: its share is in the stage
+table.
 
 Needs ``../shared/data`` (or ``--data``). Run it with nothing else busy: it measures the cores.
 """
@@ -132,7 +131,7 @@ def end_to_end(data: Path, steps: int, extra: list[str], workdir: Path) -> dict:
     wall = time.perf_counter() - t
     with open(workdir / "log.csv") as f:
         secs = [float(r["sec_per_step"]) for r in csv.DictReader(f)]
-    steady = secs[len(secs) // 4 :]  # after start-up, compilation and the bank's first block
+    steady = secs[len(secs) // 4 :]  # after start-up and compilation
     per_step = statistics.median(steady)
     return {"command": " ".join(cmd[1:]), "steps": steps, "wall_s": round(wall, 1), "median_s_per_step": round(per_step, 4),
             "mean_s_per_step_after_warmup": round(statistics.mean(steady), 4),
@@ -155,8 +154,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result["before"] = end_to_end(data, a.steps, ["--reuse", "1"], Path(tmp) / "before")
         print(f"before (fresh samples, eager): {result['before']['median_s_per_step']} s/step, {result['before']['samples_per_cpu_hour']} samples per CPU-hour", flush=True)
-        result["after"] = end_to_end(data, a.steps, ["--reuse", "2", "--bank-window", "256", "--compile"], Path(tmp) / "after")
-        print(f"after (--reuse 2 --compile): {result['after']['median_s_per_step']} s/step, {result['after']['samples_per_cpu_hour']} samples per CPU-hour", flush=True)
+        result["after"] = end_to_end(data, a.steps, ["--reuse", "1", "--compile"], Path(tmp) / "after")
+        print(f"after (fresh samples, --compile): {result['after']['median_s_per_step']} s/step, {result['after']['samples_per_cpu_hour']} samples per CPU-hour", flush=True)
     result["ratio"] = round(result["after"]["samples_per_cpu_hour"] / result["before"]["samples_per_cpu_hour"], 2)
     print(f"after / before: {result['ratio']}x samples per CPU-hour ({result['cpu']})")
     if a.json:
