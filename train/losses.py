@@ -87,8 +87,8 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], -2)
     x = torch.cat([x[..., :1], x, x[..., -1:]], -1)
     # The kernel as its two 1-D factors, a difference across and a [1, 2, 1] smoothing along, in
-    # shifted slices: compiled, they fuse into one pass, where a grouped convolution with two
-    # outputs per channel took 16 ms of a 210 ms training step in its backward alone (2 AVX2 cores).
+    # shifted slices: compiled, they fuse into one pass, where the backward of a grouped
+    # convolution with two outputs per channel was the costliest op of a training step.
     across, down = x[..., 2:] - x[..., :-2], x[..., 2:, :] - x[..., :-2, :]
     gx = (across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]) / 8
     gy = (down[..., :-2] + 2 * down[..., 1:-1] + down[..., 2:]) / 8
