@@ -19,8 +19,9 @@ RESUME=""
 [ -f "$OUT/last.pt" ] && RESUME=--resume
 MODULE=${MODULE:-train.distill}
 [ "$MODULE" = train.distill ] && echo $$ > "$OUT/train.pid"
-# Everything the run prints also goes to $OUT/train.log (appended across resumes).
-[ "$MODULE" = train.distill ] && exec > >(tee -a "$OUT/train.log") 2>&1
+# Everything the run prints also goes to $OUT/train.log (appended across resumes); tee ignores
+# Ctrl-C, so what the run says as it stops still reaches the terminal and the log.
+[ "$MODULE" = train.distill ] && exec > >(trap "" INT; exec tee -a "$OUT/train.log") 2>&1
 # exec: the pid written above is the trainer's, so `kill -STOP` pauses it for a benchmark
 exec env GOMP_SPINCOUNT=20000 python -m "$MODULE" --init "$INIT" $RESUME \
   --highfps "$CLIP" --camera --motion $STILLS --soft "$CLIP" $STILLS \
