@@ -462,8 +462,8 @@ class Student(nn.Module):
         - a wider end convolution holds the old kernel at its centre and zeros around it;
         - a first level twice as wide holds every channel twice (Net2Net's widening), which the
           channel LayerNorms leave unchanged; where two copies meet a convolution, its weight is
-          split between them at random (seeded, so the same call gives the same copy) rather than halved, so that training drives the
-          copies apart instead of keeping them equal.
+          split between them at random (seeded, so the same call gives the same copy) rather than
+          halved, so that training drives the copies apart instead of keeping them equal.
 
         The levels below must be as wide, and as many; a detail path comes along as it is. This is
         how a bigger student starts from a trained small one instead of from scratch."""

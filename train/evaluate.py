@@ -27,6 +27,7 @@ output (how much of the teacher a student holds); a slow teacher wants ``--crop`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -111,6 +112,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
     """
     names = [*methods, *(["teacher"] if teacher is not None else [])]
     sums: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    energy = {name: 0.0 for name in names}  # with ``bands``: each method's band energies, summed
     truth_warp: list[float] = []  # the sharp frames' own warping error: what a perfect output scores
     n = len(dataset) if max_items is None else min(len(dataset), max_items)
     sources = []
@@ -140,11 +142,11 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
                 if len(out) > 1:
                     m.setdefault("warp_error", []).append(flow_warp_error([to_uint8(f) for f in out], ref))
                 if bands:
-                    m.setdefault("band_energy", []).append(band_energy(out - sharp))
-    results = {name: {k: float(np.mean(v)) for k, v in m.items() if k != "band_energy"} | {"items": n} for name, m in sums.items()}
+                    energy[name] = energy[name] + band_energy(out - sharp)
+    results = {name: {k: float(np.mean(v)) for k, v in m.items()} | {"items": n} for name, m in sums.items()}
     if bands:
-        for name, m in sums.items():
-            results[name]["band_energy"] = [float(e) for e in np.sum(m["band_energy"], axis=0)]
+        for name in names:
+            results[name]["band_energy"] = [float(e) for e in energy[name]]
     if truth_warp:  # a row of its own, after the methods: only its warping error means anything
         results["ground truth"] = {"warp_error": float(np.mean(truth_warp)), "items": n}
     if gains and "input" in sums:
@@ -153,7 +155,7 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
             results[name] |= {"gain": float(np.mean(gains)), "worst_gain": float(min(gains))}
     if per_item:
         for name, m in sums.items():
-            results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items() if k != "band_energy"} for i, src in enumerate(sources)}
+            results[name]["items_detail"] = {src: {k: v[i] for k, v in m.items()} for i, src in enumerate(sources)}
     return results
 
 
@@ -161,14 +163,19 @@ def evaluate(methods: dict[str, Method], dataset, max_items: int | None = None, 
 BAND_PERIODS = (64, 32, 16, 8, 4)
 
 
+@functools.lru_cache(maxsize=8)
+def _band_of(h: int, w: int) -> torch.Tensor:
+    """Which band of ``BAND_PERIODS`` each coefficient of an (h, w) frame's rfft2 falls in (flat);
+    the same for every method and item of one size."""
+    edges = [1 / p for p in BAND_PERIODS]  # cycles per px; the last band holds the corners
+    radius = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
+    return torch.bucketize(radius, torch.tensor(edges), right=True).flatten()
+
+
 def band_energy(error: torch.Tensor) -> np.ndarray:
     """The energy of an error's luma (frames, 3, H, W) in each band of ``BAND_PERIODS``, frames summed."""
-    edges = [0.0, *(1 / p for p in BAND_PERIODS), 1.0]  # cycles per px; the last edge holds the corners
-    h, w = error.shape[-2:]
-    radius = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
-    band = torch.bucketize(radius, torch.tensor(edges[1:-1]), right=True)
     power = torch.fft.rfft2(error.mean(-3)).abs().pow(2).sum(0)
-    return torch.bincount(band.flatten(), power.flatten().double(), len(edges) - 1).numpy()
+    return torch.bincount(_band_of(*error.shape[-2:]), power.flatten().double(), len(BAND_PERIODS) + 1).numpy()
 
 
 def error_bands(results: dict[str, dict]) -> dict[str, list[float]]:
