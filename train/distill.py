@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -381,10 +382,6 @@ def main(argv: list[str] | None = None) -> dict:
         start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
-    if isinstance(train_set, RollingBank):  # resumes with the very samples an unbroken run would draw next
-        loader = DataLoader(train_set, sampler=order_from(train_set, start * cfg.batch), **loader_args)
-    else:
-        loader = DataLoader(train_set, shuffle=sampler is None, sampler=sampler, **loader_args)
     log_file = open(out / "log.csv", "a+", newline="")
     log_file.seek(0)
     # A resumed run keeps the columns its log began with (an older livesharp wrote fewer terms).
@@ -405,6 +402,12 @@ def main(argv: list[str] | None = None) -> dict:
     history: dict = {}
 
     def batches():
+        # The loader (and its persistent workers) lives as long as this generator, not as long as
+        # main's frame, which an exception's traceback may keep for a while.
+        if isinstance(train_set, RollingBank):  # resumes with the very samples an unbroken run would draw next
+            loader = DataLoader(train_set, sampler=order_from(train_set, start * cfg.batch), **loader_args)
+        else:
+            loader = DataLoader(train_set, shuffle=sampler is None, sampler=sampler, **loader_args)
         epoch = 0
         while True:
             if sampler is not None:
@@ -412,99 +415,99 @@ def main(argv: list[str] | None = None) -> dict:
             yield from loader
             epoch += 1
 
-    data = batches()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=rank != 0 or None, unit="step", dynamic_ncols=True)
     t_last = time.perf_counter()
-    for step in bar:
-        batch = next(data)
-        blur, sharp = batch["blur"].to(device, non_blocking=True), batch["sharp"].to(device, non_blocking=True)
+    # Closed however the run stops (Ctrl-C included), so the loader's workers are shut down then,
+    # not at some later garbage collection while another run's loader or compile is going.
+    with contextlib.closing(batches()) as data, log_file, bar:
+        for step in bar:
+            batch = next(data)
+            blur, sharp = batch["blur"].to(device, non_blocking=True), batch["sharp"].to(device, non_blocking=True)
 
-        # 1) teacher targets for the full crops (cached), before the curriculum crops them
-        target_t = teacher_targets(teacher, cache, blur, batch["source"]).to(device) if teacher is not None and cfg.w_distill else None
-        if target_t is not None:
-            # Footage with no ground truth is supervised by the teacher alone, in every term.
-            sharp = torch.where(batch["has_gt"].to(device).view(-1, 1, 1, 1, 1), sharp, target_t)
+            # 1) teacher targets for the full crops (cached), before the curriculum crops them
+            target_t = teacher_targets(teacher, cache, blur, batch["source"]).to(device) if teacher is not None and cfg.w_distill else None
+            if target_t is not None:
+                # Footage with no ground truth is supervised by the teacher alone, in every term.
+                sharp = torch.where(batch["has_gt"].to(device).view(-1, 1, 1, 1, 1), sharp, target_t)
 
-        # 2) curriculum: one sub-crop of the batch at this step's size
-        size = crop_size(cfg, step)
-        top, left = random_subcrop(size, blur.shape[-2], blur.shape[-1], gen)
-        window = (..., slice(top, top + size), slice(left, left + size))
-        blur, sharp = blur[window], sharp[window]
-        target_t = target_t[window] if target_t is not None else None
+            # 2) curriculum: one sub-crop of the batch at this step's size
+            size = crop_size(cfg, step)
+            top, left = random_subcrop(size, blur.shape[-2], blur.shape[-1], gen)
+            window = (..., slice(top, top + size), slice(left, left + size))
+            blur, sharp = blur[window], sharp[window]
+            target_t = target_t[window] if target_t is not None else None
 
-        # 3) student on every frame of every clip
-        lr = lr_at(cfg, step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with amp:
-            pred, (gains, gate) = model(blur.flatten(0, 1).contiguous(memory_format=memory_format), with_gains=True)
-            pred = pred.reshape(blur.shape).float()
+            # 3) student on every frame of every clip
+            lr = lr_at(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with amp:
+                pred, (gains, gate) = model(blur.flatten(0, 1).contiguous(memory_format=memory_format), with_gains=True)
+                pred = pred.reshape(blur.shape).float()
 
-        # 4) losses, each a pure function; weights from the config
-        terms = compute_terms(cfg, pred, sharp, target_t)
-        if cfg.w_bands:
-            terms["bands"] = band_terms(student, blur.flatten(0, 1), sharp.flatten(0, 1), gains, gate, batch["source"], blur.shape[1])
-        weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "fft": cfg.w_fft, "distill": cfg.w_distill, "temporal": cfg.w_temporal,
-                   "bands": cfg.w_bands}
-        loss = sum(weights[k] * v for k, v in terms.items())
+            # 4) losses, each a pure function; weights from the config
+            terms = compute_terms(cfg, pred, sharp, target_t)
+            if cfg.w_bands:
+                terms["bands"] = band_terms(student, blur.flatten(0, 1), sharp.flatten(0, 1), gains, gate, batch["source"], blur.shape[1])
+            weights = {"pixel": cfg.w_pixel, "ssim": cfg.w_ssim, "edge": cfg.w_edge, "fft": cfg.w_fft, "distill": cfg.w_distill, "temporal": cfg.w_temporal,
+                       "bands": cfg.w_bands}
+            loss = sum(weights[k] * v for k, v in terms.items())
 
-        # 5) update, clip, EMA
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step))  # average over fewer steps early on
-            for e, s in zip(ema.parameters(), student.parameters()):
-                e.lerp_(s.detach(), 1 - decay)
+            # 5) update, clip, EMA
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+            opt.step()
+            with torch.no_grad():
+                decay = min(cfg.ema, (1 + step) / (10 + step))  # average over fewer steps early on
+                for e, s in zip(ema.parameters(), student.parameters()):
+                    e.lerp_(s.detach(), 1 - decay)
 
-        # 6) log, evaluate, checkpoint
-        now = time.perf_counter()
-        row = {"step": step + 1, "lr": f"{lr:.2e}", "loss": f"{loss.item():.5f}", **{k: f"{v.item():.5f}" for k, v in terms.items()}, "crop": size, "sec_per_step": f"{now - t_last:.3f}", "val_psnr": "", "val_ssim": ""}
-        t_last = now
-        bar.set_postfix(loss=row["loss"], crop=size, lr=row["lr"])
-        done = step + 1
-        if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-            history[done] = {}
-            if val_set is not None:
-                result = history[done]["clip"] = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
-                row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
-                tqdm.write(f"step {done}: {SETS['clip']}: PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
-                with torch.no_grad():
-                    sample = val_set[0]
-                    save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
-            if select_sets:
-                # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
-                # the input is the reference of "gain"; unsharp masking never changes between evaluations
-                scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp", per_item=k == "soft",
-                                      structure=k != "soft")
-                          for k, d in select_sets.items()}
-                if "soft" in scored:  # per recipe, not per frame
-                    per_recipe = by_recipe(scored["soft"])["student"]
-                    scored["soft"] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in scored["soft"].items()}
-                    scored["soft"]["student"]["per_recipe"] = per_recipe
-                score = selection_score(scored)
-                history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
-                parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
-                parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
-                parts += [f"set 4 gain {scored['soft']['student']['gain']:+.3f} dB (" + " ".join(f"{r} {g:+.2f}" for r, g in scored["soft"]["student"]["per_recipe"].items()) + ")"] if "soft" in scored else []
-                tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
-                # Every scored checkpoint is kept: the best score is one trade-off between gain
-                # and harm, and the run's later ones may be the better pick under another bar.
-                scored_ckpt = dict(config=dataclasses.asdict(cfg), step=done, score=score, validation=dict(scored), command=command)
-                save_student(copy.deepcopy(ema).cpu(), out / f"step{done:06d}.pt", **scored_ckpt)
-                if score > best["score"]:
-                    best = {"score": score, "step": done}
-                    save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
-        log.writerow([row.get(k, "") for k in columns])
-        log_file.flush()  # so `tail log.csv` shows a background run's progress
-        if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
-            # One format: the EMA weights as a self-describing student (loadable by --model and
-            # --init), the training state beside them.
-            save_student(ema, last, student=student.state_dict(), optimizer=opt.state_dict(), step=done, best=best,
-                         config=dataclasses.asdict(cfg), command=command)
-    bar.close()
-    log_file.close()
+            # 6) log, evaluate, checkpoint
+            now = time.perf_counter()
+            row = {"step": step + 1, "lr": f"{lr:.2e}", "loss": f"{loss.item():.5f}", **{k: f"{v.item():.5f}" for k, v in terms.items()}, "crop": size, "sec_per_step": f"{now - t_last:.3f}", "val_psnr": "", "val_ssim": ""}
+            t_last = now
+            bar.set_postfix(loss=row["loss"], crop=size, lr=row["lr"])
+            done = step + 1
+            if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+                history[done] = {}
+                if val_set is not None:
+                    result = history[done]["clip"] = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
+                    row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
+                    tqdm.write(f"step {done}: {SETS['clip']}: PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
+                    with torch.no_grad():
+                        sample = val_set[0]
+                        save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
+                if select_sets:
+                    # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
+                    # the input is the reference of "gain"; unsharp masking never changes between evaluations
+                    scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp", per_item=k == "soft",
+                                          structure=k != "soft")
+                              for k, d in select_sets.items()}
+                    if "soft" in scored:  # per recipe, not per frame
+                        per_recipe = by_recipe(scored["soft"])["student"]
+                        scored["soft"] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in scored["soft"].items()}
+                        scored["soft"]["student"]["per_recipe"] = per_recipe
+                    score = selection_score(scored)
+                    history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
+                    parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
+                    parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
+                    parts += [f"set 4 gain {scored['soft']['student']['gain']:+.3f} dB (" + " ".join(f"{r} {g:+.2f}" for r, g in scored["soft"]["student"]["per_recipe"].items()) + ")"] if "soft" in scored else []
+                    tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
+                    # Every scored checkpoint is kept: the best score is one trade-off between gain
+                    # and harm, and the run's later ones may be the better pick under another bar.
+                    scored_ckpt = dict(config=dataclasses.asdict(cfg), step=done, score=score, validation=dict(scored), command=command)
+                    save_student(copy.deepcopy(ema).cpu(), out / f"step{done:06d}.pt", **scored_ckpt)
+                    if score > best["score"]:
+                        best = {"score": score, "step": done}
+                        save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
+            log.writerow([row.get(k, "") for k in columns])
+            log_file.flush()  # so `tail log.csv` shows a background run's progress
+            if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
+                # One format: the EMA weights as a self-describing student (loadable by --model and
+                # --init), the training state beside them.
+                save_student(ema, last, student=student.state_dict(), optimizer=opt.state_dict(), step=done, best=best,
+                             config=dataclasses.asdict(cfg), command=command)
 
     # the deliverable: the EMA weights as a self-describing student checkpoint
     result = {}
