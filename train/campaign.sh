@@ -12,6 +12,9 @@ OUT=${OUT:-runs/campaign}
 STEPS=${STEPS:-3500}
 EVAL=${EVAL:-875}
 INIT=${INIT:-livesharp/weights/livesharp-tiny.pt}
+# The training step on all cores but one, which the data worker renders samples on: on two cores
+# 1.10-1.14x the steps per hour of a step on both (train/README.md, throughput).
+THREADS=${THREADS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
 CLIP=$S/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv
 STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_crop500 $S/mcmaster18 $S/set5_set14 $S/pkg_images"
 mkdir -p "$OUT"
@@ -27,5 +30,5 @@ exec env GOMP_SPINCOUNT=20000 python -m "$MODULE" --init "$INIT" $RESUME \
   --highfps "$CLIP" --camera --motion $STILLS --soft "$CLIP" $STILLS \
   --soft-fraction 0.4 --motion-fraction 0.6 --linear-fraction 0.15 --sharp-fraction 0.1 --soft-sharp-fraction 0.3 \
   --val-real $S/gopro_real_pairs_val --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames \
-  --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --reuse 1 --bank-window 4096 --compile \
+  --batch 16 --clip-len 1 --crop 128 --curriculum 128 --w-fft 1 --workers 1 --threads "$THREADS" --reuse 1 --bank-window 4096 --compile \
   --lr 3e-4 --warmup 100 --seed 11 --steps "$STEPS" --eval-every "$EVAL" --ckpt-every 250 --out "$OUT" "$@"

@@ -124,7 +124,7 @@ class DistillConfig:
     val_items: int = _f(16, "held-out clips per evaluation")
     seed: int = _f(0, "seed of data sampling and initialisation")
     device: str = _f("auto", "auto | cpu | cuda")
-    threads: int = _f(0, "CPU threads for torch (0 = all cores)")
+    threads: int = _f(0, "CPU threads for torch's training steps (0 = all cores); 1 leaves a core to the data workers (--workers), which on two cores is faster; evaluations use all cores")
     compile: bool = _f(False, "torch.compile the student's training step (a minute or two to compile per crop size; faster steps after)")
     resume: bool = _f(False, "continue from out/last.pt")
     dry_run: bool = _f(False, "two steps on tiny crops, one evaluation, then stop: a smoke test")
@@ -242,6 +242,17 @@ def random_subcrop(size: int, h: int, w: int, gen: torch.Generator) -> tuple[int
     top = int(torch.randint(0, h - size + 1, (1,), generator=gen)) if h > size else 0
     left = int(torch.randint(0, w - size + 1, (1,), generator=gen)) if w > size else 0
     return top, left
+
+
+@contextlib.contextmanager
+def all_cores():
+    """torch on every core this process may use, then back to the thread count it had."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def lr_at(cfg: DistillConfig, step: int) -> float:
@@ -470,37 +481,39 @@ def main(argv: list[str] | None = None) -> dict:
             bar.set_postfix(loss=row["loss"], crop=size, lr=row["lr"])
             done = step + 1
             if rank == 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-                history[done] = {}
-                if val_set is not None:
-                    result = history[done]["clip"] = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
-                    row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
-                    tqdm.write(f"step {done}: {SETS['clip']}: PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
-                    with torch.no_grad():
-                        sample = val_set[0]
-                        save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
-                if select_sets:
-                    # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
-                    # the input is the reference of "gain"; unsharp masking never changes between evaluations
-                    scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp", per_item=k == "soft",
-                                          structure=k != "soft")
-                              for k, d in select_sets.items()}
-                    if "soft" in scored:  # per recipe, not per frame
-                        per_recipe = by_recipe(scored["soft"])["student"]
-                        scored["soft"] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in scored["soft"].items()}
-                        scored["soft"]["student"]["per_recipe"] = per_recipe
-                    score = selection_score(scored)
-                    history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
-                    parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
-                    parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
-                    parts += [f"set 4 gain {scored['soft']['student']['gain']:+.3f} dB (" + " ".join(f"{r} {g:+.2f}" for r, g in scored["soft"]["student"]["per_recipe"].items()) + ")"] if "soft" in scored else []
-                    tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
-                    # Every scored checkpoint is kept: the best score is one trade-off between gain
-                    # and harm, and the run's later ones may be the better pick under another bar.
-                    scored_ckpt = dict(config=dataclasses.asdict(cfg), step=done, score=score, validation=dict(scored), command=command)
-                    save_student(copy.deepcopy(ema).cpu(), out / f"step{done:06d}.pt", **scored_ckpt)
-                    if score > best["score"]:
-                        best = {"score": score, "step": done}
-                        save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
+                # Evaluations have every core: the data workers wait on a full queue meanwhile.
+                with all_cores():
+                    history[done] = {}
+                    if val_set is not None:
+                        result = history[done]["clip"] = evaluate({"student": student_method(ema, device)}, val_set, cfg.val_items)["student"]
+                        row["val_psnr"], row["val_ssim"] = f"{result['psnr']:.3f}", f"{result['ssim']:.4f}"
+                        tqdm.write(f"step {done}: {SETS['clip']}: PSNR {result['psnr']:.3f} dB (input {baselines['input']['psnr']:.3f}, unsharp {baselines['unsharp']['psnr']:.3f}), SSIM {result['ssim']:.4f}", file=sys.stderr)
+                        with torch.no_grad():
+                            sample = val_set[0]
+                            save_grid(out / "samples" / f"step{done:06d}.png", sample["blur"][:1], ema(sample["blur"][:1].to(device)).cpu(), sample["sharp"][:1])
+                    if select_sets:
+                        # 7) choose the checkpoint on unseen scenes and harm, never on the training scene
+                        # the input is the reference of "gain"; unsharp masking never changes between evaluations
+                        scored = {k: evaluate({"input": baseline_methods()["input"], "student": student_method(ema, device)}, d, gains=k != "sharp", per_item=k == "soft",
+                                              structure=k != "soft")
+                                  for k, d in select_sets.items()}
+                        if "soft" in scored:  # per recipe, not per frame
+                            per_recipe = by_recipe(scored["soft"])["student"]
+                            scored["soft"] = {n: {k: v for k, v in r.items() if k != "items_detail"} for n, r in scored["soft"].items()}
+                            scored["soft"]["student"]["per_recipe"] = per_recipe
+                        score = selection_score(scored)
+                        history[done] |= {k: r["student"] for k, r in scored.items()} | {"score": score}
+                        parts = [f"set 1 gain {scored['real']['student']['gain']:+.3f} dB (worst {scored['real']['student']['worst_gain']:+.3f})"] if "real" in scored else []
+                        parts += [f"set 3 {scored['sharp']['student']['psnr']:.2f} dB, shift {scored['sharp']['student']['shift']:+.2f}"] if "sharp" in scored else []
+                        parts += [f"set 4 gain {scored['soft']['student']['gain']:+.3f} dB (" + " ".join(f"{r} {g:+.2f}" for r, g in scored["soft"]["student"]["per_recipe"].items()) + ")"] if "soft" in scored else []
+                        tqdm.write(f"step {done}: {', '.join(parts)}; score {score:+.3f}{' (best)' if score > best['score'] else ''}", file=sys.stderr)
+                        # Every scored checkpoint is kept: the best score is one trade-off between gain
+                        # and harm, and the run's later ones may be the better pick under another bar.
+                        scored_ckpt = dict(config=dataclasses.asdict(cfg), step=done, score=score, validation=dict(scored), command=command)
+                        save_student(copy.deepcopy(ema).cpu(), out / f"step{done:06d}.pt", **scored_ckpt)
+                        if score > best["score"]:
+                            best = {"score": score, "step": done}
+                            save_student(copy.deepcopy(ema).cpu(), out / "best.pt", **scored_ckpt)
             log.writerow([row.get(k, "") for k in columns])
             log_file.flush()  # so `tail log.csv` shows a background run's progress
             if rank == 0 and (done % cfg.ckpt_every == 0 or done == cfg.steps):
@@ -512,7 +525,8 @@ def main(argv: list[str] | None = None) -> dict:
     # the deliverable: the EMA weights as a self-describing student checkpoint
     result = {}
     if rank == 0:
-        final = evaluate(baseline_methods() | {"student": student_method(ema, device)}, val_set, cfg.val_items) if val_set is not None else {}
+        with all_cores():
+            final = evaluate(baseline_methods() | {"student": student_method(ema, device)}, val_set, cfg.val_items) if val_set is not None else {}
         if final:
             print(format_table(final), file=sys.stderr)
         result = {"config": dataclasses.asdict(cfg), "validation": final, "history": history, "best": best}
