@@ -393,7 +393,17 @@ def main(argv: list[str] | None = None) -> dict:
         start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
-    log_file = open(out / "log.csv", "a+", newline="")
+    log_path = out / "log.csv"
+    if cfg.resume and log_path.is_file():
+        # The steps logged after the checkpoint are run again: their rows go, so each step keeps one.
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        at = rows[0].index("step") if rows else 0
+        kept = rows[:1] + [r for r in rows[1:] if r and int(r[at]) <= start]
+        if len(kept) < len(rows):
+            with atomic_output(log_path) as tmp, open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+    log_file = open(log_path, "a+", newline="")
     log_file.seek(0)
     # A resumed run keeps the columns its log began with (an older livesharp wrote fewer terms).
     columns = next(csv.reader(log_file), None) or LOG_COLUMNS
