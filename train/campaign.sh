@@ -13,8 +13,9 @@ STEPS=${STEPS:-3500}
 EVAL=${EVAL:-875}
 INIT=${INIT:-livesharp/weights/livesharp-tiny.pt}
 # The training step on all cores but one, which the data worker renders samples on: on two cores
-# 1.10-1.14x the steps per hour of a step on both (train/README.md, throughput).
-THREADS=${THREADS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
+# 1.08-1.14x the steps per hour of a step on both (train/README.md, throughput).
+CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
+THREADS=${THREADS:-$(( CORES > 1 ? CORES - 1 : 1 ))}
 CLIP=$S/gopro240_GOPR0477_11_00/GOPR0477_11_00_240fps_frames000001-000299_x264rgb_crf10.mkv
 STILLS="$S/urban100_hr_q95 $S/div2k_valid_subset $S/bsd100_hr_q95 $S/kodak24_crop500 $S/mcmaster18 $S/set5_set14 $S/pkg_images"
 mkdir -p "$OUT"
