@@ -140,6 +140,8 @@ def end_to_end(data: Path, steps: int, extra: list[str], workdir: Path) -> dict:
 
 
 def main() -> None:
+    from livesharp.settings import cpu_cores
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--steps", type=int, default=160, help="steps per end-to-end run (the first quarter is warm-up)")
@@ -155,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result["before"] = end_to_end(data, a.steps, ["--reuse", "1"], Path(tmp) / "before")
         print(f"before (fresh samples, eager): {result['before']['median_s_per_step']} s/step, {result['before']['samples_per_cpu_hour']} samples per CPU-hour", flush=True)
-        result["after"] = end_to_end(data, a.steps, ["--reuse", "1", "--compile", "--threads", str(max(1, (os.cpu_count() or 2) - 1))], Path(tmp) / "after")
+        result["after"] = end_to_end(data, a.steps, ["--reuse", "1", "--compile", "--threads", str(max(1, cpu_cores() - 1))], Path(tmp) / "after")
         print(f"after (fresh samples, --compile, a core left to the data worker): {result['after']['median_s_per_step']} s/step, {result['after']['samples_per_cpu_hour']} samples per CPU-hour", flush=True)
     result["ratio"] = round(result["after"]["samples_per_cpu_hour"] / result["before"]["samples_per_cpu_hour"], 2)
     print(f"after / before: {result['ratio']}x samples per CPU-hour ({result['cpu']})")

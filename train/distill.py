@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from livesharp.files import atomic_output
 from livesharp.model import VARIANTS, ModelError, Student, StudentConfig, load_student, save_student
+from livesharp.settings import cpu_cores
 from train import losses
 from train.bank import RollingBank, order_from
 from train.data import DataError, RealClips, list_images, load_frames, split_files
@@ -248,7 +249,7 @@ def random_subcrop(size: int, h: int, w: int, gen: torch.Generator) -> tuple[int
 def all_cores():
     """torch on every core this process may use, then back to the thread count it had."""
     before = torch.get_num_threads()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or before)
+    torch.set_num_threads(cpu_cores())
     try:
         yield
     finally:
