@@ -231,9 +231,8 @@ def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, 
     monkeypatch.setattr(distill, "lr_at", stop_in_the_fifth_step)
     with pytest.raises(KeyboardInterrupt) as stopped:
         distill.main(["--out", str(tmp_path / "cut"), *common])
-    # The interrupted run's loader workers are gone now, while its traceback is still held: left
-    # to a later garbage collection, their shutdown is the suspected cause of an intermittent
-    # segfault of the whole suite, in a later test.
+    # The interrupted run's loader workers are gone now, while its traceback is still held, not
+    # left to a later garbage collection in the middle of another test.
     assert not multiprocessing.active_children(), stopped
     monkeypatch.setattr(distill, "lr_at", real_lr_at)
     distill.main(["--out", str(tmp_path / "cut"), *common, "--resume"])
