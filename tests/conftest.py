@@ -11,10 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 
-# Exported graphs go to a cache folder of this test session's own, never the user's cache, and
-# the CLI subprocesses the tests start inherit it.
-os.environ["LIVESHARP_CACHE"] = tempfile.mkdtemp(prefix="livesharp-test-cache-")
-
 # The CLI's thread policy, applied as the CLI applies it: before torch's OpenMP runtime loads
 # (conftest imports torch below), so the tests run torch as a user's process does.
 import livesharp.settings  # noqa: E402
@@ -30,6 +26,15 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+def pytest_configure(config):
+    # Exported graphs go to a cache folder of this test session's own, never the user's cache, and
+    # the CLI subprocesses the tests start inherit it. Made here, not on import, as tests import
+    # helpers from this module too; removed when the session ends (a quarter of a GB of graphs).
+    cache = tempfile.mkdtemp(prefix="livesharp-test-cache-")
+    os.environ["LIVESHARP_CACHE"] = cache
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 def pattern(i: int, height: int, width: int) -> np.ndarray:
