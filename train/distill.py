@@ -200,6 +200,9 @@ def build_data(cfg: DistillConfig, samples: int):
         n_soft = max(1, round(samples * (cfg.soft_fraction if others else 1.0)))
         train_sets.append(SoftBlur(cfg.soft, crop, cfg.clip_len, seed=cfg.seed, length=n_soft, sharp_fraction=cfg.soft_sharp_fraction,
                                    min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1], upscaled_fraction=cfg.soft_upscaled, clean_fraction=cfg.soft_clean))
+        if skipped := train_sets[-1].skipped:
+            names = ", ".join(p.name for p in skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
+            print(f"--soft: {len(skipped)} stills smaller than the {crop} px crop left out ({names})", file=sys.stderr)
         samples = max(0, samples - n_soft)
     if cfg.motion and samples:
         others = cfg.gopro or cfg.highfps or cfg.stills

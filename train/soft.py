@@ -199,7 +199,16 @@ class SoftBlur(Dataset):
                 (start, stop), _ = split_highfps(len(frames), max_window=max_window)
                 # Keep runs of clip_len consecutive frames, ``every`` apart, from the training range only.
                 keep = [i for i in range(start, stop - clip_len + 1, every)]
+                if min(frames.shape[1:3]) < crop:
+                    raise DataError(f"{src.name}: its frames are smaller than the {crop} px crop; use a smaller --crop")
                 self.videos.append((src.name, np.ascontiguousarray(frames[[j for i in keep for j in range(i, i + clip_len)]])))
+        # A still smaller than the crop would stop the run at the first sample drawn from it, maybe
+        # hours in: it is left out now (``skipped``, for the caller to say), and its samples go to the rest.
+        fits = {p: min(read_rgb(p).shape[:2]) >= crop for p in self.stills}
+        self.skipped = [p for p in self.stills if not fits[p]]
+        self.stills = [p for p in self.stills if fits[p]]
+        if not self.videos and not self.stills:
+            raise DataError(f"every still is smaller than the {crop} px crop; use a smaller --crop")
         self.n_sources = len(self.videos) + len(self.stills)
         self.crop, self.clip_len, self.seed, self.length = crop, clip_len, seed, length
         self.sharp_fraction, self.min_edge_energy, self.augment = sharp_fraction, min_edge_energy, augment

@@ -15,6 +15,7 @@ import torch
 
 from train import distill, evaluate, losses, soft
 from train.bank import RollingBank, order_from
+from train.data import DataError
 from train.gopro import split_highfps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,21 @@ def test_samples_are_a_pure_function_of_seed_and_index(media):
         assert x["source"] == y["source"] and torch.equal(x["blur"], y["blur"]) and torch.equal(x["sharp"], y["sharp"])
     assert any(a[i]["source"] != c[i]["source"] for i in range(5))
     assert {a[i]["source"].split("|")[0] for i in range(20)} >= {"soft:clip.mkv"}
+
+
+def test_stills_smaller_than_the_crop_are_left_out_at_the_start_and_named(tmp_path, capsys):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "big.png"), textured(1, 160, 200))
+    cv2.imwrite(str(folder / "small.png"), textured(2, 60, 200))  # smaller than a 96 px crop
+    # It used to stop the run with a traceback at the first sample drawn from the small still.
+    ds = soft.SoftBlur([folder], crop=96, length=24, seed=0)
+    assert {ds[i]["source"].split("|")[0] for i in range(24)} == {"soft:big.png"}
+    with pytest.raises(DataError, match="every still is smaller than the 200 px crop; use a smaller --crop"):
+        soft.SoftBlur([folder], crop=200)
+    distill.main(["--soft", str(folder), "--crop", "96", "--curriculum", "96", "--batch", "2", "--clip-len", "1", "--workers", "0",
+                  "--steps", "1", "--eval-every", "100", "--out", str(tmp_path / "run")])
+    assert "--soft: 1 stills smaller than the 96 px crop left out (small.png)" in capsys.readouterr().err
 
 
 def test_sharp_share_is_unchanged_and_the_rest_is_softened(media):
