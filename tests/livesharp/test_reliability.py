@@ -417,7 +417,10 @@ def test_a_looping_file_camera_keeps_its_frame_rate_across_loops(make_video, fra
         got = [s.read() for _ in range(7)]
         took = time.monotonic() - t0
     assert all(f is not None for f in got)
-    assert took == pytest.approx(0.6, abs=0.08)  # 7 frames at 10 FPS: 0.6 s from the first to the last
+    # 7 frames at 10 FPS: 0.6 s from the first to the last. Never faster; slower only by what a busy
+    # machine adds (0.71 s beside two training runs), well short of the 1.2 s that a frame
+    # period lost at each of the single frame's six loops would take.
+    assert 0.55 <= took <= 0.9
 
 
 def bmp16(path: Path, rgb565, *, top_down: bool = False) -> Path:
