@@ -27,6 +27,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset
 
 from train.camera import h264, jpeg, to_uint8
@@ -178,6 +179,15 @@ class SoftPlan:
     steps: tuple  # () = sharp -> sharp
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding its pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except OSError:
+        raise DataError(f"cannot read image {path}") from None
+
+
 class SoftBlur(Dataset):
     """Video-sharp targets and their softened inputs (see the module's docstring).
 
@@ -204,7 +214,7 @@ class SoftBlur(Dataset):
                 self.videos.append((src.name, np.ascontiguousarray(frames[[j for i in keep for j in range(i, i + clip_len)]])))
         # A still smaller than the crop would stop the run at the first sample drawn from it, maybe
         # hours in: it is left out now (``skipped``, for the caller to say), and its samples go to the rest.
-        fits = {p: min(read_rgb(p).shape[:2]) >= crop for p in self.stills}
+        fits = {p: min(image_size(p)) >= crop for p in self.stills}
         self.skipped = [p for p in self.stills if not fits[p]]
         self.stills = [p for p in self.stills if fits[p]]
         if not self.videos and not self.stills:
@@ -244,8 +254,6 @@ class SoftBlur(Dataset):
             shrink = float(min(1.0, max(rng.uniform(0.5, 1.0), (self.crop + 32) / min(img.shape[:2]))))
             sigma = float(rng.uniform(0.5, 0.9))
             reference = cv2.resize(img, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) if shrink < 1 else img
-        if min(reference.shape[:2]) < self.crop:
-            raise DataError(f"{self.describe(source)} is smaller than the {self.crop} px crop")
         box = choose_box(rng, reference, (self.crop, self.crop), self.augment, self.min_edge_energy)
         hflip, turns = choose_aug(rng, self.augment, True)
         steps = () if rng.random() < self.sharp_fraction else sample_steps(rng, self.upscaled_fraction, self.clean_fraction)
