@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from train import camera as cam_
 from train.data import Box, DataError, _check_index, _tag, apply_aug, choose_aug, choose_box, pad_to, read_rgb, to_sample
+from train.soft import video_sharpness
 
 # Blur strength classes: (share of samples, extent range in px of one exposure's path)
 SHARP, MILD, STRONG = "sharp", "mild", "strong"
@@ -61,6 +62,8 @@ class MotionPlan:
     noise_seed: int
     hflip: bool
     k: int
+    shrink: float = 1.0  # the still -> a video frame's sharpness: the region is resized by this...
+    target_sigma: float = 0.0  # ...and softened by this Gaussian before any motion (0, 1: crisp stills)
 
 
 def smooth_path(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -141,7 +144,7 @@ class TrajectoryBlur(Dataset):
     def __init__(self, paths: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0,
                  length: int | None = None, augment: bool = True, min_edge_energy: float = 0.0,
                  object_prob: float = 0.35, strengths: dict | None = None, camera: bool = True,
-                 linear_fraction: float = 0.4):
+                 linear_fraction: float = 0.4, video_sharp: bool = False):
         if not paths:
             raise DataError("TrajectoryBlur got no image paths; see list_images()")
         if clip_len < 1 or crop < 16 or crop % 2:
@@ -150,7 +153,7 @@ class TrajectoryBlur(Dataset):
         self.crop, self.clip_len, self.seed, self.augment = crop, clip_len, seed, augment
         self.length, self.min_edge_energy, self.object_prob = length or len(self.paths), min_edge_energy, object_prob
         self.strengths = strengths or STRENGTHS
-        self.camera, self.linear_fraction = camera, linear_fraction
+        self.camera, self.linear_fraction, self.video_sharp = camera, linear_fraction, video_sharp
         self._decoded: dict[Path, np.ndarray] = {}  # per process; big stills take ~100 ms to decode
         self.max_extent = max(hi for _, (_, hi) in self.strengths.values())
         # Room around the crop for everything a sub-frame can pull in: the path, the motion
@@ -170,31 +173,40 @@ class TrajectoryBlur(Dataset):
         strength = names[int(rng.choice(len(names), p=shares / shares.sum()))]
         lo, hi = self.strengths[strength][1]
         extent = float(rng.uniform(lo, hi))
+        side = self.crop + 2 * self.margin
+        shrink, sigma = 1.0, 0.0
+        if self.video_sharp:  # as train.soft makes its still targets: shrunk 0.5-1x (never below the region), then sigma 0.5-0.9
+            shrink = float(min(1.0, max(rng.uniform(0.5, 1.0), side / min(img.shape[:2]))))
+            sigma = float(rng.uniform(0.5, 0.9))
+        # the region is cut at the still's own scale and resized to ``side`` when rendered
+        cut = int(np.ceil(side / shrink))
         # Enough sub-frames that copies sit at most ~2.5 px apart (GoPro's 7-13 frames leave
         # ghosts too on fast motion, but a continuous exposure has none).
         n = 1 if hi <= 0 else 2 * int(np.clip(extent / 5 + rng.uniform(0, 2), 1, 8)) + 1
-        side = self.crop + 2 * self.margin
-        padded = pad_to(img, side, side)
-        region = choose_box(rng, padded, (side, side), self.augment, self.min_edge_energy)
+        padded = pad_to(img, cut, cut)
+        region = choose_box(rng, padded, (cut, cut), self.augment, self.min_edge_energy)
         centre = (float(rng.uniform(0, side)), float(rng.uniform(0, side)))
         moves = exposure_moves(rng, self.clip_len, n, extent, centre, max_turn=np.deg2rad(1.5), max_zoom=0.02)
         obox = omoves = omask = None
         if n > 1 and rng.random() < self.object_prob:
-            obox = choose_box(rng, padded, (side, side), True)
+            obox = choose_box(rng, padded, (cut, cut), True)
             omoves = exposure_moves(rng, self.clip_len, n, float(rng.uniform(2.0, self.max_extent)), (side / 2, side / 2), np.deg2rad(3), 0.03)
             omask = object_mask(rng, side, side)
         camera = cam_.sample_camera(rng, self.linear_fraction) if self.camera else cam_.CLEAN
         hflip, k = choose_aug(rng, self.augment, True)
-        return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k)
+        return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k, shrink, sigma)
 
     def render(self, plan: MotionPlan, img: np.ndarray | None = None) -> dict:
         img = read_rgb(plan.path) if img is None else img
         side = self.crop + 2 * self.margin
-        padded = pad_to(img, side, side)
+        padded = pad_to(img, *plan.region[2:])
 
         def cut(box: Box) -> np.ndarray:
             y, x, h, w = box
-            return cam_.to_linear(padded[y : y + h, x : x + w], plan.camera)
+            region = padded[y : y + h, x : x + w]
+            if plan.target_sigma > 0:
+                region = video_sharpness(cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA), 1.0, plan.target_sigma)
+            return cam_.to_linear(region, plan.camera)
 
         scene = cut(plan.region)
         thing = cut(plan.object_box) if plan.object_box is not None else None
@@ -232,7 +244,7 @@ class TrajectoryBlur(Dataset):
         out = cam_.finish(blurry, plan.camera, np.random.default_rng(plan.noise_seed))
         source = (
             f"motion:{plan.path.parent.name}/{plan.path.name}|seed={self.seed}|index={plan.index}|{plan.strength}"
-            f"|n={plan.n}|T={self.clip_len}|obj={int(plan.object_box is not None)}|{cam_.tag(plan.camera)}|{_tag(plan.region, plan.hflip, plan.k)}"
+            f"|n={plan.n}|T={self.clip_len}{f'|v={plan.shrink:.3f},{plan.target_sigma:.3f}' if plan.target_sigma else ''}|obj={int(plan.object_box is not None)}|{cam_.tag(plan.camera)}|{_tag(plan.region, plan.hflip, plan.k)}"
         )
         return to_sample(apply_aug(out, plan.hflip, plan.k), apply_aug(cam_.target(sharp, plan.camera), plan.hflip, plan.k), source)
 

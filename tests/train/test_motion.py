@@ -121,3 +121,23 @@ def test_the_strong_class_blurs_as_far_as_its_extents_say(stills):
     assert mean_psnr(1, 2) > mean_psnr(20, 26) + 6
     assert with_strong_extent(3, 12)[STRONG] == (STRENGTHS[STRONG][0], (3.0, 12.0))
 
+
+
+def test_video_sharp_stills_carry_a_video_frames_detail_not_a_stills(stills):
+    """--motion-video-sharp: each still is shrunk and softened before the motion, as train.soft
+    does its targets, so the target has less fine detail than the crisp still's; samples stay
+    pure functions of (seed, index), and the sharp class is still target -> target."""
+
+    def fine_detail(s):
+        g = s["sharp"][0].mean(0).numpy()
+        return float(np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0)).mean())
+
+    crisp = TrajectoryBlur(stills, crop=48, length=8, strengths=only(SHARP), camera=False)
+    video = TrajectoryBlur(stills, crop=48, length=8, strengths=only(SHARP), camera=False, video_sharp=True)
+    for i in range(8):
+        a, b = video[i], TrajectoryBlur(stills, crop=48, length=8, strengths=only(SHARP), camera=False, video_sharp=True)[i]
+        assert a["source"] == b["source"] and a["sharp"].equal(b["sharp"]) and a["blur"].equal(a["sharp"])
+        assert "|v=" in a["source"] and "|v=" not in crisp[i]["source"]
+        plan = video.plan(i)
+        assert 0.5 <= plan.shrink <= 1 and 0.5 <= plan.target_sigma <= 0.9
+    assert np.median([fine_detail(video[i]) for i in range(8)]) < 0.7 * np.median([fine_detail(crisp[i]) for i in range(8)])
