@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -72,7 +73,9 @@ def train(names: list[str], out: Path, root: Path, steps: int) -> None:
         resume = ["--resume"] if (run / "last.pt").is_file() else []
         cmd = [sys.executable, "-m", "train.distill", "--init", str(init), *recipe(root, steps), "--out", str(run), *resume]
         print(f"{name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True)
+        # train/ is not installed: the run finds it in this checkout, wherever this was started from
+        path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))
+        subprocess.run(cmd, check=True, env=os.environ | {"PYTHONPATH": path})
 
 
 def time_720p(net: Student, calibration: list[np.ndarray]) -> dict[str, float]:
