@@ -250,14 +250,20 @@ def random_subcrop(size: int, h: int, w: int, gen: torch.Generator) -> tuple[int
 
 
 @contextlib.contextmanager
-def all_cores():
-    """torch on every core this process may use, then back to the thread count it had."""
+def threads(n: int):
+    """torch on ``n`` threads (0: as it is), then back to the thread count it had."""
     before = torch.get_num_threads()
-    torch.set_num_threads(cpu_cores())
+    if n:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def all_cores():
+    """torch on every core this process may use, then back to the thread count it had."""
+    return threads(cpu_cores())
 
 
 def lr_at(cfg: DistillConfig, step: int) -> float:
@@ -322,6 +328,13 @@ def main(argv: list[str] | None = None) -> dict:
     command = " ".join(["python -m train.distill", *(argv if argv is not None else sys.argv[1:])])
     if cfg.dry_run:
         cfg = dataclasses.replace(cfg, steps=2, crop=min(cfg.crop, 64), curriculum=(64,), batch=2, eval_every=2, ckpt_every=2, val_items=1, workers=0, out=str(Path(cfg.out) / "dry-run"))
+    # --threads for this run only: a caller in the same process gets its own count back
+    with threads(cfg.threads):
+        return run(cfg, command)
+
+
+def run(cfg: DistillConfig, command: str) -> dict:
+    """The loop, top to bottom (``main`` parses the command line around it)."""
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = 0
     if ddp:  # launched by torchrun: one process per GPU
@@ -333,8 +346,6 @@ def main(argv: list[str] | None = None) -> dict:
         device = torch.device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -398,7 +409,8 @@ def main(argv: list[str] | None = None) -> dict:
         start, best = ckpt["step"], ckpt.get("best", best)
         print(f"resumed from {last} at step {start}", file=sys.stderr)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + start)
-    log_path = out / "log.csv"
+    # One log: under torchrun every rank runs this loop, and rank 0's rows stand for the step.
+    log_path = out / "log.csv" if rank == 0 else Path(os.devnull)
     if cfg.resume and log_path.is_file():
         # The steps logged after the checkpoint are run again: their rows go, so each step keeps one.
         with open(log_path, newline="") as f:

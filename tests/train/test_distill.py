@@ -2,6 +2,9 @@
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +13,8 @@ import torch
 
 from livesharp.model import VARIANTS, Student, load_student, save_student
 from train import distill, evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +41,6 @@ def highfps(tmp_path_factory):
         f[20:40, x : x + 20] = (250, 250, 250)
         cv2.imwrite(str(root / f"{t:04d}.png"), f)
     return root
-
-
-@pytest.fixture(autouse=True)
-def torch_threads():
-    """distill.main sets torch's thread count for the whole process: give the next test its own back."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def run(tmp_path, *args):
@@ -159,6 +156,30 @@ def test_last_checkpoint_is_a_student_every_command_loads(tmp_path, stills):
     result = distill.main(["--stills", str(stills), "--dry-run", "--init", str(last), "--out", str(tmp_path / "ft"), "--workers", "0"])
     assert result["validation"]
     assert load_student(tmp_path / "ft" / "dry-run" / "student.pt").cfg == net.cfg  # --init's architecture, as it was
+
+
+def test_threads_are_the_runs_own(tmp_path, stills):
+    """--threads holds for the run: a caller in the same process (a test, a notebook) gets its
+    own thread count back, even when the run fails."""
+    torch.set_num_threads(2)
+    run(tmp_path, "--dry-run", "--stills", str(stills))
+    assert torch.get_num_threads() == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no image paths"):
+        run(tmp_path, "--dry-run", "--stills", str(tmp_path / "empty"))
+    assert torch.get_num_threads() == 2
+
+
+def test_two_ranks_keep_one_log(tmp_path, stills):
+    """torchrun with two CPU ranks (gloo), as train/README.md measures: one header, one row a step."""
+    out = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "train.distill", "--stills", str(stills),
+                        "--crop", "32", "--curriculum", "32", "--batch", "2", "--steps", "3", "--workers", "0", "--threads", "1",
+                        "--eval-every", "100", "--min-edge-energy", "0", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.reader(open(out / "log.csv")))
+    assert rows[0] == distill.LOG_COLUMNS and [int(row[0]) for row in rows[1:]] == [1, 2, 3]
 
 
 def test_zero_mean_turns_on_for_an_init_checkpoint_and_is_recorded(tmp_path, stills):
