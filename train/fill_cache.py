@@ -17,13 +17,12 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
 from tqdm import tqdm
 
 from livesharp.engine import resolve_device
 from livesharp.errors import LivesharpError
 from train.data import DataError
-from train.distill import build_data, parse_config
+from train.distill import build_data, parse_config, threads
 from train.teachers import TeacherCache, TeacherError, make_teacher, teacher_targets
 
 
@@ -39,28 +38,27 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit("error: --teacher is required: the cache holds a teacher's outputs")
     if not cfg.pool:
         sys.exit("error: --pool N is required: the cache is filled for a fixed pool of N training samples, the same --pool training uses")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        train_set, _ = build_data(cfg, samples=cfg.pool)
-        teacher = make_teacher(cfg.teacher, resolve_device(cfg.device))  # auto: CUDA when there is one
-    except (DataError, TeacherError, LivesharpError) as e:
-        sys.exit(f"error: {e}")
-    cache = TeacherCache(cfg.teacher_cache)
-    made = had = 0
-    t0 = time.perf_counter()
-    bar = tqdm(range(len(train_set)), unit="sample", dynamic_ncols=True)
-    for i in bar:
-        sample = train_set[i]
-        todo = missing(cache, teacher.name, sample)
-        if todo:
-            teacher_targets(teacher, cache, sample["blur"][None], [sample["source"]])
-            made += todo
-            bar.set_postfix(made=made, s_per_frame=f"{(time.perf_counter() - t0) / made:.1f}")
-        had += sample["blur"].shape[0] - todo
-    bar.close()
-    print(f"teacher cache {cache.root}: {made} outputs made, {had} already there, for {len(train_set)} samples", file=sys.stderr)
-    return {"made": made, "had": had, "samples": len(train_set)}
+    with threads(cfg.threads):  # --threads for this run only
+        try:
+            train_set, _ = build_data(cfg, samples=cfg.pool)
+            teacher = make_teacher(cfg.teacher, resolve_device(cfg.device))  # auto: CUDA when there is one
+        except (DataError, TeacherError, LivesharpError) as e:
+            sys.exit(f"error: {e}")
+        cache = TeacherCache(cfg.teacher_cache)
+        made = had = 0
+        t0 = time.perf_counter()
+        bar = tqdm(range(len(train_set)), unit="sample", dynamic_ncols=True)
+        for i in bar:
+            sample = train_set[i]
+            todo = missing(cache, teacher.name, sample)
+            if todo:
+                teacher_targets(teacher, cache, sample["blur"][None], [sample["source"]])
+                made += todo
+                bar.set_postfix(made=made, s_per_frame=f"{(time.perf_counter() - t0) / made:.1f}")
+            had += sample["blur"].shape[0] - todo
+        bar.close()
+        print(f"teacher cache {cache.root}: {made} outputs made, {had} already there, for {len(train_set)} samples", file=sys.stderr)
+        return {"made": made, "had": had, "samples": len(train_set)}
 
 
 if __name__ == "__main__":

@@ -56,14 +56,6 @@ def data(tmp_path_factory):
     }
 
 
-@pytest.fixture(autouse=True)
-def torch_threads():
-    """distill.main sets torch's thread count for the whole process: give the next test its own back."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def args(tmp_path, data, *more):
     # One thread: on 32-pixel crops two threads cost more in hand-offs than they save (60 steps
     # took 35 s with 2 on two busy cores, 10 s with 1).
@@ -79,6 +71,8 @@ def entries(tmp_path):
 
 def test_fill_then_hit_then_resume_after_a_kill_and_reject_a_corrupt_entry(tmp_path, data, monkeypatch):
     # a run killed after 5 outputs: those 5 are complete entries, nothing half-written is left
+    # (and --threads 1 held for the run only, killed or not)
+    torch.set_num_threads(2)
     calls = {"n": 0}
     real_call = OnnxTeacher.__call__
 
@@ -91,13 +85,13 @@ def test_fill_then_hit_then_resume_after_a_kill_and_reject_a_corrupt_entry(tmp_p
     monkeypatch.setattr(OnnxTeacher, "__call__", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         fill_cache.main(args(tmp_path, data))
-    assert len(entries(tmp_path)) == 5
+    assert len(entries(tmp_path)) == 5 and torch.get_num_threads() == 2
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix != ".pt"]
     monkeypatch.undo()
 
     # the restart makes only what is missing
     r = fill_cache.main(args(tmp_path, data))
-    assert (r["made"], r["had"], r["samples"]) == (2 * POOL - 5, 5, POOL)
+    assert (r["made"], r["had"], r["samples"]) == (2 * POOL - 5, 5, POOL) and torch.get_num_threads() == 2
     assert len(entries(tmp_path)) == 2 * POOL
 
     # everything is a hit now
