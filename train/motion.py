@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from train import camera as cam_
 from train.data import Box, DataError, _check_index, _tag, apply_aug, choose_aug, choose_box, pad_to, read_rgb, to_sample
-from train.soft import video_sharpness
+from train.soft import draw_video_sharpness, video_sharpness
 
 # Blur strength classes: (share of samples, extent range in px of one exposure's path)
 SHARP, MILD, STRONG = "sharp", "mild", "strong"
@@ -63,7 +63,7 @@ class MotionPlan:
     hflip: bool
     k: int
     shrink: float = 1.0  # the still -> a video frame's sharpness: the region is resized by this...
-    target_sigma: float = 0.0  # ...and softened by this Gaussian before any motion (0, 1: crisp stills)
+    target_sigma: float = 0.0  # ...and softened by this Gaussian before any motion (1 and 0: the crisp still)
 
 
 def smooth_path(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -175,9 +175,8 @@ class TrajectoryBlur(Dataset):
         extent = float(rng.uniform(lo, hi))
         side = self.crop + 2 * self.margin
         shrink, sigma = 1.0, 0.0
-        if self.video_sharp:  # as train.soft makes its still targets: shrunk 0.5-1x (never below the region), then sigma 0.5-0.9
-            shrink = float(min(1.0, max(rng.uniform(0.5, 1.0), side / min(img.shape[:2]))))
-            sigma = float(rng.uniform(0.5, 0.9))
+        if self.video_sharp:  # as train.soft makes its still targets
+            shrink, sigma = draw_video_sharpness(rng, side, min(img.shape[:2]))
         # the region is cut at the still's own scale and resized to ``side`` when rendered
         cut = int(np.ceil(side / shrink))
         # Enough sub-frames that copies sit at most ~2.5 px apart (GoPro's 7-13 frames leave

@@ -157,6 +157,13 @@ def sample_steps(rng: np.random.Generator, upscaled: float = 0.0, clean: float =
     return tuple(steps)
 
 
+def draw_video_sharpness(rng: np.random.Generator, smallest: int, side: int) -> tuple[float, float]:
+    """(factor, sigma) for ``video_sharpness`` of a still whose shorter side is ``side``: shrunk
+    0.5-1x but never below ``smallest`` px, then a Gaussian of sigma 0.5-0.9."""
+    factor = float(min(1.0, max(rng.uniform(0.5, 1.0), smallest / side)))
+    return factor, float(rng.uniform(0.5, 0.9))
+
+
 def video_sharpness(img: np.ndarray, factor: float, sigma: float) -> np.ndarray:
     """A still made as sharp as a video frame: shrunk by ``factor`` (<= 1), then a Gaussian."""
     if factor < 1:
@@ -250,9 +257,7 @@ class SoftBlur(Dataset):
             shrink, sigma, reference = 1.0, 0.0, img[frame]
         else:
             frame = 0
-            # Never shrink a still below the crop and its margin.
-            shrink = float(min(1.0, max(rng.uniform(0.5, 1.0), (self.crop + 32) / min(img.shape[:2]))))
-            sigma = float(rng.uniform(0.5, 0.9))
+            shrink, sigma = draw_video_sharpness(rng, self.crop + 32, min(img.shape[:2]))  # the crop and its margin
             reference = cv2.resize(img, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA) if shrink < 1 else img
         box = choose_box(rng, reference, (self.crop, self.crop), self.augment, self.min_edge_energy)
         hflip, turns = choose_aug(rng, self.augment, True)
