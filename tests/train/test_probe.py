@@ -1,0 +1,36 @@
+"""train.probe: a student learns one known blur in a few real steps, on stills the test makes."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from train import probe
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    rng = np.random.default_rng(5)
+    for name, count in (("train", 6), ("held_out", 2)):
+        (root / name).mkdir()
+        for i in range(count):
+            img = cv2.resize(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST)
+            cv2.imwrite(str(root / name / f"{i}.png"), img)
+    return root
+
+
+def test_a_known_blur_is_learnt(folders):
+    torch.set_num_threads(2)
+    gains = probe.main(["--blur", "fixed", "--steps", "80", "--eval-every", "40", "--crop", "32", "--threads", "1",
+                        "--train", str(folders / "train"), "--held-out", str(folders / "held_out")])
+    assert sorted(gains) == [0, 40, 80]
+    assert gains[80] > gains[0] + 0.1, gains  # 9 px smears over 8 px blocks: it learns to undo them (+0.17 dB in 60 steps)
+    assert torch.get_num_threads() == 2
+
+
+def test_stills_too_small_are_one_line(folders, tmp_path, capsys):
+    (tmp_path / "tiny").mkdir()
+    cv2.imwrite(str(tmp_path / "tiny" / "a.png"), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(SystemExit, match="no stills of at least 66 px a side in --held-out"):
+        probe.main(["--crop", "32", "--train", str(folders / "train"), "--held-out", str(tmp_path / "tiny")])
