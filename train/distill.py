@@ -84,7 +84,7 @@ class DistillConfig:
     soft_clean: float = _f(0.0, "share of the softened --soft samples that are a lens blur alone, no noise or codec (beside those the random recipe makes)")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
-    motion_video_sharp: bool = _f(False, "shrink (0.5-1x) and soften (Gaussian sigma 0.5-0.9) each --motion still to a video frame's sharpness before the motion, as --soft does its stills' targets: crisp stills teach a network to sharpen video past its own ground truth")
+    motion_video_sharp: bool = _f(False, "shrink (0.5-1x) and soften (Gaussian sigma 0.5-0.9) each --motion still to a video frame's sharpness before the motion, as --soft does its stills' targets (train/README.md, leg 11: set 1 within noise of crisp stills)")
     motion_strong: tuple = _f((4.0, 26.0), "min and max extent in px (a path's longest chord in one exposure) of the --motion samples' strong class, most of them (the mild class is 1-5 px)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
     real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
