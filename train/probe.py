@@ -20,6 +20,8 @@ import sys
 import numpy as np
 import torch
 
+from livesharp.errors import LivesharpError
+from livesharp.model import load_student
 from train.data import DataError, list_images, read_rgb
 from train.distill import grown_config, threads
 from train.losses import charbonnier
@@ -74,9 +76,6 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: as it is)")
     args = p.parse_args(argv)
-    from livesharp.errors import LivesharpError
-    from livesharp.model import load_student
-
     try:
         small = 2 * KERNEL + args.crop
         stills = [img for img in map(read_rgb, list_images(args.train)) if min(img.shape[:2]) >= small]
@@ -91,7 +90,6 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     with threads(args.threads):
         val = batch(np.random.default_rng([args.seed, 1]), held_out, args.blur, 64, args.crop)
         rng = np.random.default_rng([args.seed, 0])
-        torch.manual_seed(args.seed)
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.99))
         gains = {0: gain(net, *val)}
         print(f"--blur {args.blur}: held-out input {float(-10 * torch.log10(((val[0] - val[1]) ** 2).mean())):.2f} dB; "

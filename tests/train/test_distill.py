@@ -178,7 +178,7 @@ def test_two_ranks_keep_one_log(tmp_path, stills):
                         "--eval-every", "100", "--min-edge-energy", "0", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = list(csv.reader(open(out / "log.csv")))
+    rows = list(csv.reader((out / "log.csv").read_text().splitlines()))
     assert rows[0] == distill.LOG_COLUMNS and [int(row[0]) for row in rows[1:]] == [1, 2, 3]
 
 

@@ -122,7 +122,6 @@ def test_the_strong_class_blurs_as_far_as_its_extents_say(stills):
     assert with_strong_extent(3, 12)[STRONG] == (STRENGTHS[STRONG][0], (3.0, 12.0))
 
 
-
 def test_video_sharp_stills_carry_a_video_frames_detail_not_a_stills(stills):
     """--motion-video-sharp: each still is shrunk and softened before the motion, as train.soft
     does its targets, so the target has less fine detail than the crisp still's; samples stay
