@@ -263,8 +263,9 @@ def test_a_resumed_run_continues_the_same_schedule_bit_for_bit(tmp_path, media, 
 
     # Each run is a process of its own, as a user starts one. In pytest's own process the data
     # worker would be forked from a process holding the thread pools of every runtime the earlier
-    # tests loaded, which POSIX leaves all but undefined for the child, and the suite died of a
-    # segmentation fault in this test, with no Python stack, while it did.
+    # tests loaded, which POSIX leaves all but undefined for the child; the suite died of a
+    # segmentation fault in this test, with no Python stack, while it did: the likeliest cause,
+    # not proven, as it never crashed when looked for.
     def run(*args: str, code: tuple[str, ...] = ("-m", "train.distill")) -> None:
         r = subprocess.run([sys.executable, *code, *args, *common], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
