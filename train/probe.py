@@ -3,8 +3,9 @@
 Clean straight motion blur (no noise, no codec, stored values averaged) on training stills, and
 the gain over the blurry input on held-out crops of other stills, every ``--eval-every`` steps of
 training from ``--init``: batch 16 of 128 px crops, Charbonnier loss, AdamW with a short warm-up
-and a cosine. Minutes, not hours, so a network's shape can be asked about on two cores before a
-campaign spends a day on it (train/README.md, leg 11).
+and a cosine. Minutes, not hours: whether a shape can learn a blur at all (train/README.md, leg 11).
+It is not a stand-in for set 1: it ranks shapes in the opposite order, and a student trained on it
+loses most of its gain on real blur (leg 12).
 
     python -m train.probe --blur fixed    # one known kernel: a 9 px horizontal line
     python -m train.probe --blur angle    # 9 px in a random direction: the direction is blind
