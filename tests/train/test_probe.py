@@ -37,6 +37,14 @@ def test_a_known_blur_is_learnt(folders, tmp_path):
     assert probe.gain(load_student(out), *val) == pytest.approx(gains[80], abs=1e-4)
 
 
+def test_an_existing_out_is_not_replaced(folders, tmp_path):
+    kept = tmp_path / "mine.pt"
+    kept.write_bytes(b"a user's file")
+    with pytest.raises(SystemExit, match=f"--out {kept} exists: give another path, or delete it first"):
+        probe.main(["--crop", "32", "--train", str(folders / "train"), "--held-out", str(folders / "held_out"), "--out", str(kept)])
+    assert kept.read_bytes() == b"a user's file"
+
+
 def test_stills_too_small_are_one_line(folders, tmp_path, capsys):
     (tmp_path / "tiny").mkdir()
     cv2.imwrite(str(tmp_path / "tiny" / "a.png"), np.zeros((40, 40, 3), np.uint8))
