@@ -47,6 +47,7 @@ PASSED_KEY = "livesharp_int8_passed"  # "true" once the quality check passed
 COST_KEY = "livesharp_int8_cost_db"  # set 1 gain lost to int8, in dB
 # Where ``auto``'s measured choices are kept, in the cache folder beside the exported graphs.
 CHOICES_FILE = "precision-choices.json"
+CPUINFO = Path("/proc/cpuinfo")  # Linux's description of the CPU: its flags, name and generation
 
 log = logging.getLogger("livesharp")
 
@@ -61,7 +62,7 @@ def cpu_capabilities() -> set[str]:
     except ImportError:  # the flags alone still name the CPU's kind (cpu_kind)
         found = set()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             for line in f:
                 if line.startswith(("flags", "Features")):  # x86, Arm
                     found |= set(line.split(":", 1)[1].split())
@@ -169,12 +170,31 @@ def cpu_model() -> str:
     import platform
 
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in CPUINFO.read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_generation() -> str:
+    """What tells apart CPUs of one name: x86's family, model and stepping, or Arm's implementer,
+    part and revision, from /proc/cpuinfo; empty where it cannot be read. Virtual machines name
+    Zen 1 and Zen 3 EPYCs alike ("AMD EPYC"), and int8 tied with fp32 on one and won on the other.
+    """
+    keys = ("cpu family", "model", "stepping", "CPU implementer", "CPU part", "CPU revision")
+    found = {}
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            if not line.strip() and found:  # the first processor's block is enough
+                break
+            key, _, value = line.partition(":")
+            if key.strip() in keys:
+                found[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return " ".join(f"{k} {found[k]}" for k in keys if k in found)
 
 
 @dataclass(frozen=True)
@@ -323,4 +343,4 @@ def int8_graph(graph: str | Path) -> Path | None:
 
 
 __all__ = ["PRECISIONS", "INT8_FLAGS", "DIGEST_KEY", "PASSED_KEY", "COST_KEY", "CHOICES_FILE", "cpu_capabilities", "int8_capable",
-           "bf16_native", "choose_precision", "float_precision", "cpu_kind", "cpu_model", "Measured", "measured_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]
+           "bf16_native", "choose_precision", "float_precision", "cpu_kind", "cpu_model", "cpu_generation", "Measured", "measured_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]

@@ -271,10 +271,12 @@ class OpenVinoRunner(GraphRunner):
         return {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
 
     def choice_key(self) -> str:
-        """What ``auto``'s measured choice depends on: the CPU, the threads, the model, OpenVINO."""
+        """What ``auto``'s measured choice depends on: the CPU (its name and generation), the
+        threads, the model, OpenVINO."""
         import openvino as ov
 
-        return (f"{int8.cpu_model()} [{int8.cpu_kind(self.caps)}], {self.threads} threads | {int8.graph_digest(self.float_graph)}"
+        return (f"{int8.cpu_model()} ({int8.cpu_generation()}) [{int8.cpu_kind(self.caps)}], {self.threads} threads"
+                f" | {int8.graph_digest(self.float_graph)}"
                 f" | openvino {ov.__version__} | graph {GRAPH_VERSION}")
 
     def _measure(self, shape: tuple[int, ...]) -> None:

@@ -299,6 +299,27 @@ def test_auto_measures_once_per_machine_and_model_then_reads_the_cache(shipped_p
     assert not other.measured.cached and other.measured.size == "96x64"  # another frame size is timed for itself
 
 
+def test_a_cpu_of_another_generation_with_the_same_name_measures_for_itself(shipped_pair, monkeypatch, tmp_path):
+    """Virtual machines name Zen 1 and Zen 3 EPYCs alike ("AMD EPYC"), and int8 won on one and tied
+    on the other (benchmarks/README.md): a choice cached on one must not decide for the other."""
+    graph, _ = shipped_pair
+    monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
+    flags = " ".join(sorted(int8.cpu_capabilities()))
+
+    def on(family: int) -> runtimes.OpenVinoRunner:
+        info = tmp_path / f"cpuinfo-{family}"
+        info.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: 1\n"
+                        f"model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(int8, "CPUINFO", info)
+        runner = runtimes.OpenVinoRunner(graph, threads=1, precision="auto")
+        runner.run(np.zeros((1, 32, 48, 3), np.uint8))
+        return runner
+
+    zen1, zen1_again, zen3 = on(23), on(23), on(25)
+    assert not zen1.measured.cached and zen1_again.measured.cached
+    assert not zen3.measured.cached
+
+
 def test_auto_without_an_int8_graph_measures_nothing(graphs, tmp_path, monkeypatch):
     _, tagged = graphs
     graph = tmp_path / "alone.onnx"
