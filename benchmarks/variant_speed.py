@@ -5,11 +5,11 @@
 
 Each variant (``train.frontier``'s rows, and ``small`` and ``tiny-detail``) is built with random
 weights (speed does not depend on them), exported as ``livesharp export`` exports it (uint8 in and
-out) and compiled as ``train.quantize.Compiled`` runs it on both threads: the float graph at the
-precision ``--precision auto`` gives it (bf16 where the CPU computes it, else fp32) and its int8
-graph (NNCF, calibrated on a few Kodak crops). All graphs are timed in turns in one process
-(``train.quantize.time_720p``), so a machine that gets busier meanwhile slows them alike; the
-ratios to ``tiny`` are what carry across sessions. Needs ``../shared/data`` (or ``--data``) and a
+out) and compiled on both threads: the float graph at the precision ``--precision auto`` gives it
+(bf16 where the CPU computes it, else fp32) and its int8 graph (NNCF, calibrated on 8
+motion-blurred Kodak crops), as ``train.frontier`` times a row (``compiled_720p``). All graphs are
+timed in turns in one process (``train.quantize.time_720p``), so a machine that gets busier
+meanwhile slows them alike; the ratios to ``tiny`` are what carry across sessions. Needs ``../shared/data`` (or ``--data``) and a
 quiet machine.
 """
 
@@ -29,11 +29,9 @@ def main(argv: list[str] | None = None) -> dict:
     sys.path.insert(0, str(ROOT))  # train/ is not installed: this checkout's
 
     from livesharp import int8
-    from livesharp.export import export_onnx
     from livesharp.model import VARIANTS, count_macs
-    from train.data import list_images, read_rgb
-    from train.frontier import FRONTIER, _random
-    from train.quantize import Compiled, check_graph, quantize, time_720p
+    from train.frontier import FRONTIER, _random, compiled_720p
+    from train.quantize import calibration_frames, time_720p
 
     shapes = {"tiny": VARIANTS["tiny"], **{name: cfg for name, (cfg, _) in FRONTIER.items() if name != "naf16-m4"},
               "small": VARIANTS["small"], "tiny-detail": VARIANTS["tiny-detail"]}
@@ -46,18 +44,17 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         p.error(f"no variant {', '.join(unknown)}: choose from {', '.join(shapes)}")
     names = ["tiny", *[n for n in (args.names or shapes) if n != "tiny"]]
-    calibration = [read_rgb(path)[None, :256, :256] for path in list_images([f"{args.data}/kodak24_crop500"])[:8]]
-    caps = int8.cpu_capabilities()
+    calibration = calibration_frames([f"{args.data}/kodak24_crop500"], count=8, progress=False)
     graphs, sizes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             net = _random(shapes[name])
-            model = check_graph(export_onnx(net, Path(tmp) / f"{name}.onnx", io="uint8"))
-            graphs[(name, "float")] = Compiled(model, int8.openvino_hint(int8.choose_precision("auto", caps), caps), threads=2)
-            graphs[(name, "int8")] = Compiled(quantize(model, calibration), int8.openvino_hint("int8", caps), threads=2)
+            for kind, run in compiled_720p(net, calibration, Path(tmp)).items():
+                graphs[f"{name} {kind}"] = run
             sizes[name] = (sum(p.numel() for p in net.parameters()) / 1e6, count_macs(net) / 1e9)
             print(f"{name}: compiled", file=sys.stderr, flush=True)
-        ms = time_720p({f"{name} {kind}": run for (name, kind), run in graphs.items()})
+        ms = time_720p(graphs)
+    caps = int8.cpu_capabilities()
     print(f"{int8.cpu_model()} ({int8.cpu_kind(caps)}); float graphs in {int8.float_precision(caps)}")
     print("| variant | params | GMAC/MP | 720p ms float / int8 | vs tiny |")
     print("| --- | --- | --- | --- | --- |")

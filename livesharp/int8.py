@@ -61,14 +61,10 @@ def cpu_capabilities() -> set[str]:
         found = {c.lower() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
     except ImportError:  # the flags alone still name the CPU's kind (cpu_kind)
         found = set()
-    try:
-        with open(CPUINFO) as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):  # x86, Arm
-                    found |= set(line.split(":", 1)[1].split())
-                    break
-    except OSError:  # not Linux: OpenVINO's list alone, which says nothing about VNNI
-        pass
+    # the flags (x86) or Features (Arm) of /proc/cpuinfo; none off Linux, where OpenVINO's list
+    # alone says nothing about VNNI
+    info = _cpuinfo()
+    found |= set(info.get("flags", info.get("Features", "")).split())
     return found
 
 
@@ -165,17 +161,26 @@ def cpu_kind(capabilities: Iterable[str] | None = None) -> str:
     return "other"
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (``flags``, ``model name``, ``cpu family``,
+    ...); empty where there is none."""
+    fields = {}
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            if not line.strip() and fields:  # every processor repeats them: the first is enough
+                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), else what the platform says."""
     import platform
 
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_generation() -> str:
@@ -183,18 +188,9 @@ def cpu_generation() -> str:
     part and revision, from /proc/cpuinfo; empty where it cannot be read. Virtual machines name
     Zen 1 and Zen 3 EPYCs alike ("AMD EPYC"), and int8 tied with fp32 on one and won on the other.
     """
+    info = _cpuinfo()
     keys = ("cpu family", "model", "stepping", "CPU implementer", "CPU part", "CPU revision")
-    found = {}
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            if not line.strip() and found:  # the first processor's block is enough
-                break
-            key, _, value = line.partition(":")
-            if key.strip() in keys:
-                found[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return " ".join(f"{k} {found[k]}" for k in keys if k in found)
+    return " ".join(f"{k} {info[k]}" for k in keys if k in info)
 
 
 @dataclass(frozen=True)

@@ -78,20 +78,27 @@ def train(names: list[str], out: Path, root: Path, steps: int) -> None:
         subprocess.run(cmd, check=True, env=os.environ | {"PYTHONPATH": path})
 
 
-def time_720p(net: Student, calibration: list[np.ndarray]) -> dict[str, float]:
-    """ms per 1280x720 uint8 frame under OpenVINO on this machine: the float graph at the
-    precision ``auto`` gives it (bf16 where native) and its int8 graph (NNCF, calibrated on
-    ``calibration``), timed in turns (``train.quantize.time_720p``)."""
+def compiled_720p(net: Student, calibration: list[np.ndarray], folder: Path) -> dict:
+    """``net`` as users run it under OpenVINO on this machine, both ways: ``float``, its graph at
+    the precision ``auto`` gives it (bf16 where native), and ``int8``, that graph quantized by NNCF
+    on ``calibration``; each a ``train.quantize.Compiled`` on both threads, its graphs in ``folder``."""
     from livesharp import int8
     from livesharp.export import export_onnx
-    from train.quantize import Compiled, check_graph, quantize, time_720p as timed
+    from train.quantize import Compiled, check_graph, quantize
 
     caps = int8.cpu_capabilities()
+    model = check_graph(export_onnx(net, Path(tempfile.mkdtemp(dir=folder)) / "g.onnx", io="uint8"))  # one folder per net
+    return {"float": Compiled(model, int8.openvino_hint(int8.choose_precision("auto", caps), caps), threads=2),
+            "int8": Compiled(quantize(model, calibration), int8.openvino_hint("int8", caps), threads=2)}
+
+
+def time_720p(net: Student, calibration: list[np.ndarray]) -> dict[str, float]:
+    """ms per 1280x720 uint8 frame of ``compiled_720p``'s two graphs, timed in turns
+    (``train.quantize.time_720p``)."""
+    from train.quantize import time_720p as timed
+
     with tempfile.TemporaryDirectory() as tmp:
-        model = check_graph(export_onnx(net, Path(tmp) / "g.onnx", io="uint8"))
-        methods = {"float": Compiled(model, int8.openvino_hint(int8.choose_precision("auto", caps), caps), threads=2),
-                   "int8": Compiled(quantize(model, calibration), int8.openvino_hint("int8", caps), threads=2)}
-        return timed(methods)
+        return timed(compiled_720p(net, calibration, Path(tmp)))
 
 
 def _random(cfg: StudentConfig) -> Student:
