@@ -85,6 +85,7 @@ class DistillConfig:
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
     motion_video_sharp: bool = _f(False, "shrink (0.5-1x) and soften (Gaussian sigma 0.5-0.9) each --motion still to a video frame's sharpness before the motion, as --soft does its stills' targets (train/README.md, leg 11: set 1 within noise of crisp stills)")
+    motion_depth: float = _f(0.0, "share of the blurred --motion samples whose scene has depth: near pixels move with the camera's whole path, far ones a share of it, as a camera moving through a street blurs them (train.motion.depth_field; train/README.md, leg 13)")
     motion_strong: tuple = _f((4.0, 26.0), "min and max extent in px (a path's longest chord in one exposure) of the --motion samples' strong class, most of them (the mild class is 1-5 px)")
     linear_fraction: float = _f(0.4, "share of camera samples blurred in linear light (brighter streaks, as a sensor) rather than in stored values (as GOPRO_Large's blur/)")
     real: tuple = _f((), "videos with no ground truth (webcam, phone footage): learnt from the teacher alone (needs --teacher)")
@@ -209,7 +210,7 @@ def build_data(cfg: DistillConfig, samples: int):
         others = cfg.gopro or cfg.highfps or cfg.stills
         n_motion = max(1, round(samples * (cfg.motion_fraction if others else 1.0)))
         train_sets.append(TrajectoryBlur(list_images(cfg.motion), crop, cfg.clip_len, seed=cfg.seed, length=n_motion, min_edge_energy=cfg.min_edge_energy,
-                                        strengths=with_sharp_share(cfg.sharp_fraction, with_strong_extent(*cfg.motion_strong)), linear_fraction=cfg.linear_fraction, video_sharp=cfg.motion_video_sharp))
+                                        strengths=with_sharp_share(cfg.sharp_fraction, with_strong_extent(*cfg.motion_strong)), linear_fraction=cfg.linear_fraction, video_sharp=cfg.motion_video_sharp, depth_prob=cfg.motion_depth))
         samples = max(0, samples - n_motion)
     still_share = cfg.stills_fraction if cfg.stills and (cfg.gopro or cfg.highfps) else (1.0 if cfg.stills else 0.0)
     video_samples = max(1, round(samples * (1 - still_share))) if samples else 0

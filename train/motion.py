@@ -64,6 +64,7 @@ class MotionPlan:
     k: int
     shrink: float = 1.0  # the still -> a video frame's sharpness: the region is resized by this...
     target_sigma: float = 0.0  # ...and softened by this Gaussian before any motion (1 and 0: the crisp still)
+    depth: np.ndarray | None = None  # (crop, crop) float32: how much of the camera's move each pixel makes (parallax, ``depth_field``); None: all of it
 
 
 def smooth_path(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -122,6 +123,31 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a3 @ b3)[:2]
 
 
+def depth_field(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size) float32 in (0, 2], mean 1: how far each pixel moves when the camera does.
+
+    A camera that moves through a scene (set 1's scenes: streets, trees, cars) blurs what is
+    near more than what is far, in proportion to inverse depth; a still moved as one plane
+    blurs every pixel alike. The field is a smooth random surface with a ramp (ground that
+    comes nearer towards one side) and, in half of the fields, the softened edge of something
+    in front (a trunk, a car) that moves with the full path while what is behind it moves less.
+    The nearest moves 1.4-6.7 times as far as the farthest, and the mean is 1 (capped at 2), so
+    a crop's blur keeps its strength class's extent on average.
+    """
+    far = float(rng.uniform(0.15, 0.7))
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    a = rng.uniform(0, 2 * np.pi)
+    field = np.cos(a) * x + np.sin(a) * y
+    field = field + cv2.resize(rng.random((4, 4)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.5:
+        b, c = rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.75)
+        front = ((np.cos(b) * (x - c) + np.sin(b) * (y - c)) > 0).astype(np.float32)
+        field = field + 4 * cv2.GaussianBlur(front, (0, 0), float(rng.uniform(0.5, 2.0)))
+    field = (field - field.min()) / max(float(field.max() - field.min()), 1e-6)
+    field = far + (1 - far) * field
+    return np.minimum(field / field.mean(), 2.0).astype(np.float32)
+
+
 def object_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A soft random ellipse, (h, w) float32 in [0, 1]: a moving person or thing."""
     mask = np.zeros((h, w), np.float32)
@@ -144,7 +170,7 @@ class TrajectoryBlur(Dataset):
     def __init__(self, paths: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0,
                  length: int | None = None, augment: bool = True, min_edge_energy: float = 0.0,
                  object_prob: float = 0.35, strengths: dict | None = None, camera: bool = True,
-                 linear_fraction: float = 0.4, video_sharp: bool = False):
+                 linear_fraction: float = 0.4, video_sharp: bool = False, depth_prob: float = 0.0):
         if not paths:
             raise DataError("TrajectoryBlur got no image paths; see list_images()")
         if clip_len < 1 or crop < 16 or crop % 2:
@@ -154,10 +180,13 @@ class TrajectoryBlur(Dataset):
         self.length, self.min_edge_energy, self.object_prob = length or len(self.paths), min_edge_energy, object_prob
         self.strengths = strengths or STRENGTHS
         self.camera, self.linear_fraction, self.video_sharp = camera, linear_fraction, video_sharp
+        self.depth_prob = depth_prob  # share of blurred samples whose scene has depth (``depth_field``)
         self._decoded: dict[Path, np.ndarray] = {}  # per process; big stills take ~100 ms to decode
         self.max_extent = max(hi for _, (_, hi) in self.strengths.values())
         # Room around the crop for everything a sub-frame can pull in: the path, the motion
         # between exposures, rotation and zoom at the corners.
+        # (With depth, a near pixel may move up to twice as far; at the longest paths, at a crop's
+        # edge, it then reads a little of the margin's reflection, rarely enough to leave alone.)
         self.margin = int(np.ceil(self.max_extent * (1.5 * clip_len - 1) + 0.03 * crop)) + 4
 
     def __len__(self) -> int:
@@ -193,7 +222,10 @@ class TrajectoryBlur(Dataset):
             omask = object_mask(rng, side, side)
         camera = cam_.sample_camera(rng, self.linear_fraction) if self.camera else cam_.CLEAN
         hflip, k = choose_aug(rng, self.augment, True)
-        return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k, shrink, sigma)
+        # drawn apart from the rest, so a sample's other choices are those it has without depth
+        deep = np.random.default_rng([self.seed, index, 1])
+        depth = depth_field(deep, self.crop) if n > 1 and deep.random() < self.depth_prob else None
+        return MotionPlan(path, index, strength, n, region, moves, obox, omoves, omask, camera, int(rng.integers(2**63)), hflip, k, shrink, sigma, depth)
 
     def render(self, plan: MotionPlan, img: np.ndarray | None = None) -> dict:
         img = read_rgb(plan.path) if img is None else img
@@ -216,11 +248,24 @@ class TrajectoryBlur(Dataset):
         def warp(src: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
             return cv2.warpAffine(src, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
-        def look(camera: np.ndarray, obj: np.ndarray | None) -> np.ndarray:
+        grid = np.stack([*np.mgrid[0 : self.crop, 0 : self.crop][::-1], np.ones((self.crop, self.crop))]).reshape(3, -1)
+
+        def source(mat: np.ndarray) -> np.ndarray:
+            """(2, crop * crop) where each crop pixel is read from the scene under the affine ``mat``."""
+            return cv2.invertAffineTransform(mat) @ grid
+
+        def look(camera: np.ndarray, obj: np.ndarray | None, rest: np.ndarray | None = None) -> np.ndarray:
             """The crop seen through one camera transform, with the object moved by ``obj`` on top.
+            With a depth field, each pixel moves that share of the way from where the camera is at
+            rest (``rest``, the exposure's mean position) to where ``camera`` puts it.
             Only the crop is rendered: each warp writes crop x crop pixels, not the region."""
             mat = compose(shift, camera)
-            frame = warp(scene, mat, self.crop)
+            if plan.depth is None or rest is None:
+                frame = warp(scene, mat, self.crop)
+            else:
+                at_rest = source(compose(shift, rest))
+                where = (at_rest + plan.depth.reshape(1, -1) * (source(mat) - at_rest)).astype(np.float32).reshape(2, self.crop, self.crop)
+                frame = cv2.remap(scene, where[0], where[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             if thing is not None:
                 mo = compose(mat, obj)
                 alpha = warp(plan.object_mask, mo, self.crop)[..., None]
@@ -236,14 +281,15 @@ class TrajectoryBlur(Dataset):
 
         blurry, sharp = [], []
         for t in range(self.clip_len):
-            blurry.append(sum(look(c, o) for c, o in zip(plan.camera_moves[t], objects(t))) / plan.n)
+            rest = mean_position(plan.camera_moves[t])
+            blurry.append(sum(look(c, o, rest) for c, o in zip(plan.camera_moves[t], objects(t))) / plan.n)
             # the target: the scene (and object) at the exposure's mean position
             sharp.append(look(mean_position(plan.camera_moves[t]), mean_position(plan.object_moves[t]) if thing is not None else None))
         blurry, sharp = np.stack(blurry), np.stack(sharp)
         out = cam_.finish(blurry, plan.camera, np.random.default_rng(plan.noise_seed))
         source = (
             f"motion:{plan.path.parent.name}/{plan.path.name}|seed={self.seed}|index={plan.index}|{plan.strength}"
-            f"|n={plan.n}|T={self.clip_len}{f'|v={plan.shrink:.3f},{plan.target_sigma:.3f}' if plan.target_sigma else ''}|obj={int(plan.object_box is not None)}|{cam_.tag(plan.camera)}|{_tag(plan.region, plan.hflip, plan.k)}"
+            f"|n={plan.n}{'|depth' if plan.depth is not None else ''}|T={self.clip_len}{f'|v={plan.shrink:.3f},{plan.target_sigma:.3f}' if plan.target_sigma else ''}|obj={int(plan.object_box is not None)}|{cam_.tag(plan.camera)}|{_tag(plan.region, plan.hflip, plan.k)}"
         )
         return to_sample(apply_aug(out, plan.hflip, plan.k), apply_aug(cam_.target(sharp, plan.camera), plan.hflip, plan.k), source)
 

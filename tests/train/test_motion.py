@@ -140,3 +140,23 @@ def test_video_sharp_stills_carry_a_video_frames_detail_not_a_stills(stills):
         plan = video.plan(i)
         assert 0.5 <= plan.shrink <= 1 and 0.5 <= plan.target_sigma <= 0.9
     assert np.median([fine_detail(video[i]) for i in range(8)]) < 0.7 * np.median([fine_detail(crisp[i]) for i in range(8)])
+
+
+def test_depth_blurs_near_pixels_more_than_far_ones_and_leaves_every_other_choice(stills):
+    """--motion-depth: the same seed gives the same stills, crops, classes, paths and cameras;
+    with depth, the part of the crop the field calls near (moving with twice the camera's path)
+    is blurred far more than the part it calls far (a tenth of it), and the target is unchanged."""
+    flat = TrajectoryBlur(stills, crop=64, length=8, strengths=only(STRONG, 10, 14), camera=False, object_prob=0.0)
+    deep = TrajectoryBlur(stills, crop=64, length=8, strengths=only(STRONG, 10, 14), camera=False, object_prob=0.0, depth_prob=1.0)
+    near_far = np.full((64, 64), 0.1, np.float32)
+    near_far[:, 32:] = 2.0
+    for i in range(8):
+        a, b = flat.plan(i), deep.plan(i)
+        assert b.depth is not None and b.depth.shape == (64, 64) and abs(float(b.depth.mean()) - 1) < 0.05
+        assert (a.strength, a.n, a.region, a.camera, a.hflip, a.k) == (b.strength, b.n, b.region, b.camera, b.hflip, b.k)
+        assert np.array_equal(a.camera_moves, b.camera_moves) and "|depth|" in deep.render(b)["source"]
+        s = deep.render(dataclasses.replace(b, depth=near_far, hflip=False, k=0))
+        assert s["sharp"].equal(flat.render(dataclasses.replace(a, hflip=False, k=0))["sharp"])
+        err = (s["blur"] - s["sharp"]).abs()[0].mean(0).numpy()
+        assert err[:, 40:].mean() > 3 * err[:, :24].mean()
+    assert all(p.depth is None for p in map(TrajectoryBlur(stills, crop=64, length=8).plan, range(8)))
