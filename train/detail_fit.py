@@ -5,10 +5,11 @@ linear filter per kind of softness beats it on every kind), and the detail path 
 that shape did not learn its gains by gradient descent (leg 5: they stayed at 0.03-0.5 where the
 fits want 0.5-13). Here the same idea is fit directly. Per frame::
 
-    out = x + c0 (student(x) - x) + c1 D0.7 + c2 D1.5 + c3 D2.5
+    out = x + c0 (r - Fr) + c1 Fr + c2 D0.7 + c3 D1.5 + c4 D2.5,   r = student(x) - x
 
 with ``Ds`` the luma's detail under a Gaussian of sigma ``s`` (``luma - G_s * luma``, added to
-every colour). The coefficients are a quadratic function of eight numbers measured on the frame
+every colour) and ``Fr`` the student's correction's own detail under sigma 1.5 (its fine part,
+which costs on set 1 where the coarse part gains, leg 7, and sharpens codecs' blocks). The coefficients are a quadratic function of eight numbers measured on the frame
 (``frame_stats``: how its detail falls off from fine to coarse bands, a codec's 8 px grid, how
 much one direction dominates), and that function is the least-squares fit over the training
 samples, each frame weighted by its own detail energy. It is one linear solve, so a fit takes as
@@ -44,6 +45,7 @@ from train.evaluate import SETS, evaluate, format_table, open_sets, soft_report,
 
 BANDS = (0.7, 1.5, 2.5)  # px: the correction's detail bands (two of them alone: set 4 +0.3 dB less)
 STAT_SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.5, 4.0)  # px: the bands whose energies describe the frame
+SPLIT = 1.5  # px: the student's correction in two parts, coarser and finer than a Gaussian of this sigma
 EDGE = 8  # px of border left out of the statistics: the blurs' padding is not the picture
 
 
@@ -85,10 +87,12 @@ def frame_stats(x: torch.Tensor) -> torch.Tensor:
 
 
 def terms(x: torch.Tensor, y_student: torch.Tensor) -> torch.Tensor:
-    """(N, 1 + len(BANDS), 3, H, W): the student's correction and each band's luma detail."""
+    """(N, 2 + len(BANDS), 3, H, W): the student's correction, coarse and fine, and each band's luma detail."""
     luma = x.mean(1, keepdim=True)
     bands = [detail(luma, s).expand_as(x) for s in BANDS]
-    return torch.stack([y_student - x, *bands], 1)
+    r = y_student - x
+    fine = detail(r.flatten(0, 1)[:, None], SPLIT).view_as(r)
+    return torch.stack([r - fine, fine, *bands], 1)
 
 
 def features(stats: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
@@ -101,7 +105,7 @@ def features(stats: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor) -> t
 def apply(fit: dict, x: torch.Tensor, y_student: torch.Tensor) -> torch.Tensor:
     """The stage: frames (N, 3, H, W) and the student's output on them -> the sharpened frames."""
     x64, y64 = x.double(), y_student.double()
-    coef = features(frame_stats(x64), fit["mean"], fit["spread"]) @ fit["weights"]  # (N, 1 + bands)
+    coef = features(frame_stats(x64), fit["mean"], fit["spread"]) @ fit["weights"]  # (N, 2 + bands)
     return (x64 + (coef[:, :, None, None, None] * terms(x64, y64)).sum(1)).float()
 
 
@@ -109,7 +113,9 @@ def sufficient(x: torch.Tensor, y_student: torch.Tensor, target: torch.Tensor) -
     """One frame's least-squares summary: A A^T and A b for A = its terms, b = target - x."""
     a = terms(x.double(), y_student.double()).flatten(2)[0]  # (K, 3 H W)
     b = (target.double() - x.double()).flatten(1)[0]
-    return (a @ a.T).numpy(), (a @ b).numpy()
+    # copied: as NumPy views these products kept megabytes of the frame's tensors alive per
+    # sample, 24 GB by a few thousand samples
+    return (a @ a.T).numpy().copy(), (a @ b).numpy().copy()
 
 
 def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 1e-3) -> dict:
@@ -123,8 +129,11 @@ def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 1e
     phi = features(s, mean, spread).numpy()
     w = 1 / np.trace(grams, axis1=1, axis2=2)
     p, k = phi.shape[1], grams.shape[1]
-    m = np.einsum("f,fa,fb,fij->aibj", w, phi, phi, grams).reshape(p * k, p * k)
-    v = np.einsum("f,fa,fi->ai", w, phi, rhs).reshape(p * k)
+    # sum_f w_f (phi_f phi_f^T) kron G_f, as one matrix product over frames: a plain einsum of the
+    # four operands builds the (frames, p, p, k, k) product first, gigabytes at a few thousand frames
+    pairs = (w[:, None, None] * phi[:, :, None] * phi[:, None, :]).reshape(len(w), p * p)
+    m = (pairs.T @ grams.reshape(len(w), k * k)).reshape(p, p, k, k).transpose(0, 2, 1, 3).reshape(p * k, p * k)
+    v = ((w[:, None] * phi).T @ rhs).reshape(p * k)
     m += ridge * np.trace(m) / len(m) * np.eye(len(m))
     weights = np.linalg.solve(m, v).reshape(p, k)
     return {"weights": torch.from_numpy(weights), "mean": mean, "spread": spread, "bands": torch.tensor(BANDS), "stat_sigmas": torch.tensor(STAT_SIGMAS)}
