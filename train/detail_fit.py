@@ -136,7 +136,8 @@ def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 1e
     v = ((w[:, None] * phi).T @ rhs).reshape(p * k)
     m += ridge * np.trace(m) / len(m) * np.eye(len(m))
     weights = np.linalg.solve(m, v).reshape(p, k)
-    return {"weights": torch.from_numpy(weights), "mean": mean, "spread": spread, "bands": torch.tensor(BANDS), "stat_sigmas": torch.tensor(STAT_SIGMAS)}
+    return {"weights": torch.from_numpy(weights), "mean": mean, "spread": spread, "bands": torch.tensor(BANDS), "split": torch.tensor(SPLIT),
+            "stat_sigmas": torch.tensor(STAT_SIGMAS)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -250,7 +250,7 @@ class TrajectoryBlur(Dataset):
 
         grid = np.stack([*np.mgrid[0 : self.crop, 0 : self.crop][::-1], np.ones((self.crop, self.crop))]).reshape(3, -1)
 
-        def source(mat: np.ndarray) -> np.ndarray:
+        def read_from(mat: np.ndarray) -> np.ndarray:
             """(2, crop * crop) where each crop pixel is read from the scene under the affine ``mat``."""
             return cv2.invertAffineTransform(mat) @ grid
 
@@ -263,8 +263,8 @@ class TrajectoryBlur(Dataset):
             if plan.depth is None or rest is None:
                 frame = warp(scene, mat, self.crop)
             else:
-                at_rest = source(compose(shift, rest))
-                where = (at_rest + plan.depth.reshape(1, -1) * (source(mat) - at_rest)).astype(np.float32).reshape(2, self.crop, self.crop)
+                at_rest = read_from(compose(shift, rest))
+                where = (at_rest + plan.depth.reshape(1, -1) * (read_from(mat) - at_rest)).astype(np.float32).reshape(2, self.crop, self.crop)
                 frame = cv2.remap(scene, where[0], where[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             if thing is not None:
                 mo = compose(mat, obj)
