@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from livesharp.files import atomic_output
 from livesharp.model import ModelError, load_student
 from train.data import DataError
-from train.distill import build_data, parse_config
+from train.distill import build_data, parse_config, refuse_existing_out
 from train.evaluate import SETS, evaluate, format_table, open_sets, soft_report, unsharp_grid
 
 BANDS = (0.7, 1.5, 2.5)  # px: the correction's detail bands (two of them alone: set 4 +0.3 dB less)
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ridge", type=float, default=1e-3, help="ridge, relative to the mean diagonal (default %(default)s)")
     p.add_argument("--out", default=None, help="also keep the fit here (a .pt of tensors; refused if the file exists)")
     own, rest = p.parse_known_args(argv)
-    if own.out and Path(own.out).exists():
-        p.error(f"--out {own.out} exists; give a new path (nothing was fitted)")
+    refuse_existing_out(p, own.out)
     cfg = parse_config(rest)
     try:
         net = load_student(own.model).eval()

@@ -139,6 +139,13 @@ class DistillConfig:
 LOG_COLUMNS = ["step", "lr", "loss", "pixel", "ssim", "edge", "fft", "distill", "temporal", "bands", "crop", "sec_per_step", "val_psnr", "val_ssim"]
 
 
+def refuse_existing_out(p: argparse.ArgumentParser, out: str | None) -> None:
+    """Stop with one line if ``out`` names a file already there: a tool's minutes of work never
+    end in replacing a file the user did not ask to replace."""
+    if out and (Path(out).exists() or Path(out).is_symlink()):
+        p.error(f"--out {out} exists: give another path, or delete it first (nothing was run)")
+
+
 def parse_config(argv: list[str] | None = None) -> DistillConfig:
     p = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="flat TOML file of DistillConfig fields; flags given here win")

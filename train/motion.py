@@ -248,7 +248,8 @@ class TrajectoryBlur(Dataset):
         def warp(src: np.ndarray, mat: np.ndarray, size: int) -> np.ndarray:
             return cv2.warpAffine(src, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
-        grid = np.stack([*np.mgrid[0 : self.crop, 0 : self.crop][::-1], np.ones((self.crop, self.crop))]).reshape(3, -1)
+        if plan.depth is not None:  # every crop pixel's (x, y, 1), for the depth path's remap
+            grid = np.stack([*np.mgrid[0 : self.crop, 0 : self.crop][::-1], np.ones((self.crop, self.crop))]).reshape(3, -1)
 
         def read_from(mat: np.ndarray) -> np.ndarray:
             """(2, crop * crop) where each crop pixel is read from the scene under the affine ``mat``."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ import torch
 from livesharp.errors import LivesharpError
 from livesharp.model import load_student, save_student
 from train.data import DataError, list_images, read_rgb
-from train.distill import grown_config, threads
+from train.distill import grown_config, refuse_existing_out, threads
 from train.losses import charbonnier
 from train.soft import blur
 from train.synthetic import linear_kernel
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     p.add_argument("--aux-at", choices=("middle", "last"), default="last", help="the coarsest level, or the last decoder level (1/4 resolution)")
     p.add_argument("--out", help="save the trained student here, with its gains and this command (python -m train.evaluate scores it)")
     args = p.parse_args(argv)
-    if args.out and Path(args.out).exists():  # found before the minutes of training, not after
-        sys.exit(f"error: --out {args.out} exists: give another path, or delete it first")
+    refuse_existing_out(p, args.out)
     try:
         small = 2 * KERNEL + args.crop
         stills = [img for img in map(read_rgb, list_images(args.train)) if min(img.shape[:2]) >= small]

@@ -50,7 +50,7 @@ def test_an_existing_out_file_is_refused_before_anything_is_fitted(folders, tmp_
     with pytest.raises(SystemExit) as e:
         detail_fit.main(["--out", str(out), "--soft", str(folders["train"])])
     assert e.value.code == 2 and out.read_bytes() == b"keep me"
-    assert "exists" in capsys.readouterr().err
+    assert f"--out {out} exists: give another path" in capsys.readouterr().err
 
 
 def test_statistics_tell_a_blur_from_its_sharp_frame_and_ignore_contrast():

@@ -37,11 +37,12 @@ def test_a_known_blur_is_learnt(folders, tmp_path):
     assert probe.gain(load_student(out), *val) == pytest.approx(gains[80], abs=1e-4)
 
 
-def test_an_existing_out_is_not_replaced(folders, tmp_path):
+def test_an_existing_out_is_not_replaced(folders, tmp_path, capsys):
     kept = tmp_path / "mine.pt"
     kept.write_bytes(b"a user's file")
-    with pytest.raises(SystemExit, match=f"--out {kept} exists: give another path, or delete it first"):
+    with pytest.raises(SystemExit) as e:
         probe.main(["--crop", "32", "--train", str(folders / "train"), "--held-out", str(folders / "held_out"), "--out", str(kept)])
+    assert e.value.code == 2 and f"--out {kept} exists: give another path, or delete it first" in capsys.readouterr().err
     assert kept.read_bytes() == b"a user's file"
 
 
