@@ -37,7 +37,7 @@ from .errors import LivesharpError
 from .io import VideoInfo, VideoReader, VideoWriter
 from .pipeline import process_file
 from .runtimes import BACKENDS, CPU_PREFERENCE, choose_backend, device_type, installed
-from .settings import FILE_BATCH, cpu_cores
+from .settings import FILE_BATCH, VIDEO_DETAIL_EVERY, cpu_cores
 
 DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
 # The camera rate the live figures are for: what --fps asks by default.
@@ -154,7 +154,8 @@ def run_bench(
             log(f"{key}: making a {frames}-frame clip")
             clip = tmp / f"{key}.mp4"
             rgb = make_clip(clip, (w, h), frames)
-            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision_of(b)) for b in runnable}
+            sharpeners = {b: Sharpener(model=model, device=str(dev) if b == "torch" else "cpu", backend=b, precision=precision_of(b),
+                                       detail_every=VIDEO_DETAIL_EVERY) for b in runnable}  # as file and cam run it
             try:
                 size_res = _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log, key)
             finally:
@@ -255,6 +256,9 @@ def format_table(result: dict) -> str:
         widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
         lines += ["  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))) for row in rows]
         for b, v in r["backends"].items():
+            if v.get("detail_ms") is not None:
+                lines.append(f"{b}: the detail stage {v['detail_ms']:.1f} ms a frame (in model FPS; its statistics measured on every"
+                             f" frame here, every {VIDEO_DETAIL_EVERY}th in file and cam)")
             m = v.get("precision_measured")
             if m:
                 times = ", ".join(f"{p} {ms:.1f} ms" for p, ms in m["ms"].items())

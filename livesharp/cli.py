@@ -56,6 +56,10 @@ def backend_option(f):
 def model_options(f):
     f = backend_option(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where the network runs; auto picks CUDA when torch sees a GPU.")(f)
+    f = click.option("--detail/--no-detail", default=True, show_default=True,
+                     help="After the network, the model's detail stage (where it ships one, as tiny does): per-frame amounts of "
+                          "its correction and of three fine-detail bands, read from how soft the frame is. It sharpens "
+                          "lens blur and defocus that the network leaves, and leaves sharp frames alone.")(f)
     f = click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True, help="0 = passthrough, 1 = the model, up to 2 = extrapolated detail.")(f)
     f = click.option("--model", "model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)(f)
     f = click.option("--side-by-side", is_flag=True, help="Write input | sharpened, twice as wide, labelled.")(f)
@@ -111,7 +115,7 @@ Examples:
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality: lower is better and larger; 18 looks lossless to most eyes.")
 @click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True, help="H.264 speed/size trade-off.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
-def file_cmd(input, output, side_by_side, model, strength, device, backend, precision, batch, overwrite, crf, preset, progress):
+def file_cmd(input, output, side_by_side, model, strength, detail, device, backend, precision, batch, overwrite, crf, preset, progress):
     """Sharpen a video file: H.264 out, audio copied, timing and rotation kept.
 
     The output is written to a hidden temporary file beside OUTPUT and renamed only when
@@ -128,7 +132,7 @@ def file_cmd(input, output, side_by_side, model, strength, device, backend, prec
     from .pipeline import process_file, stop_on_term_and_hup
 
     with stop_on_term_and_hup():
-        r = process_file(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side,
+        r = process_file(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, detail=detail, side_by_side=side_by_side,
                          batch=batch, overwrite=overwrite, crf=crf, preset=preset, progress=progress)
     click.echo(f"wrote {r.output} ({r.frames} frames, {r.width}x{r.height}) in {r.seconds:.1f} s, {r.fps:.1f} frames/s", err=True)
 
@@ -151,7 +155,7 @@ Examples:
 @click.argument("output", type=click.Path(path_type=str))
 @model_options
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-def image_cmd(input, output, side_by_side, model, strength, device, backend, precision, overwrite):
+def image_cmd(input, output, side_by_side, model, strength, detail, device, backend, precision, overwrite):
     """Sharpen a still image (PNG, JPEG, BMP, TIFF, WebP)."""
     from pathlib import Path
 
@@ -162,7 +166,8 @@ def image_cmd(input, output, side_by_side, model, strength, device, backend, pre
     from .pipeline import process_image, stop_on_term_and_hup
 
     with stop_on_term_and_hup():
-        out = process_image(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, side_by_side=side_by_side, overwrite=overwrite)
+        out = process_image(input, output, model=model, device=device, backend=backend, precision=precision, strength=strength, detail=detail,
+                            side_by_side=side_by_side, overwrite=overwrite)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -214,7 +219,7 @@ Examples:
 @click.option("--scale", type=click.Choice(["auto", "1", "0.75", "0.5"]), default="auto", show_default=True,
               help="Run the network on the frame shrunk by this and add what it changed, enlarged, to the full frame. "
                    "auto: the largest scale that keeps up with the frame rate on this machine, adjusted while running.")
-def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, device, backend, precision, max_frames, stats, loop, overwrite,
+def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, detail, device, backend, precision, max_frames, stats, loop, overwrite,
             scale):
     """Sharpen a webcam live: to a virtual camera for video calls and/or a preview window.
 
@@ -237,7 +242,7 @@ def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # run_live's LivesharpError becomes the one error: line in _Group.
     result = run_live(camera, size=_size(size), fps=fps, loop=loop, virtual=virtual, preview=preview, side_by_side=side_by_side,
-                      model=model, device=device, backend=backend, precision=precision, strength=strength,
+                      model=model, device=device, backend=backend, precision=precision, strength=strength, detail=detail,
                       max_frames=max_frames, stats=stats, overwrite=overwrite, status=lambda line: click.echo(line, err=True), scale=scale)
     click.echo(result.summary(), err=True)
 

@@ -10,6 +10,7 @@ which has no torch, sharpens with it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import logging
 import os
@@ -22,10 +23,11 @@ import cv2
 import numpy as np
 
 from . import ops
+from .detail import DetailStage, load_stage
 from .errors import LivesharpError, ModelError
 from .graph import GraphInfo, checkpoint_digest, read_graph
 from .runtimes import RUNNERS, Runner, check_precision, choose_backend, device_type, installed, int8_unavailable, require_torch
-from .settings import DEFAULT_MODEL, cpu_streams, cpu_threads, shipped_graph, shipped_weights
+from .settings import DEFAULT_MODEL, cpu_streams, cpu_threads, shipped_graph, shipped_stage, shipped_weights
 
 if TYPE_CHECKING:
     import torch
@@ -169,6 +171,29 @@ def find_model(model: str | Path | Student, graph_will_do: bool = False) -> tupl
     return net, None, stem
 
 
+def find_stage(name: str, net: Student | None, graph: GraphInfo | None) -> DetailStage | None:
+    """The detail stage shipped for the variant ``name`` (``settings.shipped_stage``), where it
+    was fit on the very weights that run (its ``digest``); None where there is none.
+
+    A stage fit on other weights would scale a correction it has never seen, so a file whose
+    digest differs is refused with a warning rather than applied.
+    """
+    path = shipped_stage(name)
+    if (net is None and graph is None) or not path.is_file():
+        return None
+    if graph is not None:
+        digest = graph.digest
+    else:
+        from .export import model_digest
+
+        digest = model_digest(net)
+    stage, fit_on = load_stage(path)
+    if fit_on != digest:
+        logging.getLogger("livesharp").warning(f"{path} was fit on other weights than {name}'s; running without its detail stage")
+        return None
+    return stage
+
+
 def _variants() -> list[str]:
     from .model import VARIANTS
 
@@ -241,6 +266,11 @@ class Sharpener:
             apply while a batch is computed (``torch_threads``), not for the Sharpener's life.
         live: a live source (batch 1 beside a capture thread that must not stall): picks the
             default thread count for that, see ``cpu_threads``.
+        detail: apply the model's detail stage where it ships one (``livesharp.detail``: per-frame
+            amounts of the network's correction and of three luma detail bands, for soft footage).
+        detail_every: measure the frame's statistics for the stage's amounts every this many
+            frames (1: every frame; a video's neighbouring frames share them, and measuring costs
+            about as much as applying).
         precision: ``"auto"``: fp16 on CUDA; under OpenVINO int8 where the CPU has int8 dot
             products and the model ships a checked int8 graph (``livesharp.int8``), else bf16
             on CPUs with native bf16, else fp32; ``"fp32"``: full precision everywhere (the same
@@ -253,7 +283,8 @@ class Sharpener:
     """
 
     def __init__(self, model: str | Path | Student = DEFAULT_MODEL, device: str = "auto", strength: float = 1.0,
-                 threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False):
+                 threads: int | None = None, backend: str = "auto", precision: str = "auto", live: bool = False,
+                 detail: bool = True, detail_every: int = 1):
         self.strength = _check_strength(strength)
         check_precision(precision)
         self.net, self.graph, self.name = find_model(model, graph_will_do=on_cpu_runtime(device, backend))
@@ -263,6 +294,10 @@ class Sharpener:
         self.cfg = None if self.net is None else self.net.cfg
         self.runner = make_runner(self.net, self.device, backend, precision, threads, live, graph=self.graph)
         self.backend = "none" if self.net is None and self.graph is None else self.runner.name
+        self.stage = find_stage(self.name, self.net, self.graph) if detail else None
+        self.detail_every = max(1, int(detail_every))
+        self._amounts, self._measured = None, 0  # (frame shape, the stage's amounts), frames since measured
+        self._held = None  # amounts of a whole picture computed in tiles (``detail_from``)
 
     @property
     def precision(self) -> str:
@@ -304,13 +339,17 @@ class Sharpener:
         if strength == 0.0:
             return rgb.copy()
         small = shrink(rgb, scale)
-        return add_upscaled_residual(rgb, small, self.runner.run([small], strength)[0])
+        amounts = self._detail_amounts([rgb])
+        out = add_upscaled_residual(rgb, small, self.runner.run([small], strength * _correction(amounts))[0])
+        return self._add_bands([rgb], [out], amounts, strength)[0]
 
     def sharpen_batch(self, frames: Sequence[np.ndarray], strength: float | None = None) -> list[np.ndarray]:
         """Frames of one size, (H, W, 3) uint8 each, sharpened in one batch.
 
         ``strength``: this batch's, instead of ``self.strength`` (a live session's controls
-        pass theirs, so no thread writes the Sharpener another one reads).
+        pass theirs, so no thread writes the Sharpener another one reads). With a detail stage
+        the batch shares one set of its amounts (measured on its first frame when due): a batch
+        is consecutive frames of one video, or pass ``detail_every=1`` and one frame at a time.
         """
         self._check(frames)
         if not frames:
@@ -318,7 +357,38 @@ class Sharpener:
         strength = self.strength if strength is None else _check_strength(strength)
         if strength == 0.0:
             return [f.copy() for f in frames]
-        return list(self.runner.run(frames, strength))
+        amounts = self._detail_amounts(frames)
+        return self._add_bands(frames, list(self.runner.run(frames, strength * _correction(amounts))), amounts, strength)
+
+    def _detail_amounts(self, frames: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The detail stage's amounts for this batch: held (``detail_from``), or those last
+        measured, measured again on the batch's first frame every ``detail_every`` frames and
+        at a new frame size; None without a stage."""
+        if self.stage is None:
+            return None
+        if self._held is not None:
+            return self._held
+        x = frames[0]
+        if self._amounts is None or self._measured >= self.detail_every or self._amounts[0] != x.shape:
+            self._amounts, self._measured = (x.shape, self.stage.amounts(x)), 0
+        self._measured += len(frames)
+        return self._amounts[1]
+
+    def _add_bands(self, frames: Sequence[np.ndarray], outputs: list[np.ndarray], amounts: np.ndarray | None, strength: float) -> list[np.ndarray]:
+        """The stage's detail bands on the network's outputs (which carry its first amount already)."""
+        if amounts is None:
+            return outputs
+        return [self.stage.add_bands(x, y, amounts[1:], strength) for x, y in zip(frames, outputs)]
+
+    @contextlib.contextmanager
+    def detail_from(self, rgb: np.ndarray):
+        """Within this block, the detail stage uses the amounts of the whole picture ``rgb``,
+        whatever part of it a call computes: tiles of one picture are sharpened alike."""
+        self._held = None if self.stage is None else self.stage.amounts(rgb)
+        try:
+            yield self
+        finally:
+            self._held = None
 
     @staticmethod
     def _check(frames: Sequence[np.ndarray]) -> None:
@@ -338,14 +408,17 @@ class Sharpener:
         frame = np.zeros((height, width, 3), np.uint8)
         t0 = time.perf_counter()
         for _ in range(runs):
-            if scale == 1.0:  # the runner itself, as before scales existed
+            if scale == 1.0 and self.stage is None:  # the runner itself, as before scales existed
                 self.runner.run(frame[None], 1.0)
+            elif scale == 1.0:
+                self.sharpen_batch([frame], 1.0)
             else:
                 self.sharpen(frame, 1.0, scale)
         return time.perf_counter() - t0
 
     def profile(self, frames: Sequence[np.ndarray], repeats: int = 10) -> dict[str, float]:
-        """Median milliseconds per batch of ``frames`` for upload, inference and download.
+        """Median milliseconds per batch of ``frames`` for upload, inference and download, and
+        for the detail stage (``detail_ms``: its statistics measured on every frame) where there is one.
 
         Each stage is synchronised before its clock stops, so on a GPU the numbers are the
         stages' own, not a queue of asynchronous launches. For ONNX Runtime and OpenVINO the
@@ -354,7 +427,7 @@ class Sharpener:
         """
         self._check(frames)
         r, strength = self.runner, self.strength
-        times: dict[str, list[float]] = {"upload_ms": [], "inference_ms": [], "download_ms": []}
+        times: dict[str, list[float]] = {"upload_ms": [], "inference_ms": [], "download_ms": []} | ({"detail_ms": []} if self.stage else {})
         with r.computing():
             for i in range(repeats + 2):  # two warm-up batches: allocation, compilation, caches
                 t0 = time.perf_counter()
@@ -364,10 +437,14 @@ class Sharpener:
                 y = r.infer(x, strength)
                 r.sync()
                 t2 = time.perf_counter()
-                r.download(y, frames)
+                out = r.download(y, frames)
                 t3 = time.perf_counter()
+                if self.stage:
+                    for f, o in zip(frames, out):
+                        self.stage.apply(f, o, self.stage.amounts(f), strength)
+                t4 = time.perf_counter()
                 if i >= 2:
-                    for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                    for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                         times[k].append(1000 * dt)
         return {k: float(np.median(v)) for k, v in times.items()}
 
@@ -380,6 +457,12 @@ class Sharpener:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _correction(amounts: np.ndarray | None) -> float:
+    """How much of the network's correction the detail stage keeps (its first amount): the
+    runtimes blend by strength inside the graph, so it costs nothing there."""
+    return 1.0 if amounts is None else float(amounts[0])
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from .engine import Sharpener, scaled_size
 from .errors import LivesharpError
 from .io import camera_file, check_output
 from .pipeline import END, Stages, published, signals_handled
-from .settings import DEFAULT_MODEL
+from .settings import DEFAULT_MODEL, VIDEO_DETAIL_EVERY
 from .sources import capture_time, open_source
 
 log = logging.getLogger("livesharp")
@@ -467,6 +467,7 @@ def run_live(
     backend: str = "auto",
     precision: str = "auto",
     strength: float = 1.0,
+    detail: bool = True,
     max_frames: int | None = None,
     stats=None,
     overwrite: bool = False,
@@ -483,7 +484,7 @@ def run_live(
             opened this is an error, unless ``preview=True``: then a warning, and preview only.
         preview: a window with HUD and hotkeys; None opens one when a display exists.
         side_by_side: start with input | result (the ``s`` hotkey toggles it).
-        model, device, backend, precision, strength: as for ``Sharpener``.
+        model, device, backend, precision, strength, detail: as for ``Sharpener``.
         scale: ``"auto"`` (``ScaleGovernor`` chooses among ``SCALES`` and adapts while running),
             or a fixed 1, 0.75 or 0.5: the network runs on the frame shrunk by it.
         max_frames: stop after this many output frames. stats: a path for per-frame JSON lines,
@@ -507,7 +508,8 @@ def run_live(
     with ExitStack() as opened:
         source = opened.enter_context(open_source(str(camera), size, fps, loop=loop))
         out_fps = fps if source.fps <= 0 else min(fps, source.fps)
-        sharpener = opened.enter_context(Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True))
+        sharpener = opened.enter_context(Sharpener(model=model, device=device, backend=backend, precision=precision, strength=strength, live=True,
+                                                   detail=detail, detail_every=VIDEO_DETAIL_EVERY))
         # Before the first frame is taken: a slow first call would drop the frames behind it.
         warm = sharpener.warm_up(source.height, source.width, scale=fixed or 1.0)
         say(f"{source.describe()}; {sharpener.name} warmed up at {source.width}x{source.height} in {warm * 1000:.0f} ms")

@@ -36,7 +36,7 @@ from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memor
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete,
                  refuse_still_image)
-from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE
+from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE, VIDEO_DETAIL_EVERY
 from .tiling import tiled
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ def process_file(
     backend: str | None = None,
     precision: str | None = None,
     strength: float | None = None,
+    detail: bool | None = None,
     side_by_side: bool = False,
     batch: int = FILE_BATCH,
     overwrite: bool = False,
@@ -238,9 +239,10 @@ def process_file(
         side_by_side: write input | sharpened, twice as wide.
         batch: most frames per inference call.
         progress: a progress bar; None shows it only on a terminal.
-        model, device, backend, precision, strength: what ``Sharpener`` takes; None is its
-            default (tiny, auto, auto, auto, 1.0).
-        sharpener: an already-open Sharpener, instead of the five above (passing both is an error).
+        model, device, backend, precision, strength, detail: what ``Sharpener`` takes; None is
+            its default (tiny, auto, auto, auto, 1.0, True). A video's statistics for the detail
+            stage are measured every ``VIDEO_DETAIL_EVERY`` frames.
+        sharpener: an already-open Sharpener, instead of the six above (passing both is an error).
         max_frames: stop after this many frames (None: all of them).
         on_frame: called as ``on_frame(frame, sharpened, written)`` for every frame in order,
             in the calling thread (so it may drive a window), with the decoded ``io.Frame``,
@@ -258,14 +260,14 @@ def process_file(
     check_input(src)
     refuse_still_image(src)  # first: its output name is likely an image's too
     check_output(src, dst, overwrite, OUTPUT_FORMATS)
-    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision)
+    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision, detail=detail)
     if sharpener is not None:
         open_sharpener(sharpener, **options)  # both given: refused before any work
     reader = VideoReader(src)  # a bad input is reported before the model loads
     try:
         for line in fit_streams(reader.info, dst):  # and what the output cannot hold
             log.warning(line)
-        sharpener, own = open_sharpener(sharpener, **options)
+        sharpener, own = open_sharpener(sharpener, **options, detail_every=None if sharpener else VIDEO_DETAIL_EVERY)
     except BaseException:
         reader.close()
         raise
@@ -621,6 +623,7 @@ def process_image(
     backend: str | None = None,
     precision: str | None = None,
     strength: float | None = None,
+    detail: bool | None = None,
     side_by_side: bool = False,
     overwrite: bool = False,
     sharpener: Sharpener | None = None,
@@ -630,9 +633,10 @@ def process_image(
 
     The model options and ``sharpener`` are as for ``process_file``. A picture larger than
     ``tile`` pixels a side is computed in overlapping tiles of that side (``tiling.tiled``), so
-    the network's memory stays that of one tile whatever the picture's size."""
+    the network's memory stays that of one tile whatever the picture's size; the detail stage's
+    amounts are the whole picture's (``Sharpener.detail_from``)."""
     src, dst = Path(src), Path(dst)
-    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision)
+    options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision, detail=detail)
     if sharpener is not None:
         open_sharpener(sharpener, **options)  # both given: refused before any work
     check_input(src)
@@ -660,7 +664,8 @@ def process_image(
     rgb = _to_8bit(full) if deep else full  # what the network sees
     sharpener, own = open_sharpener(sharpener, **options)
     try:
-        out = tiled(sharpener.sharpen, rgb, tile, IMAGE_OVERLAP, sharpener.multiple)
+        with sharpener.detail_from(rgb):
+            out = tiled(sharpener.sharpen, rgb, tile, IMAGE_OVERLAP, sharpener.multiple)
     finally:
         if own:
             sharpener.close()

@@ -35,6 +35,10 @@ FILE_BATCH = 4
 # averages themselves make tiles differ more than that (livesharp.tiling).
 IMAGE_TILE = 2048
 IMAGE_OVERLAP = 128
+# In a video (`file`, `cam`) the detail stage's amounts are measured every VIDEO_DETAIL_EVERY
+# frames (livesharp.detail): neighbouring frames share them, and measuring costs about as much
+# as applying them.
+VIDEO_DETAIL_EVERY = 16
 
 
 def apply_thread_policy() -> None:
@@ -93,6 +97,15 @@ def shipped_weights(name: str) -> Path:
     'livesharp-tiny.pt'
     """
     return models_dir() / f"livesharp-{name}.pt"
+
+
+def shipped_stage(name: str) -> Path:
+    """The detail stage fit on a variant's weights (``livesharp.detail``), JSON beside them.
+
+    >>> shipped_stage("tiny").name
+    'livesharp-tiny.detail.json'
+    """
+    return models_dir() / f"livesharp-{name}.detail.json"
 
 
 def shipped_graph(name: str) -> Path:

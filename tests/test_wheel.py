@@ -59,7 +59,8 @@ def test_the_wheel_installs_without_torch_and_sharpens_from_anywhere(tmp_path, v
     # Only livesharp, with its weights as package data; no top-level train.
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"livesharp"}
-    assert {"livesharp/weights/livesharp-tiny.pt", "livesharp/weights/livesharp-tiny.onnx", "livesharp/data/demo_blurry.mp4"} <= set(names)
+    assert {"livesharp/weights/livesharp-tiny.pt", "livesharp/weights/livesharp-tiny.onnx", "livesharp/weights/livesharp-tiny.detail.json",
+            "livesharp/data/demo_blurry.mp4"} <= set(names)
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)  # no system site-packages: nothing of this interpreter's

@@ -39,7 +39,7 @@ import torch
 from pytorch_msssim import ms_ssim, ssim
 
 from livesharp import ops
-from livesharp.engine import open_model
+from livesharp.engine import find_stage, open_model
 from livesharp.errors import LivesharpError
 from livesharp.files import atomic_output
 from train.data import IMAGE_SUFFIXES, DataError, list_images, load_frames, read_rgb
@@ -207,6 +207,18 @@ def student_method(net: torch.nn.Module, device: torch.device) -> Method:
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return net(x.to(device)).float().cpu()
+
+    return run
+
+
+def staged_method(student: Method, stage) -> Method:
+    """``student``, then a detail stage (``livesharp.detail``) on uint8 frames, as the product runs it."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for frame, y in zip(x, student(x)):
+            f8 = to_uint8(frame)
+            out.append(from_uint8(stage.apply(f8, to_uint8(y), stage.amounts(f8))))
+        return torch.stack(out)
 
     return run
 
@@ -412,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             if name in methods:  # two checkpoints both called student.pt: tell them apart
                 name = str(Path(model).parent.name) + "/" + name
             methods[name] = student_method(net, device)
+            stage = find_stage(name, net, None) if model == name else None  # a shipped variant's stage, on its own weights
+            if stage is not None:
+                methods[f"{name} + detail"] = staged_method(methods[name], stage)
         if not (a.real_pairs or a.data or a.sharp or a.soft):
             raise LivesharpError("nothing to evaluate on: pass --real-pairs DIR, --data PATH, --sharp DIR and/or --soft DIR")
         sets = open_sets(a.real_pairs, a.data, a.sharp, clip_len=a.clip_len, every=a.every, window=tuple(a.window), crop=a.crop, soft=a.soft)

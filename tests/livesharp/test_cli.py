@@ -269,10 +269,11 @@ def test_file_flags_map_to_keyword_arguments(process_file, inputs_here):
     result = run(
         "file", "a.mp4", "b.mp4", "--side-by-side", "--model", "small", "--strength", "1.5", "--device", "cpu",
         "--backend", "onnx", "--precision", "fp32", "--batch", "8", "--overwrite", "--crf", "23", "--preset", "fast", "--no-progress",
+        "--no-detail",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     process_file.assert_called_once_with(
-        "a.mp4", "b.mp4", model="small", device="cpu", backend="onnx", precision="fp32", strength=1.5, side_by_side=True,
+        "a.mp4", "b.mp4", model="small", device="cpu", backend="onnx", precision="fp32", strength=1.5, detail=False, side_by_side=True,
         batch=8, overwrite=True, crf=23, preset="fast", progress=False,
     )  # fmt: skip
     assert "wrote b.mp4 (3 frames, 64x48)" in result.output
@@ -284,7 +285,7 @@ def test_file_defaults(process_file, inputs_here):
     result = run("file", "a.mp4", "b.mp4")
     assert result.exit_code == 0, result.output
     process_file.assert_called_once_with(
-        "a.mp4", "b.mp4", model=engine.DEFAULT_MODEL, device="auto", backend="auto", precision="auto", strength=1.0, side_by_side=False,
+        "a.mp4", "b.mp4", model=engine.DEFAULT_MODEL, device="auto", backend="auto", precision="auto", strength=1.0, detail=True, side_by_side=False,
         batch=4, overwrite=False, crf=18, preset="medium", progress=None,
     )  # fmt: skip
 
@@ -294,7 +295,8 @@ def test_image_flags_map_to_keyword_arguments(process_image, inputs_here):
     process_image.return_value = Path("b.png")
     result = run("image", "a.jpg", "b.png", "--side-by-side", "--model", "unsharp", "--strength", "0", "--device", "cpu", "--backend", "torch", "--overwrite")
     assert result.exit_code == 0, result.output
-    process_image.assert_called_once_with("a.jpg", "b.png", model="unsharp", device="cpu", backend="torch", precision="auto", strength=0.0, side_by_side=True, overwrite=True)
+    process_image.assert_called_once_with("a.jpg", "b.png", model="unsharp", device="cpu", backend="torch", precision="auto", strength=0.0, detail=True,
+                                          side_by_side=True, overwrite=True)
 
 
 @pytest.mark.parametrize(

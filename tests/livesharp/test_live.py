@@ -374,13 +374,14 @@ def test_cam_is_a_shim_over_run_live(video, monkeypatch):
     monkeypatch.setattr(sinks, "require_virtual_camera", lambda: None)  # stands in for a loopback device, which cannot exist here
     with mock.patch("livesharp.live.run_live", autospec=True, return_value=live.LiveResult(3, 1.0, 0, [5.0])) as run:
         r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--size", "640x480", "--fps", "25", "--no-preview", "--virtual", "--loop",
-                                     "--model", "unsharp", "--strength", "0.5", "--side-by-side", "--max-frames", "3", "--stats", "s.jsonl"])
+                                     "--model", "unsharp", "--strength", "0.5", "--side-by-side", "--max-frames", "3", "--stats", "s.jsonl",
+                                     "--no-detail"])
     assert r.exit_code == 0, r.output
     args, kw = run.call_args
     assert args == (str(video),)
     assert {k: v for k, v in kw.items() if k != "status"} == dict(
         size=(640, 480), fps=25, loop=True, virtual=True, preview=False, side_by_side=True, model="unsharp", device="auto",
-        backend="auto", precision="auto", strength=0.5, max_frames=3, stats="s.jsonl", overwrite=False, scale="auto")
+        backend="auto", precision="auto", strength=0.5, detail=False, max_frames=3, stats="s.jsonl", overwrite=False, scale="auto")
     assert "3 frames" in r.output
 
 

@@ -1,10 +1,15 @@
 """train.detail_fit: the per-frame sharpening stage, fit in closed form on a real student's output."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from livesharp import detail
+from livesharp.export import model_digest
+from livesharp.model import load_student
 from train import detail_fit
 from train.soft import video_sharpness
 
@@ -53,16 +58,6 @@ def test_an_existing_out_file_is_refused_before_anything_is_fitted(folders, tmp_
     assert f"--out {out} exists: give another path" in capsys.readouterr().err
 
 
-def test_statistics_tell_a_blur_from_its_sharp_frame_and_ignore_contrast():
-    rng = np.random.default_rng(1)
-    sharp = torch.from_numpy(natural(rng, 128)).permute(2, 0, 1)[None].double() / 255
-    blurred = detail_fit.gaussian(sharp.flatten(0, 1)[:, None], 1.6).view_as(sharp)
-    s, b = detail_fit.frame_stats(sharp), detail_fit.frame_stats(blurred)
-    assert (b[0, 1:4] - s[0, 1:4]).abs().max() > 0.2  # the blur steepens the fall-off of its detail
-    half = detail_fit.frame_stats(0.25 + sharp / 2)
-    assert torch.allclose(half[0, :5], s[0, :5], atol=0.02)  # slopes are ratios: contrast drops out
-
-
 def test_a_missing_folder_is_one_line_not_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         detail_fit.main(["--count", "4", "--soft", str(tmp_path / "nowhere")])
@@ -70,12 +65,24 @@ def test_a_missing_folder_is_one_line_not_a_traceback(tmp_path, capsys):
     assert e.value.code == 2 and "nowhere" in err and "Traceback" not in err
 
 
-def test_a_frames_summary_keeps_nothing_of_the_frame_alive():
-    """The fit keeps one summary per sample; as NumPy views of torch products they held the
-    frame's tensors (megabytes each) and a 2,600-sample fit ran out of 24 GB. They must own
-    their few numbers."""
-    x, y = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
-    g, h = detail_fit.sufficient(x, x.roll(1, -1), y)
-    k = detail_fit.terms(x, x).shape[1]
-    assert g.shape == (k, k) and h.shape == (k,)
-    assert g.flags.owndata and h.flags.owndata
+def test_a_frames_summary_is_the_normal_equations_of_its_terms():
+    """The fit adds up each frame's A A^T and A b without building A (each band meets every
+    colour); they must be what A itself gives."""
+    rng = np.random.default_rng(2)
+    x, y, target = natural(rng, 40), natural(rng, 40), natural(rng, 40)
+    gram, rhs = detail_fit.sufficient(x, y, target)
+    r, *bands = detail.terms(x, y, detail_fit.BANDS)
+    a = np.stack([r.ravel(), *[np.repeat(b[..., None], 3, 2).ravel() for b in bands]]).astype(np.float64)
+    b = (target.astype(np.float64) - x).ravel()
+    assert np.allclose(gram, a @ a.T, rtol=1e-9) and np.allclose(rhs, a @ b, rtol=1e-9)
+
+
+def test_the_fit_saves_the_stage_the_product_loads(folders, tmp_path):
+    """--out writes the JSON livesharp reads, with the command that made it and the weights it was fit on."""
+    out = tmp_path / "stage.json"
+    result = detail_fit.main(["--count", "24", "--soft", str(folders["train"]), "--crop", "96", "--curriculum", "96",
+                              "--clip-len", "1", "--min-edge-energy", "0", "--out", str(out)])
+    stage, digest = detail.load_stage(out)
+    assert np.allclose(stage.weights, result["fit"].weights) and stage.bands == detail_fit.BANDS
+    assert digest == model_digest(load_student("tiny"))
+    assert "train.detail_fit" in json.loads(out.read_text())["command"]
