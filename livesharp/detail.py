@@ -26,6 +26,8 @@ EDGE = 8  # px of each side left out of the statistics: the blurs' padding is no
 TILE = 128  # px: a large frame's statistics are read from a grid of tiles this size
 TILES = (2, 3)  # rows, columns of that grid: an eighth of a 720p frame, spread over all of it
 WIDE = 1.0  # px: bands at least this wide are computed at half resolution (``blurs``)
+MIN_SIDE = 2 * EDGE + 8  # px: a smaller frame (a thumbnail) is not measured, and gets the network alone
+REACH = 3.0  # spreads from the fit's mean: a frame measured farther out is one the fit never saw (the sets' and real clips' lie within 2.2)
 
 
 def gaussian(img: np.ndarray, sigma: float, dst: np.ndarray | None = None) -> np.ndarray:
@@ -122,7 +124,7 @@ def frame_stats(rgb: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     n = len(sigmas)
     energy = np.log(sums[:n] / counts[0] + 1e-4)
     ax, gx_, ay, gy_ = sums[n:n + 4] / counts[1:5]
-    grid = 0.5 * (gx_ / (ax + 1e-6) + gy_ / (ay + 1e-6))
+    grid = max(0.5 * (gx_ / (ax + 1e-6) + gy_ / (ay + 1e-6)), 1e-3)  # a flat frame has no steps at all
     xx, yy, xy = sums[n + 4:]
     mid, root = (xx + yy) / 2, np.sqrt(((xx - yy) / 2) ** 2 + xy**2)
     scale = 1.0 / max(counts[0], 1)  # moments as means, so the 1e-8 guard means what it did per pixel
@@ -149,8 +151,19 @@ class DetailStage:
     _work: dict = field(default_factory=dict, compare=False, repr=False)  # frame-sized buffers, per frame size
 
     def amounts(self, rgb: np.ndarray) -> np.ndarray:
-        """(1 + bands,) this frame's amounts: of the network's correction, then of each band."""
-        return features(frame_stats(rgb, self.stat_sigmas), self.mean, self.spread) @ self.weights
+        """(1 + bands,) this frame's amounts: of the network's correction, then of each band.
+
+        A quadratic does not extrapolate: a frame whose statistics lie over ``REACH`` spreads
+        from the fit's (a flat frame, a slide of text on white, pure noise), or one under
+        ``MIN_SIDE`` a side, gets the network's correction alone (1, 0, 0, ...).
+        """
+        alone = np.eye(1, 1 + len(self.bands))[0]
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            return alone
+        stats = frame_stats(rgb, self.stat_sigmas)
+        if not np.all(np.abs(stats - self.mean) <= REACH * self.spread):
+            return alone
+        return features(stats, self.mean, self.spread) @ self.weights
 
     def apply(self, x: np.ndarray, y: np.ndarray, amounts: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """The frame ``x`` and the network's output ``y`` on it (uint8 (H, W, 3), at this
@@ -169,6 +182,8 @@ class DetailStage:
         arithmetic.
         """
         c = [strength * float(v) for v in amounts]
+        if not any(c):
+            return y
         h, w = x.shape[:2]
         work = self._work.get((h, w))
         if work is None:

@@ -123,3 +123,18 @@ def test_the_amounts_are_measured_every_few_frames_of_a_video_and_on_a_new_size(
         s.sharpen(frame)  # frame 4: measured again
         s.sharpen(np.zeros((32, 48, 3), np.uint8))  # a new size: measured at once
     assert calls == [(40, 48, 3), (40, 48, 3), (32, 48, 3)]
+
+
+def test_frames_unlike_any_the_fit_saw_get_the_network_alone():
+    """A quadratic fit extrapolates wildly: a flat frame (a black start, a covered camera) read as
+    -inf on its codec statistic and gave NaN amounts; a slide of text on white, where every tile
+    is blank, gave the network's correction inverted. Those, and thumbnails too small to measure,
+    get the network's output unchanged."""
+    text = cv2.putText(np.full((720, 1280, 3), 255, np.uint8), "Hello world", (50, 300), cv2.FONT_HERSHEY_SIMPLEX, 5, (0, 0, 0), 8)
+    frames = [np.zeros((720, 1280, 3), np.uint8), np.full((96, 128, 3), 128, np.uint8), text,
+              np.full((1, 1, 3), 7, np.uint8), natural(np.random.default_rng(5), 16, 16)]
+    with Sharpener("tiny", device="cpu", backend="openvino", precision="fp32") as on, \
+            Sharpener("tiny", device="cpu", backend="openvino", precision="fp32", detail=False) as off:
+        for f in frames:
+            assert np.array_equal(on.stage.amounts(f), [1, 0, 0, 0]), f.shape
+            assert np.array_equal(on.sharpen(f), off.sharpen(f)), f.shape
