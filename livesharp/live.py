@@ -545,6 +545,7 @@ def _describe_choice(sharpener: Sharpener, governor: ScaleGovernor, height: int,
     measured = sharpener.measured
     precision = measured.describe() if measured is not None else sharpener.precision
     h, w = scaled_size(height, width, governor.scale)
+    detail = "; detail stage on (--no-detail: off)" if sharpener.stage is not None else ""
     if governor.fixed is not None:
-        return f"precision {precision}; scale {governor.scale:g} ({w}x{h})"
-    return f"precision {precision}; scale auto: {governor.scale:g} ({w}x{h}; {governor.describe()})"
+        return f"precision {precision}; scale {governor.scale:g} ({w}x{h}){detail}"
+    return f"precision {precision}; scale auto: {governor.scale:g} ({w}x{h}; {governor.describe()}){detail}"

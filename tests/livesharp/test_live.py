@@ -608,3 +608,11 @@ def test_a_live_session_lowers_the_scale_when_the_runner_sleeps_more_and_raises_
 def test_the_hud_shows_the_scale_in_use():
     out = live.Output(live.Capture(SyntheticCamera(), 1.0), live.LatestSlot(), live.Controls(), name="tiny")
     assert "inference 12.0 ms at scale 0.75" in out.hud(live.Controls(), 12.0, 0.75)[1]
+
+
+def test_run_live_says_whether_the_detail_stage_is_on(video):
+    """The status line names the stage, and how to turn it off, so a user can tell what ran."""
+    for detail, said in ((True, True), (False, False)):
+        lines = []
+        live.run_live(str(video), preview=False, model="tiny", backend="openvino", max_frames=2, detail=detail, status=lines.append)
+        assert any("detail stage on (--no-detail: off)" in line for line in lines) is said, lines
