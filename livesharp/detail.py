@@ -24,7 +24,7 @@ import numpy as np
 
 EDGE = 8  # px of each side left out of the statistics: the blurs' padding is not the picture
 TILE = 128  # px: a large frame's statistics are read from a grid of tiles this size
-TILES = (2, 3)  # rows, columns of that grid: an eighth of a 720p frame, spread over all of it
+TILES = (2, 3)  # rows, columns of that grid: with their margins a seventh of a 720p frame, spread over all of it
 WIDE = 1.0  # px: bands at least this wide are computed at half resolution (``blurs``)
 MIN_SIDE = 2 * EDGE + 8  # px: a smaller frame (a thumbnail) is not measured, and gets the network alone
 REACH = 3.0  # spreads from the fit's mean: a frame measured farther out is one the fit never saw (the sets' and real clips' lie within 2.2)
@@ -40,10 +40,10 @@ def gaussian(img: np.ndarray, sigma: float, dst: np.ndarray | None = None) -> np
     return cv2.sepFilter2D(img, cv2.CV_32F, k, k, dst=dst, borderType=cv2.BORDER_REFLECT_101)
 
 
-def luma(rgb: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) float32 grey levels: OpenCV's luma (BT.601), in whole grey
-    levels (a fifth of a millisecond at 720p, where a float mean of the colours takes five times as long)."""
-    return cv2.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.0, dst=dst, dtype=cv2.CV_32F)
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32: OpenCV's 8-bit luma (BT.601), in grey levels. Whole
+    grey levels, because the 8-bit conversion is one fast pass where a float one is several."""
+    return cv2.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 1.0, dtype=cv2.CV_32F)
 
 
 def wide_sigma(sigma: float) -> float:
@@ -56,7 +56,7 @@ def wide_sigma(sigma: float) -> float:
 
 def blurs(lum: np.ndarray, bands: tuple[float, ...]) -> list[np.ndarray]:
     """The luma (H, W) float32 under each band's blur (the band is ``lum - blur``): the one
-    definition the fit and the product share (``DetailStage.apply`` computes the same sum).
+    definition the fit and the product share (``DetailStage.add_bands`` computes the same sum).
     Bands narrower than ``WIDE`` are Gaussians at full resolution; wider ones are computed at
     half resolution between ``cv2.pyrDown`` and ``cv2.pyrUp``: a quarter of the pixels, and
     within 0.02 dB on set 4 of full-resolution Gaussians (bilinear halving and enlarging lost 0.2)."""
@@ -106,7 +106,8 @@ def frame_stats(rgb: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     blur smears one direction, lens blur none). Sums run over ``tiles``.
     """
     y = luma(rgb) * np.float32(1 / 255)
-    sums = np.zeros(len(sigmas) + 7)  # band energies, then steps: all x, grid x, all y, grid y; then gradient moments
+    n = len(sigmas)
+    sums = np.zeros(n + 7)  # band energies, then steps: all x, grid x, all y, grid y; then gradient moments
     counts = np.zeros(5)
     for rows, cols in tiles(*y.shape):
         t = y[rows, cols]
@@ -114,20 +115,18 @@ def frame_stats(rgb: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
         for i, s in enumerate(sigmas):
             sums[i] += cv2.norm(inner, gaussian(t, s)[EDGE:-EDGE, EDGE:-EDGE], cv2.NORM_L1)
         dx, dy = np.abs(np.diff(t, axis=1)), np.abs(np.diff(t, axis=0))
-        n = len(sigmas)
         sums[n:n + 4] += [dx.sum(dtype=np.float64), dx[:, 7::8].sum(dtype=np.float64), dy.sum(dtype=np.float64), dy[7::8, :].sum(dtype=np.float64)]
         counts[:5] += [inner.size, dx.size, dx[:, 7::8].size, dy.size, dy[7::8, :].size]
         smooth = gaussian(t, 1.0)
         gx = (smooth[:, 2:] - smooth[:, :-2])[1:-1, :]
         gy = (smooth[2:, :] - smooth[:-2, :])[:, 1:-1]
         sums[n + 4:] += [np.dot(gx.ravel(), gx.ravel()), np.dot(gy.ravel(), gy.ravel()), np.dot(gx.ravel(), gy.ravel())]
-    n = len(sigmas)
     energy = np.log(sums[:n] / counts[0] + 1e-4)
     ax, gx_, ay, gy_ = sums[n:n + 4] / counts[1:5]
     grid = max(0.5 * (gx_ / (ax + 1e-6) + gy_ / (ay + 1e-6)), 1e-3)  # a flat frame has no steps at all
     xx, yy, xy = sums[n + 4:]
     mid, root = (xx + yy) / 2, np.sqrt(((xx - yy) / 2) ** 2 + xy**2)
-    scale = 1.0 / max(counts[0], 1)  # moments as means, so the 1e-8 guard means what it did per pixel
+    scale = 1.0 / max(counts[0], 1)  # moments as means per pixel: the scale the 1e-8 guard is meant for
     aniso = np.log((mid + root) * scale + 1e-8) - np.log((mid - root) * scale + 1e-8)
     return np.concatenate([energy[:-1] - energy[1:], energy[-1:], [np.log(grid), aniso]])
 
