@@ -20,8 +20,8 @@ the product compute the stage with the same functions, on the same uint8 frames.
       --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames --out runs/detail/tiny.detail.json
 
 Takes ``train.distill``'s data options (its samples are the campaign's own), fits, and prints
-sets 1, 3 and 4 for the student alone and with the stage (leg 13). ``--out`` keeps the stage as
-the JSON the product loads (numbers, the command that made it and the student's name).
+sets 1, 3 and 4 for the student alone and with the stage (legs 13, 14). ``--out`` keeps the stage as
+the JSON the product loads (numbers, the command that made it, the student and its digest).
 """
 
 from __future__ import annotations
