@@ -384,11 +384,24 @@ class Sharpener:
     def detail_from(self, rgb: np.ndarray):
         """Within this block, the detail stage uses the amounts of the whole picture ``rgb``,
         whatever part of it a call computes: tiles of one picture are sharpened alike."""
-        self._held = None if self.stage is None else self.stage.amounts(rgb)
-        try:
+        with self._hold(None if self.stage is None else self.stage.amounts(rgb)):
             yield self
+
+    @contextlib.contextmanager
+    def timing(self):
+        """Within this block the detail stage does its full work on any frame: warm-up and
+        calibration frames are blank, which it would leave to the network alone, so their
+        times would leave it out and its buffers would wait for the first real frame."""
+        with self._hold(None if self.stage is None else np.ones(1 + len(self.stage.bands))):
+            yield self
+
+    @contextlib.contextmanager
+    def _hold(self, amounts: np.ndarray | None):
+        held, self._held = self._held, amounts
+        try:
+            yield
         finally:
-            self._held = None
+            self._held = held
 
     @staticmethod
     def _check(frames: Sequence[np.ndarray]) -> None:
@@ -407,13 +420,12 @@ class Sharpener:
         """
         frame = np.zeros((height, width, 3), np.uint8)
         t0 = time.perf_counter()
-        for _ in range(runs):
-            if scale == 1.0 and self.stage is None:  # the runner itself, as before scales existed
-                self.runner.run(frame[None], 1.0)
-            elif scale == 1.0:
-                self.sharpen_batch([frame], 1.0)
-            else:
-                self.sharpen(frame, 1.0, scale)
+        with self.timing():
+            for _ in range(runs):
+                if scale == 1.0 and self.stage is None:  # the runner itself, as before scales existed
+                    self.runner.run(frame[None], 1.0)
+                else:
+                    self.sharpen(frame, 1.0, scale)
         return time.perf_counter() - t0
 
     def profile(self, frames: Sequence[np.ndarray], repeats: int = 10) -> dict[str, float]:

@@ -2,7 +2,7 @@
 shipped stage as users get it through Sharpener."""
 
 import json
-import logging
+import time
 
 import cv2
 import numpy as np
@@ -138,3 +138,16 @@ def test_frames_unlike_any_the_fit_saw_get_the_network_alone():
         for f in frames:
             assert np.array_equal(on.stage.amounts(f), [1, 0, 0, 0]), f.shape
             assert np.array_equal(on.sharpen(f), off.sharpen(f)), f.shape
+
+
+def test_warm_up_and_calibration_count_the_detail_stage(monkeypatch):
+    """cam picks its scale from calibration on blank frames, which the stage leaves to the network
+    alone: its time went uncounted. A stand-in stage that takes 20 ms whenever it works shows up
+    in every scale's estimate."""
+    from livesharp import live
+
+    with Sharpener("tiny", device="cpu", backend="openvino") as s:
+        real = s.stage.add_bands
+        monkeypatch.setattr(s.stage, "add_bands", lambda x, y, a, strength=1.0: (time.sleep(0.02) if any(a) else None) or real(x, y, a, strength))
+        assert s.warm_up(48, 64, runs=1) >= 0.02
+        assert min(live.calibrate(s, 48, 64, runs=1).values()) >= 20
