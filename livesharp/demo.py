@@ -20,7 +20,7 @@ from .files import atomic_output
 from .io import Frame, VideoReader
 from .ops import psnr
 from .pipeline import process_file
-from .settings import DEFAULT_MODEL
+from .settings import DEFAULT_MODEL, VIDEO_DETAIL_EVERY
 
 CAMERA_FPS = (30, 24)  # the camera rates a verdict is given against, the common one first
 SCALES = (0.75, 0.5)  # cam --scale's smaller processing scales; the network's cost goes as scale squared
@@ -110,7 +110,7 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
     try:
         say(f"loading the {model} model")
         t = time.perf_counter()
-        with Sharpener(model=model, device=device, backend=backend, precision=precision) as sharpener:
+        with Sharpener(model=model, device=device, backend=backend, precision=precision, detail_every=VIDEO_DETAIL_EVERY) as sharpener:
             say(f"compiling it for {width}x{height} on this machine ({sharpener.backend}; the first run at a size takes longest)")
             sharpener.warm_up(height, width, runs=1)
             say(f"ready in {time.perf_counter() - t:.1f} s: sharpening {total} frames of {DATA.joinpath('demo_blurry.mp4').name}")
