@@ -105,12 +105,11 @@ def frame_stats(rgb: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     (JPEG and H.264 blocks); and the log ratio of the gradient's two principal energies (motion
     blur smears one direction, lens blur none). Sums run over ``tiles``.
     """
-    y = luma(rgb) * np.float32(1 / 255)
     n = len(sigmas)
     sums = np.zeros(n + 7)  # band energies, then steps: all x, grid x, all y, grid y; then gradient moments
     counts = np.zeros(5)
-    for rows, cols in tiles(*y.shape):
-        t = y[rows, cols]
+    for rows, cols in tiles(*rgb.shape[:2]):
+        t = luma(rgb[rows, cols]) * np.float32(1 / 255)  # only the pixels read
         inner = t[EDGE:-EDGE, EDGE:-EDGE]
         for i, s in enumerate(sigmas):
             sums[i] += cv2.norm(inner, gaussian(t, s)[EDGE:-EDGE, EDGE:-EDGE], cv2.NORM_L1)

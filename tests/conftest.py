@@ -23,6 +23,7 @@ from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import av  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -35,6 +36,14 @@ def pytest_configure(config):
     cache = tempfile.mkdtemp(prefix="livesharp-test-cache-")
     os.environ["LIVESHARP_CACHE"] = cache
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+
+
+def natural(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A picture with detail at every scale (noise blurred at several widths, summed: about 1/f):
+    what the detail stage's statistics read on real frames, without shared data."""
+    img = sum(cv2.GaussianBlur(rng.normal(size=(height, width, 3)).astype(np.float32), (0, 0), s) * s for s in (0.6, 1.5, 4, 10))
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).round().astype(np.uint8)
 
 
 def pattern(i: int, height: int, width: int) -> np.ndarray:

@@ -6,21 +6,14 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from livesharp import detail, ops, settings
 from livesharp.demo import DATA
 from livesharp.engine import Sharpener
 from livesharp.io import VideoReader
+from tests.conftest import natural
 
 SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.5, 4.0)
-
-
-def natural(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A picture with detail at every scale (noise blurred at several widths, summed: about 1/f)."""
-    img = sum(cv2.GaussianBlur(rng.normal(size=(h, w, 3)).astype(np.float32), (0, 0), s) * s for s in (0.6, 1.5, 4, 10))
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * 255).round().astype(np.uint8)
 
 
 def stage(weights: np.ndarray) -> detail.DetailStage:

@@ -10,15 +10,9 @@ import torch
 from livesharp import detail
 from livesharp.export import model_digest
 from livesharp.model import load_student
+from tests.conftest import natural
 from train import detail_fit
 from train.soft import video_sharpness
-
-
-def natural(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A picture with detail at every scale (noise blurred at several widths, summed: about 1/f)."""
-    img = sum(cv2.GaussianBlur(rng.normal(size=(size, size, 3)).astype(np.float32), (0, 0), s) * s for s in (0.6, 1.5, 4, 10))
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * 255).round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +22,7 @@ def folders(tmp_path_factory):
     for name, count, size in (("train", 12, 192), ("val", 4, 128)):
         root = tmp_path_factory.mktemp(name)
         for i in range(count):
-            img = natural(rng, size)
+            img = natural(rng, size, size)
             # held-out frames as sharp as the video-sharp targets train.soft makes of stills
             cv2.imwrite(str(root / f"{name}{i}.png"), video_sharpness(img, 1.0, 0.7) if name == "val" else img)
         out[name] = root
@@ -69,7 +63,7 @@ def test_a_frames_summary_is_the_normal_equations_of_its_terms():
     """The fit adds up each frame's A A^T and A b without building A (each band meets every
     colour); they must be what A itself gives."""
     rng = np.random.default_rng(2)
-    x, y, target = natural(rng, 40), natural(rng, 40), natural(rng, 40)
+    x, y, target = natural(rng, 40, 40), natural(rng, 40, 40), natural(rng, 40, 40)
     gram, rhs = detail_fit.sufficient(x, y, target)
     r, *bands = detail.terms(x, y, detail_fit.BANDS)
     a = np.stack([r.ravel(), *[np.repeat(b[..., None], 3, 2).ravel() for b in bands]]).astype(np.float64)
