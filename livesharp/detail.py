@@ -7,9 +7,9 @@ sharp frame wants none. So after the network, per frame::
     out = x + c0 (y - x) + c1 D0.7 + c2 D1.5 + c3 D2.5,   y = network(x)
 
 ``Ds`` is the luma's detail under a Gaussian of sigma ``s`` px (``luma - blur``, added to every
-colour). The amounts are a quadratic function of eight numbers measured on the frame
-(``frame_stats``: how its detail falls off from fine to coarse bands, a codec's 8 px grid, how
-much one direction dominates), fit in closed form on the training samples by ``python -m
+colour). The amounts are a quadratic function of fourteen numbers measured on the frame
+(``frame_stats``: how its detail falls off over twelve bands from fine to coarse, a codec's 8 px
+grid, how much one direction dominates), fit in closed form on the training samples by ``python -m
 train.detail_fit`` with these same functions, and shipped as JSON beside the weights.
 """
 

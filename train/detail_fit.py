@@ -8,15 +8,15 @@ fits want 0.5-13). Here the same idea is fit directly. Per frame::
     out = x + c0 (y - x) + c1 D0.7 + c2 D1.5 + c3 D2.5,   y = student(x)
 
 with ``Ds`` the luma's detail in a band of sigma ``s`` px (added to every colour). The amounts are
-a quadratic function of eight numbers measured on the frame (``livesharp.detail.frame_stats``),
+a quadratic function of fourteen numbers measured on the frame (``livesharp.detail.frame_stats``),
 and that function is the least-squares fit over the training samples, each frame weighted by its
 own detail energy. It is one linear solve, so a fit takes as long as running the student over
 the samples (minutes), and it cannot drift as the detail path's trained gains did. The fit and
 the product compute the stage with the same functions, on the same uint8 frames.
 
-    python -m train.detail_fit --model tiny --count 2600 --crop 320 --curriculum 320 \\
-      --soft $CLIP $STILLS --motion $STILLS --soft-fraction 0.7 --soft-upscaled 0.5 \\
-      --soft-sharp-fraction 0.3 --linear-fraction 0.15 --val-real $S/gopro_real_pairs_val \\
+    python -m train.detail_fit --model tiny --count 3900 --crop 320 --curriculum 320 \\
+      --soft $CLIP $STILLS --motion $STILLS --highfps $CLIP --soft-fraction 0.667 --motion-fraction 0.333 \\
+      --soft-upscaled 0.5 --soft-sharp-fraction 0.3 --linear-fraction 0.15 --val-real $S/gopro_real_pairs_val \\
       --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames --out runs/detail/tiny.detail.json
 
 Takes ``train.distill``'s data options (its samples are the campaign's own), fits, and prints
@@ -43,7 +43,7 @@ from train.distill import build_data, parse_config, refuse_existing_out
 from train.evaluate import SETS, evaluate, format_table, from_uint8, open_sets, soft_report, staged_method, to_uint8, unsharp_grid
 
 BANDS = (0.7, 1.5, 2.5)  # px: the detail bands (two of them alone: set 4 +0.3 dB less)
-STAT_SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.5, 4.0)  # px: the bands whose energies describe the frame
+STAT_SIGMAS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # px: the bands whose energies describe the frame
 
 
 def sufficient(x: np.ndarray, y: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +62,7 @@ def sufficient(x: np.ndarray, y: np.ndarray, target: np.ndarray) -> tuple[np.nda
     return gram, rhs
 
 
-def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 1e-3) -> DetailStage:
+def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 3e-5) -> DetailStage:
     """The quadratic map from statistics to coefficients minimising sum_f |x + A_f^T c_f - y|^2 / tr(A_f A_f^T).
 
     Weighted by each frame's detail energy, so frames count alike whatever their content; a
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.detail_fit", description=__doc__.split("\n\n")[0],
                                 epilog="Every other option is train.distill's (its data and --val-* sets).")
     p.add_argument("--model", default="tiny", help="the student under the stage: a name or a checkpoint (default tiny)")
-    p.add_argument("--count", type=int, default=2600, help="training samples to fit on (default %(default)s)")
-    p.add_argument("--ridge", type=float, default=1e-3, help="ridge, relative to the mean diagonal (default %(default)s)")
+    p.add_argument("--count", type=int, default=3900, help="training samples to fit on (default %(default)s)")
+    p.add_argument("--ridge", type=float, default=3e-5, help="ridge, relative to the mean diagonal (default %(default)s)")
     p.add_argument("--out", default=None, help="also keep the stage here (the JSON the product loads; refused if the file exists)")
     own, rest = p.parse_known_args(argv)
     refuse_existing_out(p, own.out)
