@@ -44,7 +44,7 @@ DEMO_CLIP = Path(__file__).resolve().parent / "data" / "demo_blurry.mp4"
 LIVE_FPS = 30
 # Sharpening gain (dB PSNR) of the shipped tiny v8 at each processing scale, on
 # ../shared/data/gopro_real_pairs_val (issue 31); other models have no such figures yet.
-SCALE_GAIN_DB = {"tiny": {1.0: 0.824, 0.75: 0.675, 0.5: 0.394}}
+SCALE_GAIN_DB = {"tiny": {1.0: 0.824, 0.75: 0.675, 0.5: 0.394, 0.375: 0.219}}
 
 
 def cpu_name() -> str:

@@ -8,7 +8,7 @@ import click
 
 from . import __version__
 from .errors import LivesharpError, out_of_memory
-from .settings import DEFAULT_MODEL, FILE_BATCH, IMAGE_TILE, apply_thread_policy
+from .settings import DEFAULT_MODEL, FILE_BATCH, IMAGE_TILE, SCALES, apply_thread_policy
 
 BACKEND_HELP = ("Inference runtime. auto: torch on CUDA; on the CPU OpenVINO (in the base install), "
                 "else ONNX Runtime (livesharp[onnx]), else torch (livesharp[torch]).")
@@ -216,7 +216,7 @@ Examples:
 @click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
 @click.option("--overwrite", is_flag=True, help="Replace the --stats file if it exists.")
-@click.option("--scale", type=click.Choice(["auto", "1", "0.75", "0.5"]), default="auto", show_default=True,
+@click.option("--scale", type=click.Choice(["auto", *(f"{s:g}" for s in SCALES)]), default="auto", show_default=True,
               help="Run the network on the frame shrunk by this and add what it changed, enlarged, to the full frame. "
                    "auto: the largest scale that keeps up with the frame rate on this machine, adjusted while running.")
 def cam_cmd(camera, size, fps, virtual, preview, side_by_side, model, strength, detail, device, backend, precision, max_frames, stats, loop, overwrite,

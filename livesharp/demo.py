@@ -20,10 +20,10 @@ from .files import atomic_output
 from .io import Frame, VideoReader
 from .ops import psnr
 from .pipeline import process_file
-from .settings import DEFAULT_MODEL, VIDEO_DETAIL_EVERY
+from .settings import DEFAULT_MODEL, SCALES as LIVE_SCALES, VIDEO_DETAIL_EVERY
 
 CAMERA_FPS = (30, 24)  # the camera rates a verdict is given against, the common one first
-SCALES = (0.75, 0.5)  # cam --scale's smaller processing scales; the network's cost goes as scale squared
+SCALES = tuple(s for s in LIVE_SCALES if s < 1)  # cam --scale's smaller processing scales; the network's cost goes as scale squared
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -54,7 +54,7 @@ def realtime_verdict(fps: float, width: int, height: int) -> str:
     >>> realtime_verdict(8.2, 1280, 720)
     'this machine sharpens 1280x720 at 8.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto (about 33 FPS at --scale 0.5)'
     >>> realtime_verdict(2.2, 1280, 720)
-    'this machine sharpens 1280x720 at 2.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto and a smaller camera size, --size 640x480 (even --scale 0.5 makes about 9 FPS)'
+    'this machine sharpens 1280x720 at 2.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto and a smaller camera size, --size 640x480 (even --scale 0.375 makes about 16 FPS)'
     """
     head = f"this machine sharpens {width}x{height} at {fps:.2g} FPS" if fps < 10 else f"this machine sharpens {width}x{height} at {fps:.0f} FPS"
     fast, slow = CAMERA_FPS
@@ -62,7 +62,7 @@ def realtime_verdict(fps: float, width: int, height: int) -> str:
         return f"{head}: keeps up with a {fast} FPS camera at that size"
     # The network on a frame shrunk by s costs about s^2 of the full one (Sharpener.sharpen).
     fits = [f"about {fps / s ** 2:.0f} FPS at --scale {s:g}" for s in SCALES if fps / s ** 2 >= fast][:1]
-    hint = f" ({fits[0]})" if fits else f" and a smaller camera size, --size 640x480 (even --scale 0.5 makes about {fps / 0.25:.0f} FPS)"
+    hint = f" ({fits[0]})" if fits else f" and a smaller camera size, --size 640x480 (even --scale {SCALES[-1]:g} makes about {fps / SCALES[-1] ** 2:.0f} FPS)"
     if fps >= slow:
         return f"{head}: keeps up with a {slow} FPS camera at that size, not {fast} FPS; livesharp cam --scale auto keeps {fast} FPS{hint}"
     return f"{head}: cannot keep up with a {fast} FPS camera at that size; use livesharp cam --scale auto{hint}"

@@ -396,7 +396,7 @@ def test_cam_scale_defaults_to_auto_and_passes_a_fixed_one_through(video, flag, 
 def test_a_bad_scale_is_one_error_line(video):
     r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--scale", "0.3"])
     assert r.exit_code == 2 and "Traceback" not in r.output and "'0.3' is not one of" in r.output
-    with pytest.raises(LivesharpError, match=r"^--scale 0.3: use auto, 1, 0.75, 0.5$"):
+    with pytest.raises(LivesharpError, match=r"^--scale 0.3: use auto, 1, 0.75, 0.5, 0.375$"):
         live.run_live(str(video), preview=False, model="unsharp", scale=0.3)
 
 
@@ -507,7 +507,7 @@ def test_a_live_session_at_scale_1_outputs_what_sharpen_gives(random_student):
     assert r.scales == [1.0] * 3 and vcam.frames and all(np.array_equal(f, expected) for f in vcam.frames)
 
 
-@pytest.mark.parametrize("scale", [0.75, 0.5])
+@pytest.mark.parametrize("scale", [0.75, 0.5, 0.375])
 def test_an_identity_network_at_a_lower_scale_leaves_the_frame_unchanged(identity_student, scale):
     s = Sharpener(model=identity_student(), device="cpu", backend="torch")
     rgb = np.random.default_rng(1).integers(0, 256, (72, 128, 3), np.uint8)
