@@ -20,16 +20,25 @@ the product compute the stage with the same functions, on the same uint8 frames.
       --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames --out runs/detail/tiny.detail.json
 
 Takes ``train.distill``'s data options (its samples are the campaign's own), fits, and prints
-sets 1, 3 and 4 for the student alone and with the stage (legs 13, 14). ``--out`` keeps the stage as
+sets 1, 3 and 4 for the student alone and with the stage (legs 13-15). ``--out`` keeps the stage as
 the JSON the product loads (numbers, the command that made it, the student and its digest).
+
+Drawing the samples and running the student on them is most of a fit's time. ``--keep DIR`` keeps
+them (each frame, the student's output on it, its target: uint8 arrays, about 0.9 MB a 320 px
+sample); ``--from DIR`` fits on them instead of drawing new ones, so a change to the statistics or
+the ridge is tried in the time scoring takes (leg 15 compared its fits this way).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -43,6 +52,7 @@ from train.distill import build_data, parse_config, refuse_existing_out
 from train.evaluate import SETS, evaluate, format_table, from_uint8, open_sets, soft_report, staged_method, to_uint8, unsharp_grid
 
 BANDS = (0.7, 1.5, 2.5)  # px: the detail bands (two of them alone: set 4 +0.3 dB less)
+KEPT = ("x", "y", "target")  # --keep's arrays: each frame, the student's output on it, its target
 STAT_SIGMAS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # px: the bands whose energies describe the frame
 
 
@@ -81,6 +91,57 @@ def fit(stats: np.ndarray, grams: np.ndarray, rhs: np.ndarray, ridge: float = 3e
     return DetailStage(np.linalg.solve(m, v).reshape(p, k), mean, spread, BANDS, STAT_SIGMAS)
 
 
+def drawn(train_set, net) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(frame, the student's output on it, target), uint8 (H, W, 3), for each training sample."""
+    with torch.no_grad():
+        for i in range(len(train_set)):
+            sample = train_set[i]
+            x, target = to_uint8(sample["blur"][0]), to_uint8(sample["sharp"][0])
+            yield x, to_uint8(net(from_uint8(x)[None])[0]), target
+
+
+def kept(folder: Path, digest: str) -> tuple[list[np.ndarray], dict]:
+    """The arrays ``--keep`` wrote to ``folder`` (memory-mapped) and its description; refused
+    (DataError) where there are none or they were run through other weights than ``digest``'s."""
+    try:
+        meta = json.loads((folder / "samples.json").read_text())
+        arrays = [np.load(folder / f"{k}.npy", mmap_mode="r") for k in KEPT]
+    except (OSError, ValueError):
+        raise DataError(f"--from {folder}: no samples kept there (keep them with --keep {folder})") from None
+    if meta.get("digest") != digest:
+        raise DataError(f"--from {folder}: its samples went through other weights ({meta.get('model')}); use that --model, or keep new samples")
+    return arrays, meta
+
+
+class Keeper:
+    """Writes the samples a fit reads into ``folder`` (``--keep``), published only when complete:
+    they go to ``folder.partial`` and are renamed at ``close``."""
+
+    def __init__(self, folder: Path, count: int, meta: dict):
+        self.folder, self.count, self.meta = folder, count, meta
+        self.tmp = folder.with_name(folder.name + ".partial")
+        self.arrays: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, *frames: np.ndarray) -> None:
+        if not self.arrays:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # what an interrupted run left
+            self.tmp.mkdir(parents=True)
+            self.arrays = [np.lib.format.open_memmap(self.tmp / f"{k}.npy", "w+", np.uint8, (self.count, *frames[0].shape)) for k in KEPT]
+        if frames[0].shape != self.arrays[0].shape[1:]:
+            raise DataError(f"--keep needs samples of one size; give --curriculum the --crop ({frames[0].shape[:2]} after {self.arrays[0].shape[1:3]})")
+        for a, f in zip(self.arrays, frames):
+            a[self.n] = f
+        self.n += 1
+
+    def close(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)  # no samples at all: an empty, described folder
+        for a in self.arrays:
+            a.flush()
+        (self.tmp / "samples.json").write_text(json.dumps(self.meta | {"count": self.n}, indent=1))
+        os.replace(self.tmp, self.folder)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m train.detail_fit", description=__doc__.split("\n\n")[0],
                                 epilog="Every other option is train.distill's (its data and --val-* sets).")
@@ -88,36 +149,56 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--count", type=int, default=3900, help="training samples to fit on (default %(default)s)")
     p.add_argument("--ridge", type=float, default=3e-5, help="ridge, relative to the mean diagonal (default %(default)s)")
     p.add_argument("--out", default=None, help="also keep the stage here (the JSON the product loads; refused if the file exists)")
+    p.add_argument("--keep", default=None, help="also keep the samples (frames, the student's output, targets) in this new folder, for --from")
+    p.add_argument("--from", dest="source", default=None,
+                   help="fit on the samples a run kept with --keep (through the same --model) instead of drawing new ones; "
+                        "the data options are then ignored, the --val-* sets are not")
     own, rest = p.parse_known_args(argv)
     refuse_existing_out(p, own.out)
-    cfg = parse_config(rest)
+    if own.keep and Path(own.keep).exists():
+        p.error(f"--keep {own.keep} exists: give a new folder")
+    if own.keep and own.source:
+        p.error("--keep and --from: the samples are kept already")
+    cfg = parse_config(rest, need_data=not own.source)  # kept samples need no data options
     try:
         net = load_student(own.model).eval()
     except ModelError as e:
         p.error(f"--model: {e}")
+    digest = model_digest(net)
+    command = shlex.join(["python", "-m", "train.detail_fit", *(argv if argv is not None else sys.argv[1:])])
     try:
-        train_set, _ = build_data(cfg, samples=own.count)
+        if own.source:
+            arrays, meta = kept(Path(own.source), digest)
+            samples, count = zip(*arrays), meta["count"]
+        else:
+            train_set, _ = build_data(cfg, samples=own.count)
+            samples, count, meta = drawn(train_set, net), len(train_set), {}
         sets = open_sets(cfg.val_real or None, None, cfg.val_sharp, soft=cfg.val_soft)
-    except DataError as e:
-        p.error(str(e))
-    stats, grams, rhs = [], [], []
-    with torch.no_grad():
-        for i in range(len(train_set)):
-            sample = train_set[i]
-            x, target = to_uint8(sample["blur"][0]), to_uint8(sample["sharp"][0])
-            y = to_uint8(net(from_uint8(x)[None])[0])
+        keeper = Keeper(Path(own.keep), count, {"command": command, "model": own.model, "digest": digest}) if own.keep else None
+        stats, grams, rhs = [], [], []
+        for i, (x, y, target) in enumerate(samples):
+            x, y, target = (np.ascontiguousarray(a) for a in (x, y, target))
+            if keeper:
+                keeper.add(x, y, target)
             g, h = sufficient(x, y, target)
             stats.append(frame_stats(x, STAT_SIGMAS))
             grams.append(g)
             rhs.append(h)
             if (i + 1) % 256 == 0:
-                print(f"{i + 1}/{len(train_set)} samples", file=sys.stderr)
+                print(f"{i + 1}/{count} samples", file=sys.stderr)
+    except DataError as e:
+        if own.keep:
+            shutil.rmtree(Path(own.keep).with_name(Path(own.keep).name + ".partial"), ignore_errors=True)
+        p.error(str(e))
+    if keeper:
+        keeper.close()
+        print(f"kept the samples in {own.keep}")
     result = fit(np.array(stats), np.array(grams), np.array(rhs), own.ridge)
     if own.out:
         Path(own.out).parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(own.out) as tmp:
-            Path(tmp).write_text(result.to_json(command=shlex.join(["python", "-m", "train.detail_fit", *(argv if argv is not None else sys.argv[1:])]),
-                                                model=own.model, digest=model_digest(net)))
+            made = {"samples_command": meta["command"]} if own.source else {}  # how the samples it read were drawn
+            Path(tmp).write_text(result.to_json(command=command, model=own.model, digest=digest, **made))
         print(f"wrote {own.out}")
 
     def student(x: torch.Tensor) -> torch.Tensor:

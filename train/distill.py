@@ -146,7 +146,7 @@ def refuse_existing_out(p: argparse.ArgumentParser, out: str | None) -> None:
         p.error(f"--out {out} exists: give another path, or delete it first (nothing was run)")
 
 
-def parse_config(argv: list[str] | None = None) -> DistillConfig:
+def parse_config(argv: list[str] | None = None, need_data: bool = True) -> DistillConfig:
     p = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="flat TOML file of DistillConfig fields; flags given here win")
     for f in dataclasses.fields(DistillConfig):
@@ -177,7 +177,7 @@ def parse_config(argv: list[str] | None = None) -> DistillConfig:
     cfg = DistillConfig(**values)
     if cfg.variant not in VARIANTS:
         p.error(f"--variant {cfg.variant}: choose one of {', '.join(VARIANTS)}")
-    if not (cfg.gopro or cfg.highfps or cfg.stills or cfg.motion or cfg.soft):
+    if need_data and not (cfg.gopro or cfg.highfps or cfg.stills or cfg.motion or cfg.soft):
         p.error("no training data: pass --gopro, --highfps, --stills, --motion or --soft")
     if cfg.real and (cfg.teacher == "none" or not cfg.w_distill):
         p.error("--real videos have no ground truth and learn from the teacher alone: pass --teacher (and a --w-distill above 0)")

@@ -385,7 +385,7 @@ def test_cam_is_a_shim_over_run_live(video, monkeypatch):
     assert "3 frames" in r.output
 
 
-@pytest.mark.parametrize("flag, expected", [([], "auto"), (["--scale", "0.75"], "0.75"), (["--scale", "1"], "1")])
+@pytest.mark.parametrize("flag, expected", [([], "auto"), (["--scale", "0.75"], "0.75"), (["--scale", "0.375"], "0.375"), (["--scale", "1"], "1")])
 def test_cam_scale_defaults_to_auto_and_passes_a_fixed_one_through(video, flag, expected):
     with mock.patch("livesharp.live.run_live", autospec=True, return_value=live.LiveResult(3, 1.0, 0, [5.0])) as run:
         r = CliRunner().invoke(cli, ["cam", "--camera", str(video), "--no-preview", "--model", "unsharp", *flag])

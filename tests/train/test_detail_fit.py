@@ -80,3 +80,32 @@ def test_the_fit_saves_the_stage_the_product_loads(folders, tmp_path):
     assert np.allclose(stage.weights, result["fit"].weights) and stage.bands == detail_fit.BANDS
     assert digest == model_digest(load_student("tiny"))
     assert "train.detail_fit" in json.loads(out.read_text())["command"]
+
+
+def test_kept_samples_fit_the_same_stage_without_drawing_them_again(folders, tmp_path):
+    """--keep writes the samples the fit read; --from fits on them: the same stage, and its JSON
+    says how the samples were drawn."""
+    common = ["--count", "24", "--crop", "96", "--curriculum", "96", "--clip-len", "1", "--min-edge-energy", "0"]
+    drawn = detail_fit.main([*common, "--soft", str(folders["train"]), "--keep", str(tmp_path / "kept")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # published whole, no partial folder left
+    assert np.load(tmp_path / "kept" / "x.npy").shape == (24, 96, 96, 3)
+    again = detail_fit.main([*common, "--from", str(tmp_path / "kept"), "--out", str(tmp_path / "stage.json")])
+    assert np.array_equal(again["fit"].weights, drawn["fit"].weights)
+    saved = json.loads((tmp_path / "stage.json").read_text())
+    assert "--keep" in saved["samples_command"] and "--from" in saved["command"]
+
+
+def test_samples_kept_through_other_weights_are_refused(folders, tmp_path, capsys):
+    from tests.livesharp.conftest import make_random_student
+    from livesharp.model import save_student
+
+    detail_fit.main(["--count", "4", "--crop", "96", "--curriculum", "96", "--clip-len", "1", "--min-edge-energy", "0",
+                     "--soft", str(folders["train"]), "--keep", str(tmp_path / "kept")])
+    save_student(make_random_student(), tmp_path / "other.pt")
+    with pytest.raises(SystemExit) as e:
+        detail_fit.main(["--model", str(tmp_path / "other.pt"), "--from", str(tmp_path / "kept")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "its samples went through other weights (tiny)" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:  # and an existing folder is never written into
+        detail_fit.main(["--count", "4", "--soft", str(folders["train"]), "--keep", str(tmp_path / "kept")])
+    assert e.value.code == 2 and "--keep" in capsys.readouterr().err
