@@ -295,6 +295,19 @@ def test_the_clean_share_is_a_lens_blur_alone(media):
     assert any(step.startswith(("jpeg", "h264", "noise")) for tag in default for step in tag.rsplit("|", 1)[1].split(";"))
 
 
+def test_the_codec_share_is_sharp_footage_only_compressed(media):
+    """--soft-codec: that share of the softened samples is the sharp frame compressed (some with
+    read noise) and nothing else; at 0 the samples are
+    exactly those of before (the draw is skipped)."""
+    codec = soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, codec_fraction=1.0)
+    for s in codec:
+        steps = [next((n for n in ("noise", "jpeg", "h264") if step.startswith(n)), step) for step in s["source"].rsplit("|", 1)[1].split(";")]
+        assert steps in (["jpeg"], ["h264"], ["noise", "jpeg"], ["noise", "h264"]), s["source"]
+        assert (s["blur"] != s["sharp"]).any(), s["source"]  # the codec did change it
+    default = [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0)]
+    assert default == [s["source"] for s in soft.SoftBlur([media["stills"]], crop=48, length=12, sharp_fraction=0.0, codec_fraction=0.0)]
+
+
 def test_least_squares_gains_recover_the_gains_that_made_a_residual():
     g = torch.Generator().manual_seed(3)
     bands = torch.randn(4, 2, 16, 9, 11, generator=g)
