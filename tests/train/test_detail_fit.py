@@ -95,6 +95,23 @@ def test_kept_samples_fit_the_same_stage_without_drawing_them_again(folders, tmp
     assert "--keep" in saved["samples_command"] and "--from" in saved["command"]
 
 
+def test_count_takes_the_first_kept_samples_and_no_more_than_were_kept(folders, tmp_path, capsys):
+    """--from with --count fits on that many of the kept samples (it once fit on all of them
+    whatever --count said), and asking for more than were kept is refused in one line."""
+    common = ["--crop", "96", "--curriculum", "96", "--clip-len", "1", "--min-edge-energy", "0"]
+    detail_fit.main([*common, "--count", "24", "--soft", str(folders["train"]), "--keep", str(tmp_path / "kept")])
+    part = detail_fit.main([*common, "--count", "12", "--from", str(tmp_path / "kept")])
+    x, y, target = (np.load(tmp_path / "kept" / f"{k}.npy")[:12] for k in detail_fit.KEPT)
+    summaries = [detail_fit.sufficient(*f) for f in zip(x, y, target)]
+    first = detail_fit.fit(np.array([detail.frame_stats(f, detail_fit.STAT_SIGMAS) for f in x]),
+                           np.array([g for g, _ in summaries]), np.array([h for _, h in summaries]), 3e-5)
+    assert np.allclose(part["fit"].weights, first.weights)
+    with pytest.raises(SystemExit) as e:
+        detail_fit.main([*common, "--count", "25", "--from", str(tmp_path / "kept")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "keeps 24 samples" in err and "Traceback" not in err
+
+
 def test_samples_kept_through_other_weights_are_refused(folders, tmp_path, capsys):
     from tests.livesharp.conftest import make_random_student
     from livesharp.model import save_student
