@@ -83,6 +83,7 @@ class DistillConfig:
     soft_upscaled: float = _f(0.0, "share of the softened --soft samples that are only upscaled from 0.4-0.8 of the size and compressed, no lens blur (beside those the random recipe makes)")
     soft_clean: float = _f(0.0, "share of the softened --soft samples that are a lens blur alone, no noise or codec (beside those the random recipe makes)")
     soft_codec: float = _f(0.0, "share of the softened --soft samples that are sharp footage only compressed (JPEG or H.264, some with noise): nothing to undo")
+    soft_video: float = _f(0.5, "share of the --soft samples drawn from its videos' frames where it has both videos and stills: the footage's own domain")
     camera: bool = _f(False, "--highfps samples go through a random camera (tone curve, clipped highlights, noise, JPEG/H.264; train.camera)")
     sharp_fraction: float = _f(0.1, "share of --motion samples, and with --camera of --highfps samples, that are sharp -> sharp (camera noise only)")
     motion_video_sharp: bool = _f(False, "shrink (0.5-1x) and soften (Gaussian sigma 0.5-0.9) each --motion still to a video frame's sharpness before the motion, as --soft does its stills' targets (train/README.md, leg 11: set 1 within noise of crisp stills)")
@@ -210,7 +211,7 @@ def build_data(cfg: DistillConfig, samples: int):
         n_soft = max(1, round(samples * (cfg.soft_fraction if others else 1.0)))
         train_sets.append(SoftBlur(cfg.soft, crop, cfg.clip_len, seed=cfg.seed, length=n_soft, sharp_fraction=cfg.soft_sharp_fraction,
                                    min_edge_energy=cfg.min_edge_energy, max_window=cfg.highfps_window[1], upscaled_fraction=cfg.soft_upscaled, clean_fraction=cfg.soft_clean,
-                                   codec_fraction=cfg.soft_codec))
+                                   codec_fraction=cfg.soft_codec, video_share=cfg.soft_video))
         if skipped := train_sets[-1].skipped:
             names = ", ".join(p.name for p in skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
             print(f"--soft: {len(skipped)} stills smaller than the {crop} px crop left out ({names})", file=sys.stderr)

@@ -209,7 +209,7 @@ class SoftBlur(Dataset):
 
     def __init__(self, sources: Sequence[str | Path], crop: int = 128, clip_len: int = 1, seed: int = 0, length: int = 1000,
                  sharp_fraction: float = 0.3, every: int = 3, min_edge_energy: float = 0.0, augment: bool = True, max_window: int = 13,
-                 upscaled_fraction: float = 0.0, clean_fraction: float = 0.0, codec_fraction: float = 0.0):
+                 upscaled_fraction: float = 0.0, clean_fraction: float = 0.0, codec_fraction: float = 0.0, video_share: float = 0.5):
         if not sources:
             raise DataError("SoftBlur needs at least one video or folder of stills")
         self.videos: list[tuple[str, np.ndarray]] = []
@@ -236,6 +236,7 @@ class SoftBlur(Dataset):
         self.crop, self.clip_len, self.seed, self.length = crop, clip_len, seed, length
         self.sharp_fraction, self.min_edge_energy, self.augment = sharp_fraction, min_edge_energy, augment
         self.upscaled_fraction, self.clean_fraction, self.codec_fraction = upscaled_fraction, clean_fraction, codec_fraction
+        self.video_share = video_share
         self._decoded: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -252,9 +253,10 @@ class SoftBlur(Dataset):
     def plan(self, index: int) -> SoftPlan:
         _check_index(index, self.length)
         rng = np.random.default_rng([self.seed, index])
-        # Half the samples from the video frames when there are both: they are the domain.
+        # A share of the samples (half unless told) from the video frames when there are both:
+        # they are the domain.
         if self.videos and self.stills:
-            source = int(rng.integers(len(self.videos))) if rng.random() < 0.5 else len(self.videos) + int(rng.integers(len(self.stills)))
+            source = int(rng.integers(len(self.videos))) if rng.random() < self.video_share else len(self.videos) + int(rng.integers(len(self.stills)))
         else:
             source = int(rng.integers(self.n_sources))
         img = self._image(source)

@@ -335,3 +335,17 @@ def test_band_teaching_trains_on_soft_samples_and_needs_a_detail_path(tmp_path, 
     assert ckpt["detail.energy_gain.2.weight"].abs().max() > 0
     with pytest.raises(SystemExit, match="error: --w-bands .* --detail 2"):
         distill.main(["--out", str(tmp_path / "n"), "--init", "tiny", "--w-bands", "0.01", *common])
+
+
+def test_the_video_share_draws_that_share_of_samples_from_the_videos(media):
+    """--soft-video: with videos and stills both given, that share of the samples comes from the
+    video frames (half by default, as before the share existed: the sources of ten plans recorded
+    on 2026-12-07)."""
+    def from_video(share: float | None, n: int) -> list[bool]:
+        extra = {} if share is None else {"video_share": share}
+        ds = soft.SoftBlur([media["video"], media["stills"]], crop=48, length=n, seed=3, every=1, **extra)
+        return [ds.plan(i).source == 0 for i in range(n)]
+
+    assert from_video(None, 10) == [True, True, True, True, False, True, True, False, True, False]
+    assert 0.7 < np.mean(from_video(0.8, 300)) < 0.9
+    assert not any(from_video(0.0, 50)) and all(from_video(1.0, 50))
