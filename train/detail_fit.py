@@ -26,7 +26,8 @@ the JSON the product loads (numbers, the command that made it, the student and i
 Drawing the samples and running the student on them is most of a fit's time. ``--keep DIR`` keeps
 them (each frame, the student's output on it, its target: uint8 arrays, about 0.9 MB a 320 px
 sample); ``--from DIR`` fits on them instead of drawing new ones, so a change to the statistics or
-the ridge is tried in the time scoring takes (leg 15 compared its fits this way).
+the ridge is tried in the time scoring takes (leg 15 compared its fits this way), and ``--from DIR
+DIR ...`` fits on the samples of several draws together.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from itertools import chain, islice
 from typing import Iterator
 
 import numpy as np
@@ -152,9 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ridge", type=float, default=3e-5, help="ridge, relative to the mean diagonal (default %(default)s)")
     p.add_argument("--out", default=None, help="also keep the stage here (the JSON the product loads; refused if the file exists)")
     p.add_argument("--keep", default=None, help="also keep the samples (frames, the student's output, targets) in this new folder, for --from")
-    p.add_argument("--from", dest="source", default=None,
-                   help="fit on the samples a run kept with --keep (through the same --model) instead of drawing new ones; "
-                        "the data options are then ignored, the --val-* sets are not")
+    p.add_argument("--from", dest="source", nargs="+", default=None, metavar="DIR",
+                   help="fit on the samples runs kept with --keep (through the same --model; several folders: all of their "
+                        "samples together) instead of drawing new ones; the data options are then ignored, the --val-* sets are not")
     own, rest = p.parse_known_args(argv)
     refuse_existing_out(p, own.out)
     if own.count is not None and own.count < 1:
@@ -172,11 +174,13 @@ def main(argv: list[str] | None = None) -> dict:
     command = shlex.join(["python", "-m", "train.detail_fit", *(argv if argv is not None else sys.argv[1:])])
     try:
         if own.source:
-            arrays, meta = kept(Path(own.source), digest)
-            count = meta["count"] if own.count is None else own.count
-            if count > meta["count"]:
-                raise DataError(f"--count {count}: {own.source} keeps {meta['count']} samples; give at most that, or keep more")
-            samples = zip(*(a[:count] for a in arrays))
+            folders = [kept(Path(f), digest) for f in own.source]
+            have = sum(meta["count"] for _, meta in folders)
+            count = have if own.count is None else own.count
+            if count > have:
+                raise DataError(f"--count {count}: only {have} samples are kept in {', '.join(own.source)}; give at most that, or keep more")
+            samples = islice(chain.from_iterable(zip(*arrays) for arrays, _ in folders), count)
+            meta = {"command": [m["command"] for _, m in folders] if len(folders) > 1 else folders[0][1]["command"]}
         else:
             train_set, _ = build_data(cfg, samples=own.count or COUNT)
             samples, count, meta = drawn(train_set, net), len(train_set), {}

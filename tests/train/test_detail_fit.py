@@ -109,7 +109,23 @@ def test_count_takes_the_first_kept_samples_and_no_more_than_were_kept(folders, 
     with pytest.raises(SystemExit) as e:
         detail_fit.main([*common, "--count", "25", "--from", str(tmp_path / "kept")])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "keeps 24 samples" in err and "Traceback" not in err
+    assert e.value.code == 2 and "only 24 samples are kept" in err and "Traceback" not in err
+
+
+def test_several_kept_draws_fit_together(folders, tmp_path):
+    """--from A B fits on the samples of both draws, as one fit over all of them, and says how
+    each was drawn."""
+    common = ["--count", "10", "--crop", "96", "--curriculum", "96", "--clip-len", "1", "--min-edge-energy", "0", "--soft", str(folders["train"])]
+    detail_fit.main([*common, "--keep", str(tmp_path / "a")])
+    detail_fit.main([*common, "--seed", "5", "--keep", str(tmp_path / "b")])
+    both = detail_fit.main(["--from", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "stage.json")])
+    x, y, target = (np.concatenate([np.load(tmp_path / d / f"{k}.npy") for d in "ab"]) for k in detail_fit.KEPT)
+    summaries = [detail_fit.sufficient(*f) for f in zip(x, y, target)]
+    union = detail_fit.fit(np.array([detail.frame_stats(f, detail_fit.STAT_SIGMAS) for f in x]),
+                           np.array([g for g, _ in summaries]), np.array([h for _, h in summaries]))
+    assert len(x) == 20 and np.allclose(both["fit"].weights, union.weights)
+    made = json.loads((tmp_path / "stage.json").read_text())["samples_command"]
+    assert len(made) == 2 and "--seed 5" in made[1]
 
 
 def test_samples_kept_through_other_weights_are_refused(folders, tmp_path, capsys):
