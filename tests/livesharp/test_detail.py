@@ -90,7 +90,7 @@ def test_the_default_model_sharpens_soft_footage_more_with_its_stage_and_leaves_
         assert on.stage is not None and off.stage is None
         gain_on = ops.psnr(on.sharpen(soft), sharp) - ops.psnr(soft, sharp)
         gain_off = ops.psnr(off.sharpen(soft), sharp) - ops.psnr(soft, sharp)
-        assert gain_on > gain_off + 2.0, (gain_on, gain_off)  # measured: +2.95 against +0.29 (fit h)
+        assert gain_on > gain_off + 2.0, (gain_on, gain_off)  # measured: +3.34 against +0.29 (fit ij)
         assert ops.psnr(on.sharpen(sharp), sharp) > 45
 
 
