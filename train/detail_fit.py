@@ -38,8 +38,8 @@ import os
 import shlex
 import shutil
 import sys
-from pathlib import Path
 from itertools import chain, islice
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 epilog="Every other option is train.distill's (its data and --val-* sets).")
     p.add_argument("--model", default="tiny", help="the student under the stage: a name or a checkpoint (default tiny)")
     p.add_argument("--count", type=int, default=None,
-                   help=f"training samples to fit on (default {COUNT}; with --from, every kept sample, else the first COUNT)")
+                   help=f"training samples to fit on (default: {COUNT} drawn, or with --from every kept one; with --from, a number takes the first that many)")
     p.add_argument("--ridge", type=float, default=3e-5, help="ridge, relative to the mean diagonal (default %(default)s)")
     p.add_argument("--out", default=None, help="also keep the stage here (the JSON the product loads; refused if the file exists)")
     p.add_argument("--keep", default=None, help="also keep the samples (frames, the student's output, targets) in this new folder, for --from")
