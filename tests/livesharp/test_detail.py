@@ -148,7 +148,7 @@ def test_warm_up_and_calibration_count_the_detail_stage(monkeypatch):
 
 def test_calibration_counts_the_statistics_read_every_few_frames(monkeypatch):
     """The stage reads its statistics from the full frame every ``detail_every``-th frame (10 ms
-    at 720p on an AVX2 laptop), which calibration's held amounts skipped. A stand-in reading that
+    at 720p on 2 AVX2 cores), which calibration's held amounts skipped. A stand-in reading that
     takes 320 ms, every 16th frame, is 20 ms more in every scale's estimate."""
     from livesharp import live
 
