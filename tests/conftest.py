@@ -145,6 +145,16 @@ def remux(src: Path, dst: Path, *, fmt: str | None = None, shift: float = 0.0, o
     return dst
 
 
+def int8_weight_range(xml) -> tuple[int, int]:
+    """The smallest and largest integer weight of an int8 IR's quantized convolutions."""
+    import openvino as ov
+
+    values = [op.get_data() for op in ov.Core().read_model(str(xml)).get_ops()
+              if op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "i8"]
+    assert values, "no int8 weights"
+    return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+
 def probe(path: Path) -> Probe:
     with av.open(str(path)) as c:
         v = c.streams.video[0]

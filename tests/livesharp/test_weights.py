@@ -18,6 +18,8 @@ from livesharp.graph import read_graph
 from livesharp.model import load_student
 from train.ship import PARITY_GREY_LEVELS, demo_frame, parity
 
+from tests.conftest import int8_weight_range
+
 PT, ONNX = settings.shipped_weights("tiny"), settings.shipped_graph("tiny")
 
 
@@ -56,6 +58,12 @@ def test_the_shipped_int8_graph_was_made_from_the_shipped_graph_and_passed():
     assert int8.int8_graph(ONNX) == int8.int8_path(ONNX)
     meta = int8.read_metadata(int8.int8_path(ONNX))
     assert float(meta[int8.COST_KEY]) <= 0.05  # issue 16's bar on the real validation pairs
+
+
+def test_the_shipped_int8_graph_computes_alike_on_cpus_without_vnni():
+    """Its weights fit 7 bits (train.quantize.OVERFLOW_FIX), so AVX2's 16-bit sums cannot saturate."""
+    low, high = int8_weight_range(int8.int8_path(ONNX))
+    assert -64 <= low and high <= 64, (low, high)
 
 
 def test_a_graph_left_from_other_weights_is_not_used(tmp_path, monkeypatch, random_student):
