@@ -645,8 +645,10 @@ class VideoWriter:
     timeline starts at that frame, or at ``start`` when it is earlier (audio that leads the
     picture): every stream is moved back by that time, so a transport stream whose clock read
     3600 s (or a recording cut from the middle of one) does not become an hour of empty
-    lead-in, and audio keeps its offset to the video. Audio that ends before that has nothing
-    to play against and is left out.
+    lead-in, and audio keeps its offset to the video. Packets that end before that (a lead
+    shorter than ``start`` is worth) are kept as they are, before 0, where players skip them,
+    unless ``cut``: the video before the first frame was lost (a stream cut mid-GOP), and audio
+    that ends before it has nothing to play against.
     """
 
     def __init__(
@@ -658,8 +660,10 @@ class VideoWriter:
         matrix: list[int] | None = None,
         label: str | Path | None = None,
         start: int | None = None,
+        cut: bool = False,
     ):
         self.path = Path(path)
+        self.cut = cut
         self.start = start  # in the input video's time base: where the output's time 0 may be, before the first frame
         self.label = label or self.path  # how messages name the output: the user's name, not a temp file's
         self.format = OUTPUT_FORMATS[self.path.suffix.lower()]
@@ -778,8 +782,8 @@ class VideoWriter:
         """Copy one audio or subtitle packet, on the output's timeline; call it after the first ``write``."""
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
-            if packet.pts - shift + (packet.duration or 0) < 0:
-                return  # over before the video starts
+            if self.cut and packet.pts - shift + (packet.duration or 0) < 0:
+                return  # over before the first whole frame
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift

@@ -323,7 +323,7 @@ def process_file(
                 # Opened here: the rotation is known once the reader has decoded a frame, and
                 # the audio read so far says whether sound starts before the picture.
                 writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst,
-                                     start=_lead(audio, source.pts, reader, info.time_base))
+                                     start=_lead(audio, source.pts, reader, info.time_base), cut=not reader.clean_start)
                 size[:] = rgb.shape[1], rgb.shape[0]
                 if rgb.shape != f.rgb.shape:
                     h, w = f.rgb.shape[:2]
@@ -367,21 +367,25 @@ def process_file(
 
 
 def _lead(packets, first_pts: int, reader: VideoReader, time_base) -> int | None:
-    """Where the output's timeline starts, in ``time_base``, when audio starts before the first
-    video frame (None: at that frame). Kept from the audio's first packet (an encoder's priming
-    packet aside), unless the video before its first frame was lost (a stream cut mid-GOP):
-    then the output starts at the first whole frame, and the audio before it is said to be cut."""
-    leading = [p for p in packets if p.stream.type == "audio" and p.pts is not None and not p.is_discard]
-    starts = [p.pts * p.time_base for p in leading]
+    """Where the output's timeline starts, in ``time_base``, when audio or subtitles start before
+    the first video frame (None: at that frame). Kept from their first packet (an encoder's
+    priming packet aside), unless the video before its first frame was lost (a stream cut
+    mid-GOP): then the output starts at the first whole frame, and the audio before it is said
+    to be cut."""
     first = first_pts * time_base
+    audio = [p for p in packets if p.stream.type == "audio" and p.pts is not None and not p.is_discard]
     # An encoder's priming (AAC's first 1024 samples, a transport stream keeps no flag for it)
-    # leads by about one packet: it is kept as it is, before 0, where players skip it.
-    packet = max([p.duration * p.time_base for p in leading if p.duration] or [0])
-    if not starts or first - min(starts) <= max(packet, Fraction(1, 20)):
+    # leads by about one packet: it is kept as it is, before 0, where players skip it; so is any
+    # audio lead this short (VideoWriter keeps packets that end before 0 unless ``cut``).
+    # Subtitles always move the start: muxers clamp a cue's time before 0 to 0.
+    packet = max([p.duration * p.time_base for p in audio if p.duration] or [0])
+    starts = [t for t in (p.pts * p.time_base for p in audio) if first - t > max(packet, Fraction(1, 20))]
+    starts += [t for t in (p.pts * p.time_base for p in packets if p.stream.type == "subtitle" and p.pts is not None) if t < first]
+    if not starts:
         return None
     if reader.clean_start:
         return math.floor(min(starts) / time_base)
-    log.warning(f"{reader.path.name}: its first {float(first - min(starts)):.2f} s of audio come before the first video frame "
+    log.warning(f"{reader.path.name}: its first {float(first - min(starts)):.2f} s of audio or subtitles come before the first video frame "
                 f"that can be decoded (the file starts mid-GOP) and are not kept")
     return None
 

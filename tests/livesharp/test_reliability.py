@@ -335,6 +335,56 @@ def test_audio_that_starts_before_the_first_video_frame_is_kept(video_with_audio
     assert v_out - a_out == pytest.approx(v_in - a_in, abs=0.01)  # and still that far ahead of the picture
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+@pytest.mark.parametrize("lead", [0.002, 0.03])
+def test_audio_that_leads_the_picture_by_less_than_a_frame_is_kept_bit_exact(tmp_path, suffix, lead):
+    """48 kHz audio whose first packets (21 ms each) are over before the first video frame, as
+    encoders and muxers commonly leave it: those packets were once left out."""
+    plain = tmp_path / "plain.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1", "-f", "lavfi", "-i", "sine=f=440:d=1:r=48000",
+           "-c:v", "libx264", "-c:a", "aac", str(plain))
+    src = tmp_path / f"lead{suffix}"
+    ffmpeg("-itsoffset", str(lead), "-i", str(plain), "-i", str(plain), "-map", "0:v", "-map", "1:a", "-c", "copy", str(src))
+    n_in, a_in, v_in = audio_and_video_starts(src)
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+    n_out, a_out, v_out = audio_and_video_starts(out)
+    kept, given = audio_packets(out), audio_packets(src)
+    assert len(kept) == len(given) and kept == given  # every packet, bit for bit
+    assert v_out - a_out == pytest.approx(v_in - a_in, abs=0.002)
+
+
+@pytest.mark.parametrize("lead", [0.5, 0.1, 0.045])
+def test_subtitle_cues_before_the_first_video_frame_are_kept_where_they_were(tmp_path, lead):
+    """A file with subtitles and no audio: the cue before the picture was once left out, and
+    the one spanning its start clamped to it (0.2 s late)."""
+    import av
+
+    srt = tmp_path / "cues.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,020\nvery early\n\n2\n00:00:00,300 --> 00:00:00,600\nnormal\n")
+    plain = tmp_path / "plain.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1", "-c:v", "libx264", str(plain))
+    src = tmp_path / "cues.mkv"
+    ffmpeg("-itsoffset", str(lead), "-i", str(plain), "-i", str(srt), "-map", "0:v", "-map", "1", "-c:v", "copy", "-c:s", "srt", str(src))
+
+    def cues(path):
+        with av.open(str(path)) as c:
+            first = float(next(c.decode(video=0)).time)
+        with av.open(str(path)) as c:
+            return [(round(float(p.pts * p.time_base) - first, 3), bytes(p)) for p in c.demux(subtitles=0) if p.size]
+
+    out = tmp_path / "out.mkv"
+    run_file(src, out)
+    assert len(cues(src)) == 2 and cues(out) == cues(src)  # both, as far from the first frame as they were
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+
 def test_an_avi_with_empty_repeat_chunks_is_not_called_truncated(tmp_path, probe):
     """AVI stores a repeated frame as a 0-byte chunk: its header counts it, the demuxer skips it."""
     src = tmp_path / "xvid.avi"
