@@ -302,10 +302,16 @@ def graph_digest(graph: str | Path) -> str:
     model = ov.Core().read_model(str(graph))
     if model.has_rt_info(["framework", DIGEST_KEY]):  # OpenVINO keeps ONNX metadata_props here
         return model.get_rt_info(["framework", DIGEST_KEY]).astype(str)
+    return file_digest(graph)
+
+
+def file_digest(*paths: str | Path) -> str:
+    """``sha256:`` and the hash of the files' bytes, in order (an IR: its .xml and .bin)."""
     h = hashlib.sha256()
-    with open(graph, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -339,4 +345,4 @@ def int8_graph(graph: str | Path) -> Path | None:
 
 
 __all__ = ["PRECISIONS", "INT8_FLAGS", "DIGEST_KEY", "PASSED_KEY", "COST_KEY", "CHOICES_FILE", "cpu_capabilities", "int8_capable",
-           "bf16_native", "choose_precision", "float_precision", "cpu_kind", "cpu_model", "cpu_generation", "Measured", "measured_precision", "openvino_hint", "int8_path", "graph_digest", "read_metadata", "int8_graph"]
+           "bf16_native", "choose_precision", "float_precision", "cpu_kind", "cpu_model", "cpu_generation", "Measured", "measured_precision", "openvino_hint", "int8_path", "graph_digest", "file_digest", "read_metadata", "int8_graph"]

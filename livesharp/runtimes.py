@@ -272,11 +272,13 @@ class OpenVinoRunner(GraphRunner):
 
     def choice_key(self) -> str:
         """What ``auto``'s measured choice depends on: the CPU (its name and generation), the
-        threads, the model, OpenVINO."""
+        threads, the model and its int8 graph (remade for the same model, it may run at another
+        speed), OpenVINO."""
         import openvino as ov
 
+        quantized = "none" if self.quantized is None else int8.file_digest(self.quantized, Path(self.quantized).with_suffix(".bin"))
         return (f"{int8.cpu_model()} ({int8.cpu_generation()}) [{int8.cpu_kind(self.caps)}], {self.threads} threads"
-                f" | {int8.graph_digest(self.float_graph)}"
+                f" | {int8.graph_digest(self.float_graph)} | int8 {quantized}"
                 f" | openvino {ov.__version__} | graph {GRAPH_VERSION}")
 
     def _measure(self, shape: tuple[int, ...]) -> None:

@@ -299,6 +299,26 @@ def test_auto_measures_once_per_machine_and_model_then_reads_the_cache(shipped_p
     assert not other.measured.cached and other.measured.size == "96x64"  # another frame size is timed for itself
 
 
+def test_an_int8_graph_remade_for_the_same_model_is_measured_again(shipped_pair, monkeypatch, tmp_path):
+    """A new release may ship another int8 graph of the same float graph (7-bit weights did): its
+    speed is its own, so the choice cached for the one before must not stand for it."""
+    import openvino as ov
+
+    graph, xml = shipped_pair
+    monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))
+    first = runtimes.OpenVinoRunner(graph, threads=1, precision="auto")
+    first.run(np.zeros((1, 32, 48, 3), np.uint8))
+    model = ov.Core().read_model(str(xml))
+    model.set_rt_info("0.0190", int8.COST_KEY)  # what a remade graph's own check records
+    remade = tmp_path / "remade.xml"  # beside, then moved in: the model maps the .bin it read
+    ov.save_model(model, str(remade), compress_to_fp16=False)
+    remade.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    remade.replace(xml)
+    again = runtimes.OpenVinoRunner(graph, threads=1, precision="auto")
+    again.run(np.zeros((1, 32, 48, 3), np.uint8))
+    assert not first.measured.cached and not again.measured.cached
+
+
 def test_a_cpu_of_another_generation_with_the_same_name_measures_for_itself(shipped_pair, monkeypatch, tmp_path):
     """Virtual machines name Zen 1 and Zen 3 EPYCs alike ("AMD EPYC"), and int8 won on one and tied
     on the other (benchmarks/README.md): a choice cached on one must not decide for the other."""
