@@ -141,11 +141,12 @@ class VideoInfo:
 # Tags a muxer writes about itself or about the stream it stored: copied, they would describe
 # the input's encoding, not the output's.
 _OWN_TAGS = {"duration", "encoder", "major_brand", "minor_version", "compatible_brands", "bps",
-             "number_of_frames", "number_of_bytes", "creation_time_utc"}
+             "number_of_frames", "number_of_bytes", "creation_time_utc", "alpha_mode"}
 
 
 def copyable_tags(tags) -> dict:
-    """A stream's or container's tags less the ones its muxer made up about itself."""
+    """A stream's or container's tags less the ones its muxer and encoder made up about it (the
+    video is encoded again: WebM's alpha_mode would claim a transparency H.264 does not carry)."""
     return {k: v for k, v in dict(tags).items() if k.lower() not in _OWN_TAGS and not k.lower().startswith("_statistics")}
 
 
@@ -208,10 +209,42 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
     lines = [f"not copied: {what}" for _, what in sorted(info.skipped)]
     v = info.video_stream
     pix = (v.codec_context.pix_fmt or "") if v is not None else ""
-    if re.match(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)", pix):  # pixel formats that carry alpha
-        name = Path(v.container.name).name if getattr(v, "container", None) is not None else "the input"
-        lines.append(f"{name} has transparency (an alpha channel, {pix}) and H.264 cannot store it: it is dropped")
+    name = Path(v.container.name).name if getattr(v, "container", None) is not None else "the input"
+    # VP9 in WebM keeps its alpha beside the picture, flagged by a tag; the decoder leaves it out.
+    vp9_alpha = v is not None and any(k.lower() == "alpha_mode" and str(t) == "1" for k, t in v.metadata.items())
+    if re.match(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)", pix) or vp9_alpha:  # pixel formats that carry alpha
+        lines.append(f"{name} has transparency (an alpha channel, {pix}{', VP9 alpha' if vp9_alpha else ''}) and H.264 cannot store it: it is dropped")
+    finer = _finer_than_output(pix)
+    if finer:
+        lost = (["its finer steps of tone are not kept"] if "bit" in finer else []) + \
+               (["its colour is stored at lower resolution"] if re.search(r"4:4:4|4:2:2|RGB", finer) else [])
+        lines.append(f"{name} is {finer} ({pix}) and livesharp writes 8-bit 4:2:0 H.264: {' and '.join(lost)}")
     return lines
+
+
+def _finer_than_output(pix: str) -> str | None:
+    """What of a pixel format an 8-bit 4:2:0 output loses: its bit depth, its colour resolution.
+
+    >>> _finer_than_output("yuv420p10le"), _finer_than_output("yuv444p"), _finer_than_output("yuvj420p")
+    ('10-bit', '4:4:4', None)
+    """
+    try:
+        f = av.VideoFormat(pix)
+    except (ValueError, TypeError):
+        return None
+    what = []
+    bits = max((c.bits for c in f.components), default=8)
+    if bits > 8:
+        what.append(f"{bits}-bit")
+    if len(f.components) >= 3:
+        full_width, full_height = f.chroma_width(64) == 64, f.chroma_height(64) == 64
+        if f.is_rgb:
+            what.append("RGB")
+        elif full_width and full_height:
+            what.append("4:4:4")
+        elif full_height:
+            what.append("4:2:2")
+    return " ".join(what) or None
 
 
 def check_input(path: Path) -> None:

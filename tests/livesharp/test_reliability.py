@@ -540,7 +540,31 @@ def test_alpha_in_a_video_is_said_to_be_dropped(tmp_path, livesharp_warnings):
     src = tmp_path / "alpha.mov"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-vf", "format=rgba", "-c:v", "png", str(src))
     run_file(src, tmp_path / "out.mp4")
-    assert livesharp_warnings == ["alpha.mov has transparency (an alpha channel, rgba) and H.264 cannot store it: it is dropped"]
+    assert livesharp_warnings == ["alpha.mov has transparency (an alpha channel, rgba) and H.264 cannot store it: it is dropped",
+                                  "alpha.mov is RGB (rgba) and livesharp writes 8-bit 4:2:0 H.264: its colour is stored at lower resolution"]
+
+
+def test_vp9_alpha_is_said_to_be_dropped_and_not_claimed_by_the_output(tmp_path, livesharp_warnings):
+    """WebM keeps VP9's alpha beside the picture, flagged by a tag: the warning once missed it,
+    and the tag was copied onto the H.264 output, which has no alpha."""
+    import av
+
+    src = tmp_path / "alpha.webm"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "0.5", "-vf", "format=rgba,geq=r='r(X,Y)':a='X*4',format=yuva420p",
+           "-c:v", "libvpx-vp9", "-deadline", "realtime", "-auto-alt-ref", "0", str(src))
+    out = tmp_path / "out.mkv"
+    run_file(src, out)
+    assert livesharp_warnings == ["alpha.webm has transparency (an alpha channel, yuv420p, VP9 alpha) and H.264 cannot store it: it is dropped"]
+    with av.open(str(out)) as c:
+        assert not [k for k in c.streams.video[0].metadata if k.lower() == "alpha_mode"]
+
+
+@pytest.mark.parametrize("key, said", [("video_10bit", "is 10-bit (yuv420p10le) and livesharp writes 8-bit 4:2:0 H.264: its finer steps of tone are not kept"),
+                                       ("video_yuv444", "is 4:4:4 (yuv444p) and livesharp writes 8-bit 4:2:0 H.264: its colour is stored at lower resolution")])
+def test_what_an_8_bit_4_2_0_output_loses_is_said(request, tmp_path, livesharp_warnings, key, said):
+    src = request.getfixturevalue(key)
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == [f"{src.name} {said}"]
 
 
 PROFILE = b"\x00\x00\x02\x0clcms\x02\x10\x00\x00mntrRGB XYZ " + bytes(range(256)) * 3  # stands in for an ICC profile
