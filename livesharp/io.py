@@ -508,6 +508,13 @@ class VideoReader:
         keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
         interlaced = False
         video_end = audio_end = None  # seconds on the file's clock
+        # AVI stores no presentation times: the demuxer guesses each packet's from its place in
+        # decode order, and with B-frames the decoder hands those guesses back out of order. The
+        # time of the packet that completed each frame runs forward in display order (FFmpeg's
+        # best-effort timestamp falls back to it): AVI's frames are timed by it, from the first
+        # frame's own time, and those drained at the end one frame period apart.
+        by_decode = self.container.format.name == "avi"
+        offset = None  # first frame's pts less its decode time, for by_decode
 
         def damaged(why: str) -> LivesharpError:
             at = f"{float((last_pts - first_pts) * tb):.2f} s" if last_pts is not None else "the start"
@@ -551,6 +558,12 @@ class VideoReader:
                             log.warning(f"{self.path.name} is interlaced: it is sharpened and written as whole (progressive) frames; deinterlace it first "
                                         f"for the best result (e.g. ffmpeg -i {self.path.name} -vf bwdif -c:a copy progressive.mkv)")
                     pts = frame.pts
+                    if by_decode and pts is not None:
+                        if frame.dts is not None:
+                            offset = pts - frame.dts if offset is None else offset
+                            pts = frame.dts + offset
+                        elif last_pts is not None:  # drained at the end: one frame period each
+                            pts = last_pts + step
                     if pts is None:  # raw streams carry no timestamps: space frames at the nominal rate
                         pts = 0 if last_pts is None else last_pts + step
                     if last_pts is not None and pts <= last_pts:

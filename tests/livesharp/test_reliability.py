@@ -385,6 +385,22 @@ def audio_packets(path: Path) -> list[bytes]:
         return [bytes(p) for p in c.demux(audio=0) if p.size]
 
 
+def test_an_avi_with_b_frames_is_not_called_damaged(tmp_path):
+    """AVI stores no presentation times; with B-frames the demuxer's guesses came back out of
+    order and a valid file was refused as \"damaged timing\"."""
+    import av
+
+    src = tmp_path / "bframes.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1", "-f", "lavfi", "-i", "sine=d=1", "-c:v", "libx264", "-bf", "2",
+           "-c:a", "pcm_s16le", str(src))
+    out = tmp_path / "out.mkv"
+    run_file(src, out)
+    with av.open(str(out)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert len(times) == 10 and all(abs(b - a - 0.1) < 1e-3 for a, b in zip(times, times[1:]))  # every frame, one period apart
+    assert audio_packets(out) == audio_packets(src)
+
+
 def test_an_avi_with_empty_repeat_chunks_is_not_called_truncated(tmp_path, probe):
     """AVI stores a repeated frame as a 0-byte chunk: its header counts it, the demuxer skips it."""
     src = tmp_path / "xvid.avi"
