@@ -202,7 +202,9 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
     kept = []
     for sub in info.subtitles:
         if _cannot_hold(fmt, sub):
-            info.skipped.append((sub.index, f"{describe_stream(sub)}: {suffix} cannot hold {sub.codec_context.name} subtitles (use .mkv for text subtitles, .mp4 for mov_text)"))
+            fits = [other for other in (".mkv", ".mp4", ".mov") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], sub)]
+            hint = f"write {' or '.join(fits)} to keep them" if fits else "no output livesharp writes can hold them"
+            info.skipped.append((sub.index, f"{describe_stream(sub)}: {suffix} cannot hold {sub.codec_context.name} subtitles; {hint}"))
         else:
             kept.append(sub)
     info.subtitles = kept
@@ -296,6 +298,26 @@ def check_output(src: Path | None, dst: Path, overwrite: bool, suffixes) -> None
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as e:
         raise LivesharpError(f"{parent}: cannot write in the output folder ({e.strerror}); choose another output folder") from None
+
+
+def png_is_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks run whole up to its IEND chunk; a file cut short ends inside one.
+
+    >>> head = bytes.fromhex("89504e470d0a1a0a") + bytes.fromhex("0000000d49484452") + bytes(17)
+    >>> png_is_complete(head + bytes.fromhex("0000000049454e44ae426082")), png_is_complete(head[:30])
+    (True, False)
+    """
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return True  # not a PNG: not ours to judge
+    i, n = 8, len(data)
+    while i + 8 <= n:
+        length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+        i += 12 + length  # length, type, data, CRC
+        if i > n:
+            return False
+        if kind == b"IEND":
+            return True
+    return False
 
 
 def jpeg_is_complete(data: bytes) -> bool:

@@ -34,7 +34,7 @@ from . import ops
 from .engine import Sharpener
 from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memory
 from .files import OutputAppeared, atomic_output, remove_stale_partials
-from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete,
+from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, png_is_complete,
                  refuse_still_image)
 from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE, VIDEO_DETAIL_EVERY
 from .tiling import tiled
@@ -646,9 +646,11 @@ def process_image(
     check_input(src)
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
     data = src.read_bytes()
-    if not jpeg_is_complete(data):  # by content: a JPEG named .jfif, .png or nothing is still one
-        # libjpeg would print a warning and fill the missing part with grey
-        raise LivesharpError(f"{src}: truncated JPEG: the file ends before the picture does; copy or export it again")
+    # By content: a JPEG named .jfif, .png or nothing is still one. libjpeg would print a warning
+    # and fill the missing part with grey; libpng prints an error of its own before OpenCV fails.
+    for kind, complete in (("JPEG", jpeg_is_complete), ("PNG", png_is_complete)):
+        if not complete(data):
+            raise LivesharpError(f"{src}: truncated {kind}: the file ends before the picture does; copy or export it again")
     full, alpha = _read_image(src)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);

@@ -352,13 +352,20 @@ def test_subtitles_chapters_tags_and_track_labels_are_copied(tmp_path, probe, su
     assert probe(dst).audio == probe(src).audio
 
 
+def test_mov_text_subtitles_into_mkv_name_the_outputs_that_keep_them(tmp_path, livesharp_warnings):
+    """The line once said \".mkv cannot hold mov_text subtitles (use .mkv for text subtitles ...)\"."""
+    src = write_rich(tmp_path / "rich.mp4", "mov_text")
+    run_file(src, tmp_path / "out.mkv")
+    assert [w for w in livesharp_warnings if "subtitle" in w][0].endswith(".mkv cannot hold mov_text subtitles; write .mp4 or .mov to keep them")
+
+
 def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path, livesharp_warnings):
     src = write_rich(tmp_path / "rich.mkv", "subrip", data=True)
     dst = tmp_path / "out.mp4"
     run_file(src, dst)
     warnings = livesharp_warnings
     assert len(warnings) == 2, warnings
-    assert "subtitle stream 3 (" in warnings[0] and "deu" in warnings[0] and ".mp4 cannot hold" in warnings[0]
+    assert "subtitle stream 3 (" in warnings[0] and "deu" in warnings[0] and warnings[0].endswith(".mp4 cannot hold srt subtitles; write .mkv to keep them")
     assert "video stream 4 (" in warnings[1] and "one video stream" in warnings[1]
     b = contents(dst)
     assert b["subtitles"] == [] and b["chapters"] == contents(src)["chapters"]  # the rest still comes across
