@@ -548,12 +548,12 @@ def _read_bmp16(src: Path) -> np.ndarray | None:
     return np.ascontiguousarray(np.dstack(channels))
 
 
-def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The picture upright (EXIF orientation applied) as RGB, uint8 or uint16 as stored, and its
-    alpha channel (same orientation) or None."""
+def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The picture upright (EXIF orientation applied) as RGB, uint8 or uint16 as stored, its
+    alpha channel (same orientation) or None, and whether it was stored as grey."""
     bmp16 = _read_bmp16(src)
     if bmp16 is not None:
-        return bmp16, None
+        return bmp16, None, False
     raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, as stored (not turned)
     if raw is None:
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
@@ -565,7 +565,7 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise LivesharpError(f"{src}: {raw.dtype} samples, which livesharp does not read; save it with 8 or 16 bits per channel")
     grey, alpha = raw.shape[2] <= 2, raw[..., -1] if raw.shape[2] in (2, 4) else None  # grey(+alpha) or BGR(A)
     colour = cv2.cvtColor(raw[..., 0], cv2.COLOR_GRAY2RGB) if grey else cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
-    return colour, None if alpha is None else np.ascontiguousarray(alpha)
+    return colour, None if alpha is None else np.ascontiguousarray(alpha), grey
 
 
 def _upright(src: Path, a: np.ndarray) -> np.ndarray:
@@ -651,7 +651,7 @@ def process_image(
     for kind, complete in (("JPEG", jpeg_is_complete), ("PNG", png_is_complete)):
         if not complete(data):
             raise LivesharpError(f"{src}: truncated {kind}: the file ends before the picture does; copy or export it again")
-    full, alpha = _read_image(src)
+    full, alpha, grey = _read_image(src)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.
@@ -691,7 +691,10 @@ def process_image(
             if alpha.dtype != out.dtype:
                 alpha = _to_8bit(alpha) if out.dtype == np.uint8 else alpha.astype(np.uint16) * 257
             out = np.dstack([out, alpha])
-    bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    if grey and out.shape[2] == 3 and not side_by_side:  # written as it came: one channel, not three alike
+        bgr = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+    else:
+        bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     with published(dst, overwrite) as tmp:
         if not cv2.imwrite(str(tmp), bgr):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -179,6 +180,22 @@ def test_a_truncated_jpeg_or_png_is_refused_whatever_its_name(tmp_path, name, ki
         run_image(src, tmp_path / "out.png")
     assert not (tmp_path / "out.png").exists()
     assert capfd.readouterr().err == ""  # nothing from the C libraries either
+
+
+@pytest.mark.parametrize("name, depth", [("grey.png", np.uint8), ("grey16.png", np.uint16), ("grey.jpg", np.uint8)])
+def test_a_grey_picture_is_written_grey(tmp_path, name, depth, livesharp_warnings):
+    """It came out as three equal colour channels: three times the data, another format."""
+    import cv2
+
+    src = tmp_path / name
+    grey = cv2.cvtColor(photo(), cv2.COLOR_RGB2GRAY).astype(depth) * (257 if depth == np.uint16 else 1)
+    cv2.imwrite(str(src), grey)
+    out = tmp_path / f"out{Path(name).suffix}"
+    run_image(src, out)
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written.ndim == 2 and written.dtype == depth and written.shape == grey.shape
+    assert 0 < np.abs(written.astype(float) - cv2.imread(str(src), cv2.IMREAD_UNCHANGED)).mean() < 5 * (257 if depth == np.uint16 else 1)
+    assert livesharp_warnings == []
 
 
 def test_a_float32_tiff_is_read_as_0_to_1_and_written_8_bit_with_a_warning(tmp_path, livesharp_warnings):
