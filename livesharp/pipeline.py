@@ -513,6 +513,39 @@ def with_icc(data: bytes, icc: bytes) -> bytes | None:
     return None
 
 
+def image_dpi(src: Path) -> tuple[float, float] | None:
+    """The resolution a picture file states, in dots per inch (Pillow reads it from PNG's pHYs,
+    JPEG's JFIF or EXIF, TIFF and BMP headers), or None."""
+    try:
+        with warnings.catch_warnings(), Image.open(src) as im:  # the header, not the pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            dpi = im.info.get("dpi")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    try:
+        x, y = (float(v) for v in dpi)
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def with_dpi(data: bytes, dpi: tuple[float, float]) -> bytes | None:
+    """An encoded PNG or JPEG (as OpenCV writes them) stating ``dpi``; None for other formats.
+
+    >>> with_dpi(bytes.fromhex("ffd8 ffe00010 4a46494600 0101 00 0001 0001 0000 ffd9"), (300, 72)).hex(" ")[:56]
+    'ff d8 ff e0 00 10 4a 46 49 46 00 01 01 01 01 2c 00 48 00'
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        body = b"".join(round(d / 0.0254).to_bytes(4, "big") for d in dpi) + b"\x01"  # pixels per metre
+        chunk = len(body).to_bytes(4, "big") + b"pHYs" + body + zlib.crc32(b"pHYs" + body).to_bytes(4, "big")
+        end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
+        return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+    if data[:2] == b"\xff\xd8" and data[2:4] == b"\xff\xe0" and data[6:11] == b"JFIF\x00":
+        density = b"\x01" + b"".join(min(65535, round(d)).to_bytes(2, "big") for d in dpi)  # dots per inch
+        return data[:13] + density + data[18:]
+    return None
+
+
 def _read_bmp16(src: Path) -> np.ndarray | None:
     """A 16-bit BMP (5-5-5, or the 5-6-5 and other masks of BI_BITFIELDS) as (H, W, 3) uint8 RGB,
     each channel scaled to full range (31 -> 255); None for any other file.
@@ -660,6 +693,11 @@ def process_image(
         log.warning(f"{src.name}: its colour profile (ICC) cannot be stored in {kind} by livesharp and is dropped: colours may look different; write .png or .jpg to keep it")
     if others:
         log.warning(f"{src.name}: not copied: {', '.join(others)}")
+    dpi = image_dpi(src)
+    if dpi and (kind not in (".png", ".jpg", ".jpeg") or side_by_side):
+        why = "a side-by-side comparison has none" if side_by_side else f"livesharp cannot store it in {kind}; write .png or .jpg to keep it"
+        log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) is not copied: {why}")
+        dpi = None
     with contextlib.suppress(cv2.error):
         count = cv2.imcount(str(src))
         if count > 1:
@@ -698,6 +736,8 @@ def process_image(
     with published(dst, overwrite) as tmp:
         if not cv2.imwrite(str(tmp), bgr):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
+        if dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
+            tmp.write_bytes(with_dpi(tmp.read_bytes(), dpi) or tmp.read_bytes())
         if icc and kind in (".png", ".jpg", ".jpeg"):
             tagged = with_icc(tmp.read_bytes(), icc)
             if tagged is None:
