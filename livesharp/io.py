@@ -130,6 +130,7 @@ class VideoInfo:
     audio: list = field(default_factory=list)  # input audio streams, copied untouched
     colour: Colour | None = None  # None: what players assume for the output's size
     subtitles: list = field(default_factory=list)  # input subtitle streams, copied untouched
+    attachments: list = field(default_factory=list)  # input attachment streams (Matroska's fonts, cover images), copied whole
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (stream index, why) of streams not carried
     metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
     hdr: dict = field(default_factory=dict)  # HDR10 side data of the first frame, by type: mastering display, content light
@@ -208,6 +209,10 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
         else:
             kept.append(sub)
     info.subtitles = kept
+    if info.attachments and fmt != "matroska":  # the one output that stores attachments
+        for a in info.attachments:
+            info.skipped.append((a.index, f"attachment {a.name} ({a.mimetype}): {suffix} cannot hold attachments; write .mkv to keep it"))
+        info.attachments = []
     lines = [f"not copied: {what}" for _, what in sorted(info.skipped)]
     v = info.video_stream
     pix = (v.codec_context.pix_fmt or "") if v is not None else ""
@@ -511,6 +516,9 @@ class VideoReader:
             # video's labels, from which the output's muxer writes it back (.mkv: as the tag).
             if other.type == "data" and other.metadata.get("timecode") and other.metadata.get("timecode") == v.metadata.get("timecode"):
                 continue
+            if other.type == "attachment" and other.data is not None:
+                self.info.attachments.append(other)
+                continue
             why = "livesharp writes one video stream, the main one" if other.type == "video" else "it cannot be copied"
             self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))
         # Whether the video's first packet is a keyframe, known once it is read: if not (a stream
@@ -782,6 +790,8 @@ class VideoWriter:
             _copy_labels(a, out)
         if self.info.video_stream is not None:
             _copy_labels(self.info.video_stream, s)
+        for a in self.info.attachments:  # written with the header: no packets
+            self.container.add_attachment(a.name, a.mimetype, bytes(a.data))
         self.container.metadata.update(self.info.metadata)
         if self.info.chapters:
             self.container.set_chapters(self._chapters())

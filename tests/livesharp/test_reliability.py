@@ -423,6 +423,27 @@ def test_subtitle_cues_before_the_first_video_frame_are_kept_where_they_were(tmp
     assert len(cues(src)) == 2 and cues(out) == cues(src)  # both, as far from the first frame as they were
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_matroska_attachment_is_kept_or_said_to_be_left_out(tmp_path, suffix, livesharp_warnings):
+    """A font an ASS subtitle track needs was left out of an .mkv output, which can hold it,
+    with "it cannot be copied"."""
+    import av
+
+    font = tmp_path / "Sign Font.ttf"
+    font.write_bytes(bytes(range(256)) * 8)  # stands in for a font: copied, never read
+    src = tmp_path / "fonts.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-c:v", "libx264", "-attach", str(font),
+           "-metadata:s:t", "mimetype=font/ttf", str(src))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+    with av.open(str(out)) as c:
+        kept = [(a.name, a.mimetype, bytes(a.data)) for a in c.streams if a.type == "attachment"]
+    if suffix == ".mkv":
+        assert kept == [("Sign Font.ttf", "font/ttf", font.read_bytes())] and livesharp_warnings == []
+    else:
+        assert kept == [] and livesharp_warnings == ["not copied: attachment Sign Font.ttf (font/ttf): .mp4 cannot hold attachments; write .mkv to keep it"]
+
+
 def audio_packets(path: Path) -> list[bytes]:
     import av
 
