@@ -43,7 +43,7 @@ VIDEO_DETAIL_EVERY = 16
 # The processing scales ``--scale auto`` chooses among, largest first. On the shipped tiny v8
 # and real blurred pairs the network gains +0.824 dB at 1, +0.675 at 0.75, +0.394 at 0.5 and
 # +0.219 at 0.375 (issue 31); the detail stage runs on the full frame at every scale (set 4,
-# int8 on AVX2: +2.38 dB at 1, +2.29 at 0.5, +2.27 at 0.375). 0.375 is there because on 2 AVX2 cores 0.5
+# int8 on AVX2: +2.39 dB at 1, +2.29 at 0.5, +2.27 at 0.375). 0.375 is there because on 2 AVX2 cores 0.5
 # with the stage sits at the edge of a 30 FPS interval.
 SCALES = (1.0, 0.75, 0.5, 0.375)
 
