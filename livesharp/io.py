@@ -131,6 +131,7 @@ class VideoInfo:
     colour: Colour | None = None  # None: what players assume for the output's size
     subtitles: list = field(default_factory=list)  # input subtitle streams, copied untouched
     attachments: list = field(default_factory=list)  # input attachment streams (Matroska's fonts, cover images), copied whole
+    pictures: list = field(default_factory=list)  # input attached pictures (cover art): video streams of one packet, copied
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (stream index, why) of streams not carried
     metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
     hdr: dict = field(default_factory=dict)  # HDR10 side data of the first frame, by type: mastering display, content light
@@ -209,6 +210,12 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
         else:
             kept.append(sub)
     info.subtitles = kept
+    # Cover art survives as cover art in MP4 only: Matroska's muxer writes it as a second video
+    # track of one frame, and QuickTime's leaves it out without an error.
+    if fmt != "mp4":
+        for pic in info.pictures:
+            info.skipped.append((pic.index, f"{describe_stream(pic)}, an attached picture (cover art): {suffix} cannot hold it as one; write .mp4 to keep it"))
+        info.pictures = []
     if info.attachments and fmt != "matroska":  # the one output that stores attachments
         for a in info.attachments:
             info.skipped.append((a.index, f"attachment {a.name} ({a.mimetype}): {suffix} cannot hold attachments; write .mkv to keep it"))
@@ -519,6 +526,9 @@ class VideoReader:
             if other.type == "attachment" and other.data is not None:
                 self.info.attachments.append(other)
                 continue
+            if other.type == "video" and av.stream.Disposition.attached_pic in other.disposition:
+                self.info.pictures.append(other)
+                continue
             why = "livesharp writes one video stream, the main one" if other.type == "video" else "it cannot be copied"
             self.info.skipped.append((other.index, f"{describe_stream(other)}: {why}"))
         # Whether the video's first packet is a keyframe, known once it is read: if not (a stream
@@ -532,7 +542,7 @@ class VideoReader:
         step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
         # Audio is always demuxed (cheap, never decoded): where it ends tells a video that is
         # shorter than its file from a file that was cut short.
-        streams = [v, *self.info.audio, *self.info.subtitles]
+        streams = [v, *self.info.audio, *self.info.subtitles, *self.info.pictures]
         n, first_pts, last_pts = 0, None, None
         stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
         keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
@@ -556,7 +566,9 @@ class VideoReader:
         try:
             for packet in self.container.demux(streams):
                 if packet.stream is not v:
-                    if packet.dts is not None:  # the demuxer's end-of-stream packets carry nothing
+                    # The demuxer's end-of-stream packets carry nothing; an attached picture's one
+                    # packet has no time at all.
+                    if packet.dts is not None or (packet.size and packet.stream in self.info.pictures):
                         if packet.pts is not None and packet.stream.type == "audio":
                             end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                             audio_end = end if audio_end is None else max(audio_end, end)
@@ -780,7 +792,7 @@ class VideoWriter:
         if self.matrix is not None:
             s.set_display_matrix(self.matrix)
         self.stream = s
-        for a in [*self.info.audio, *self.info.subtitles]:
+        for a in [*self.info.audio, *self.info.subtitles, *self.info.pictures]:
             try:
                 self.copy_map[a.index] = out = self.container.add_stream_from_template(a)
             except (av.error.FFmpegError, ValueError) as e:

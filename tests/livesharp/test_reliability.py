@@ -444,6 +444,33 @@ def test_a_matroska_attachment_is_kept_or_said_to_be_left_out(tmp_path, suffix, 
         assert kept == [] and livesharp_warnings == ["not copied: attachment Sign Font.ttf (font/ttf): .mp4 cannot hold attachments; write .mkv to keep it"]
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_cover_art_is_kept_in_mp4_or_said_to_be_left_out(tmp_path, suffix, livesharp_warnings):
+    """An MP4's cover art was dropped as a second video stream ("livesharp writes one video
+    stream"), though an MP4 output holds it."""
+    import av
+    import cv2
+
+    cover = tmp_path / "cover.jpg"
+    cv2.imwrite(str(cover), photo(32, 32))
+    src = tmp_path / "art.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-i", str(cover), "-map", "0", "-map", "1", "-c:v:0", "libx264",
+           "-c:v:1", "copy", "-disposition:v:1", "attached_pic", str(src))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+
+    def pictures(path):
+        with av.open(str(path)) as c:
+            pics = [s for s in c.streams.video if av.stream.Disposition.attached_pic in s.disposition]
+            return [bytes(p) for p in c.demux(pics) if p.size] if pics else []
+
+    if suffix == ".mp4":
+        assert pictures(out) == pictures(src) == [cover.read_bytes()] and livesharp_warnings == []
+    else:
+        assert pictures(out) == [] and livesharp_warnings == [
+            "not copied: video stream 1 (mjpeg, 32x32), an attached picture (cover art): .mkv cannot hold it as one; write .mp4 to keep it"]
+
+
 def audio_packets(path: Path) -> list[bytes]:
     import av
 
