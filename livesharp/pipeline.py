@@ -694,8 +694,8 @@ def process_image(
     if others:
         log.warning(f"{src.name}: not copied: {', '.join(others)}")
     dpi = image_dpi(src)
-    if dpi and (kind not in (".png", ".jpg", ".jpeg") or side_by_side):
-        why = "a side-by-side comparison has none" if side_by_side else f"livesharp cannot store it in {kind}; write .png or .jpg to keep it"
+    if dpi and (kind not in (".png", ".jpg", ".jpeg", ".tif", ".tiff") or side_by_side):
+        why = "a side-by-side comparison has none" if side_by_side else f"livesharp cannot store it in {kind}; write .png, .jpg or .tiff to keep it"
         log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) is not copied: {why}")
         dpi = None
     with contextlib.suppress(cv2.error):
@@ -733,11 +733,13 @@ def process_image(
         bgr = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
     else:
         bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    tiff_dpi = [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, round(dpi[0]), cv2.IMWRITE_TIFF_YDPI, round(dpi[1])] \
+        if dpi and kind in (".tif", ".tiff") else []
     with published(dst, overwrite) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
+        if not cv2.imwrite(str(tmp), bgr, tiff_dpi):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
-        if dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
-            tmp.write_bytes(with_dpi(tmp.read_bytes(), dpi) or tmp.read_bytes())
+        if dpi and not tiff_dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
+            tmp.write_bytes(with_dpi(tmp.read_bytes(), dpi))
         if icc and kind in (".png", ".jpg", ".jpeg"):
             tagged = with_icc(tmp.read_bytes(), icc)
             if tagged is None:

@@ -198,7 +198,7 @@ def test_a_grey_picture_is_written_grey(tmp_path, name, depth, livesharp_warning
     assert livesharp_warnings == []
 
 
-@pytest.mark.parametrize("into", [".png", ".jpg"])
+@pytest.mark.parametrize("into", [".png", ".jpg", ".tiff"])
 @pytest.mark.parametrize("made", ["PNG", "JPEG", "TIFF"])
 def test_a_pictures_resolution_is_kept(tmp_path, made, into, livesharp_warnings):
     """A 300 dpi scan came out with OpenCV's none: printed at another size, without a word."""
@@ -219,7 +219,7 @@ def test_a_resolution_the_output_cannot_store_is_said_to_be_dropped(tmp_path, li
     src = tmp_path / "scan.png"
     Image.fromarray(photo()).save(src, "PNG", dpi=(300, 300))
     run_image(src, tmp_path / "out.bmp")
-    assert livesharp_warnings == ["scan.png: its resolution (300 dpi) is not copied: livesharp cannot store it in .bmp; write .png or .jpg to keep it"]
+    assert livesharp_warnings == ["scan.png: its resolution (300 dpi) is not copied: livesharp cannot store it in .bmp; write .png, .jpg or .tiff to keep it"]
 
 
 def test_a_float32_tiff_is_read_as_0_to_1_and_written_8_bit_with_a_warning(tmp_path, livesharp_warnings):
