@@ -869,7 +869,7 @@ class VideoWriter:
         self._mux([p])
 
     def write_packet(self, packet: av.Packet) -> None:
-        """Copy one audio or subtitle packet, on the output's timeline; call it after the first ``write``."""
+        """Copy one audio, subtitle or attached-picture packet, on the output's timeline; call it after the first ``write``."""
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if self.cut and packet.pts - shift + (packet.duration or 0) < 0:

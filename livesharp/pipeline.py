@@ -681,9 +681,9 @@ def process_image(
     data = src.read_bytes()
     # By content: a JPEG named .jfif, .png or nothing is still one. libjpeg would print a warning
     # and fill the missing part with grey; libpng prints an error of its own before OpenCV fails.
-    for kind, complete in (("JPEG", jpeg_is_complete), ("PNG", png_is_complete)):
+    for format_name, complete in (("JPEG", jpeg_is_complete), ("PNG", png_is_complete)):
         if not complete(data):
-            raise LivesharpError(f"{src}: truncated {kind}: the file ends before the picture does; copy or export it again")
+            raise LivesharpError(f"{src}: truncated {format_name}: the file ends before the picture does; copy or export it again")
     full, alpha, grey = _read_image(src)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
@@ -739,7 +739,11 @@ def process_image(
         if not cv2.imwrite(str(tmp), bgr, tiff_dpi):
             raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
         if dpi and not tiff_dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
-            tmp.write_bytes(with_dpi(tmp.read_bytes(), dpi))
+            stated = with_dpi(tmp.read_bytes(), dpi)
+            if stated is None:  # (OpenCV's PNG and JPEG always have where it goes)
+                log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) could not be written into {kind} and is not copied")
+            else:
+                tmp.write_bytes(stated)
         if icc and kind in (".png", ".jpg", ".jpeg"):
             tagged = with_icc(tmp.read_bytes(), icc)
             if tagged is None:
