@@ -21,6 +21,7 @@ sharpening gain that scale gives up.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -169,7 +170,9 @@ def _bench_size(clip, rgb, sharpeners, batch, file_batch, runs, preset, tmp, log
     med = statistics.median
     h, w = rgb[0].shape[:2]
     reader = VideoReader(clip)
-    info = reader.info
+    # What the encoder needs, without the input's streams: PyAV 18.1.1 refuses to read a stream
+    # of a closed file (its labels, copied onto the output).
+    info = dataclasses.replace(reader.info, video_stream=None, audio=[], subtitles=[], attachments=[], pictures=[])
     reader.close()
     decode, encode, floor = [], [], []
     e2e: dict[str, list[float]] = {b: [] for b in sharpeners}

@@ -470,12 +470,23 @@ def _pixel_aspect(v) -> Fraction | None:
     return Fraction(sar)
 
 
+def frame_side_data(frame: av.VideoFrame) -> dict[str, bytes]:
+    """The frame's side data by type name (``DISPLAYMATRIX``, ``CONTENT_LIGHT_LEVEL``, ...).
+
+    PyAV 18.1.1 made ``side_data`` a mapping whose iteration gives the types alone; before, it
+    gave the entries: both are read here.
+    """
+    out = {}
+    for key in frame.side_data:
+        sd = frame.side_data[key] if isinstance(key, av.sidedata.sidedata.Type) else key
+        out[sd.type.name] = bytes(sd)
+    return out
+
+
 def display_matrix(frame: av.VideoFrame) -> list[int] | None:
     """The frame's display matrix (rotation/flip) as 9 ints, or None when it has none."""
-    for sd in frame.side_data:
-        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            return list(struct.unpack("<9i", bytes(sd)))
-    return None
+    matrix = frame_side_data(frame).get("DISPLAYMATRIX")
+    return None if matrix is None else list(struct.unpack("<9i", matrix))
 
 
 class VideoReader:
@@ -593,7 +604,7 @@ class VideoReader:
                     if n == 0:
                         self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
-                        self.info.hdr = {sd.type.name: bytes(sd) for sd in frame.side_data if sd.type.name in _HDR_SIDE_DATA}
+                        self.info.hdr = {k: v for k, v in frame_side_data(frame).items() if k in _HDR_SIDE_DATA}
                     if frame.interlaced_frame and not interlaced:
                         interlaced = True
                         if not self.quiet:

@@ -617,9 +617,11 @@ def side_data(path: Path) -> dict:
     """The first frame's HDR side data, as bytes by type name."""
     import av
 
+    from livesharp.io import frame_side_data
+
     with av.open(str(path)) as c:
         f = next(c.decode(video=0))
-        return {sd.type.name: bytes(sd) for sd in f.side_data if sd.type.name in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
+        return {k: v for k, v in frame_side_data(f).items() if k in ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
