@@ -218,7 +218,7 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
         info.pictures = []
     if info.attachments and fmt != "matroska":  # the one output that stores attachments
         for a in info.attachments:
-            info.skipped.append((a.index, f"attachment {a.name} ({a.mimetype}): {suffix} cannot hold attachments; write .mkv to keep it"))
+            info.skipped.append((a.index, f"attachment {a.name or a.index} ({a.mimetype or 'no type'}): {suffix} cannot hold attachments; write .mkv to keep it"))
         info.attachments = []
     lines = [f"not copied: {what}" for _, what in sorted(info.skipped)]
     v = info.video_stream
@@ -814,7 +814,7 @@ class VideoWriter:
         if self.info.video_stream is not None:
             _copy_labels(self.info.video_stream, s)
         for a in self.info.attachments:  # written with the header: no packets
-            self.container.add_attachment(a.name, a.mimetype, bytes(a.data))
+            self.container.add_attachment(a.name or f"attachment-{a.index}", a.mimetype or "application/octet-stream", bytes(a.data))
         self.container.metadata.update(self.info.metadata)
         if self.info.chapters:
             self.container.set_chapters(self._chapters())
