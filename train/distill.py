@@ -23,6 +23,7 @@ import copy
 import csv
 import dataclasses
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -369,7 +370,13 @@ def run(cfg: DistillConfig, command: str) -> dict:
     sampler = DistributedSampler(train_set, seed=cfg.seed) if ddp else None
     if not ddp and not cfg.pool:  # also at --reuse 1: its order is what lets a resumed run draw an unbroken one's samples
         train_set = RollingBank(train_set, cfg.bank_window, cfg.reuse, seed=cfg.seed)
-    loader_args = dict(batch_size=cfg.batch, num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    # Workers start from a fresh interpreter, not a fork of this one: a fork inherits what the
+    # parent's libraries hold, and PyAV 18.1.1's converter, kept per thread with its helper
+    # threads gone in the child, hangs the worker at its first conversion. The price is the
+    # decoded frames pickled once per worker (and held twice).
+    start_method = "forkserver" if cfg.workers and "forkserver" in multiprocessing.get_all_start_methods() else None
+    loader_args = dict(batch_size=cfg.batch, num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
+                       multiprocessing_context=start_method)
 
     # 2) student, its EMA twin, and the teacher (frozen; its outputs are cached on disk)
     try:
