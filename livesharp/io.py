@@ -312,24 +312,30 @@ def check_output(src: Path | None, dst: Path, overwrite: bool, suffixes) -> None
         raise LivesharpError(f"{parent}: cannot write in the output folder ({e.strerror}); choose another output folder") from None
 
 
-def png_is_complete(data: bytes) -> bool:
-    """Whether a PNG's chunks run whole up to its IEND chunk; a file cut short ends inside one.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, data) of each whole chunk of a PNG, in order, up to where the file ends.
 
     >>> head = bytes.fromhex("89504e470d0a1a0a") + bytes.fromhex("0000000d49484452") + bytes(17)
-    >>> png_is_complete(head + bytes.fromhex("0000000049454e44ae426082")), png_is_complete(head[:30])
-    (True, False)
+    >>> [kind for kind, _ in png_chunks(head + bytes.fromhex("0000000049454e44ae426082"))], list(png_chunks(head[:30]))
+    ([b'IHDR', b'IEND'], [])
     """
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return True  # not a PNG: not ours to judge
-    i, n = 8, len(data)
+    i, n = len(PNG_SIGNATURE), len(data)
     while i + 8 <= n:
         length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
-        i += 12 + length  # length, type, data, CRC
-        if i > n:
-            return False
-        if kind == b"IEND":
-            return True
-    return False
+        if i + 12 + length > n:  # length, type, data, CRC: cut short inside this chunk
+            return
+        yield kind, data[i + 8 : i + 8 + length]
+        i += 12 + length
+
+
+def png_is_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks run whole up to its IEND chunk; a file cut short ends inside one."""
+    if data[:8] != PNG_SIGNATURE:
+        return True  # not a PNG: not ours to judge
+    return any(kind == b"IEND" for kind, _ in png_chunks(data))
 
 
 def jpeg_is_complete(data: bytes) -> bool:

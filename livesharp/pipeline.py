@@ -34,7 +34,7 @@ from . import ops
 from .engine import Sharpener
 from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memory
 from .files import OutputAppeared, atomic_output, remove_stale_partials
-from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, png_is_complete,
+from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, PNG_SIGNATURE, png_chunks, png_is_complete,
                  refuse_still_image)
 from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE, VIDEO_DETAIL_EVERY
 from .tiling import tiled
@@ -458,11 +458,8 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
             elif marker == 0xFE:
                 others.append("a JPEG comment")
             i += 2 + n
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        i = 8
-        while i + 8 <= len(data):
-            n, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
-            body = data[i + 8 : i + 8 + n]
+    elif data[:8] == PNG_SIGNATURE:
+        for kind, body in png_chunks(data):
             if kind == b"iCCP":
                 with contextlib.suppress(zlib.error, IndexError):
                     icc[1] = zlib.decompress(body[body.index(b"\x00") + 2 :])
@@ -473,7 +470,6 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
                 (others.append("XMP metadata") if keyword == "XML:com.adobe.xmp" else text.append(keyword))
             elif kind in (b"IDAT", b"IEND"):
                 break
-            i += 12 + n
         if text:
             others.append(f"PNG text ({', '.join(dict.fromkeys(text))})")
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -496,7 +492,7 @@ def with_icc(data: bytes, icc: bytes) -> bytes | None:
     >>> with_icc(bytes.fromhex("ffd8 ffd9"), b"p")[:20]
     b'\\xff\\xd8\\xff\\xe2\\x00\\x11ICC_PROFILE\\x00\\x01\\x01'
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
+    if data[:8] == PNG_SIGNATURE:
         body = b"ICC profile\x00\x00" + zlib.compress(icc)
         chunk = len(body).to_bytes(4, "big") + b"iCCP" + body + zlib.crc32(b"iCCP" + body).to_bytes(4, "big")
         end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
@@ -535,7 +531,7 @@ def with_dpi(data: bytes, dpi: tuple[float, float]) -> bytes | None:
     >>> with_dpi(bytes.fromhex("ffd8 ffe00010 4a46494600 0101 00 0001 0001 0000 ffd9"), (300, 72)).hex(" ")[:56]
     'ff d8 ff e0 00 10 4a 46 49 46 00 01 01 01 01 2c 00 48 00'
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
+    if data[:8] == PNG_SIGNATURE:
         body = b"".join(round(d / 0.0254).to_bytes(4, "big") for d in dpi) + b"\x01"  # pixels per metre
         chunk = len(body).to_bytes(4, "big") + b"pHYs" + body + zlib.crc32(b"pHYs" + body).to_bytes(4, "big")
         end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
