@@ -24,7 +24,7 @@ from torch import nn
 from .errors import LivesharpError
 from .files import atomic_output
 from .model import VARIANTS, Student, count_macs
-from .graph import GRAPH_VERSION, META, OPSET, cache_dir, export_lock, weights_digest, writable_cache_dir
+from .graph import GRAPH_VERSION, META, OPSET, cache_dir, export_lock, openvino, weights_digest, writable_cache_dir
 
 
 def model_digest(net: Student) -> str:
@@ -138,14 +138,17 @@ def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
     """Write ``net`` as OpenVINO IR: ``path`` (.xml) and the weights beside it (.bin)."""
     if importlib.util.find_spec("openvino") is None:
         raise LivesharpError('--format openvino: openvino is not installed; pip install "livesharp[openvino]"')
-    import openvino as ov
+    ov = openvino()
 
     path = Path(path)
     if path.suffix != ".xml":
         raise LivesharpError(f"{path}: OpenVINO IR is written as NAME.xml (+ NAME.bin); give a path ending in .xml")
     with tempfile.TemporaryDirectory() as d:
         onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
-        model = ov.convert_model(str(onnx_path))
+        # read_model, not convert_model: the converter reports each use to Google Analytics
+        # (OpenVINO's telemetry, on unless the user opted out) from a process forked off a
+        # thread, which can hang the program at exit; reading the ONNX graph makes the same model.
+        model = ov.Core().read_model(str(onnx_path))
         # OpenVINO writes the weights beside the .xml under its stem: the .bin moves with it.
         with atomic_output(path, companions=(".bin",)) as tmp:
             # Full precision: the IR's weights are the checkpoint's, not rounded to fp16.

@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -49,6 +50,22 @@ META = {k: f"livesharp_{k}" for k in ("digest", "graph_version", "multiple", "ma
 
 log = logging.getLogger("livesharp")
 
+
+
+def openvino():
+    """The ``openvino`` module, imported with its usage telemetry off.
+
+    ``import openvino`` reports itself to Google Analytics, unless the user opted out, from a
+    process forked off a worker thread: a video tool should not call out unasked, and a fork
+    from a thread can deadlock in the child, which then hangs the program as it exits (seen in
+    this project's test suite). With ``openvino_telemetry`` unimportable, OpenVINO (and NNCF)
+    fall back to their own stubs; the user's own consent file is left as it is.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
 
 @dataclass(frozen=True)
 class GraphInfo:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import LivesharpError
+from .graph import openvino
 
 # --precision. auto: the fastest arithmetic the device does well and the model was checked in
 # (fp16 on CUDA; under OpenVINO the model's checked int8 graph where it times faster than the
@@ -56,7 +57,7 @@ def cpu_capabilities() -> set[str]:
     """What this CPU offers: OpenVINO's ``OPTIMIZATION_CAPABILITIES`` (``INT8``, ``BF16``, ...)
     and, on Linux, the CPU's flags from /proc/cpuinfo (``avx512_vnni``, ...). Lower case."""
     try:
-        import openvino as ov
+        ov = openvino()
 
         found = {c.lower() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
     except ImportError:  # the flags alone still name the CPU's kind (cpu_kind)
@@ -296,7 +297,7 @@ def int8_path(graph: str | Path) -> Path:
 def graph_digest(graph: str | Path) -> str:
     """The identity of a float ONNX graph: its ``livesharp_digest`` metadata_prop (the model's
     digest, written by the export that ships it), else ``sha256:`` and the file's hash."""
-    import openvino as ov
+    ov = openvino()
 
     graph = Path(graph)
     model = ov.Core().read_model(str(graph))
@@ -317,7 +318,7 @@ def file_digest(*paths: str | Path) -> str:
 
 def read_metadata(xml: str | Path) -> dict[str, str]:
     """The ``livesharp_*`` entries of an OpenVINO IR's rt_info, as strings."""
-    import openvino as ov
+    ov = openvino()
 
     model = ov.Core().read_model(str(xml))
     return {k: v.astype(str) for k, v in model.get_rt_info().items() if k.startswith("livesharp_")}

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import int8
 from .errors import LivesharpError, allocation_failed, gpu_out_of_memory, out_of_memory
-from .graph import GRAPH_VERSION, writable_cache_dir
+from .graph import GRAPH_VERSION, openvino, writable_cache_dir
 from .int8 import PRECISIONS
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -237,7 +237,7 @@ class OpenVinoRunner(GraphRunner):
     MAX_SHAPES = 8  # file mode meets batches of 1..--batch frames; beyond that, forget the oldest
 
     def __init__(self, graph: Path, threads: int, precision: str = "auto", min_side: int = 1, streams: int = 1):
-        import openvino as ov
+        ov = openvino()
 
         self.core = ov.Core()
         # Compiled blobs go beside the graphs; a read-only cache gets the temporary stand-in.
@@ -274,7 +274,7 @@ class OpenVinoRunner(GraphRunner):
         """What ``auto``'s measured choice depends on: the CPU (its name and generation), the
         threads, the model and its int8 graph (remade for the same model, it may run at another
         speed), OpenVINO."""
-        import openvino as ov
+        ov = openvino()
 
         quantized = "none" if self.quantized is None else int8.file_digest(self.quantized, Path(self.quantized).with_suffix(".bin"))
         return (f"{int8.cpu_model()} ({int8.cpu_generation()}) [{int8.cpu_kind(self.caps)}], {self.threads} threads"
@@ -324,7 +324,7 @@ class OpenVinoRunner(GraphRunner):
         if self.pending:
             self._measure(shape)
         if shape not in self.queues:
-            import openvino as ov
+            ov = openvino()
 
             config = self.config | {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
             queue = ov.AsyncInferQueue(self._compile(shape, config, self.queues), self.streams)

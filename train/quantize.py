@@ -43,6 +43,7 @@ from tqdm import tqdm
 from livesharp import int8
 from livesharp.errors import LivesharpError
 from livesharp.files import atomic_output
+from livesharp.graph import openvino
 from train.data import DataError, list_images
 from train.evaluate import HARM_MAX_SHIFT, HARM_MIN_PSNR, PairFolder, SharpFrames, evaluate, from_uint8, to_uint8
 
@@ -70,7 +71,7 @@ OVERFLOW_FIX = "enable"
 
 def check_graph(onnx_path: Path):
     """Read a uint8-frame ONNX graph (``livesharp.export.export_onnx(..., io="uint8")``) into OpenVINO."""
-    import openvino as ov
+    ov = openvino()
 
     if onnx_path.suffix != ".onnx" or not onnx_path.is_file():
         raise LivesharpError(f"{onnx_path}: no such ONNX graph; give the model's uint8-frame NAME.onnx")
@@ -148,7 +149,7 @@ class Compiled:
     model in memory (the int8 one exists nowhere else until it has passed)."""
 
     def __init__(self, model, hint: str, threads: int | None = None):
-        import openvino as ov
+        ov = openvino()
 
         self.core, self.model = ov.Core(), model
         self.config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
@@ -238,11 +239,11 @@ def quantize_checked(onnx_path: str | Path, calib: Sequence[str | Path] = CALIB,
     "passed"}], "calibration": {..., "command"}, "nncf", "openvino", "cpu" (the kind and model
     the numbers were measured on), ["ms_720p"]}.
     """
+    ov = openvino()  # first: NNCF then finds OpenVINO's telemetry off too
     try:
         import nncf
     except ImportError:
         raise LivesharpError('train.quantize needs nncf: pip install "livesharp[train]" (or pip install nncf)') from None
-    import openvino as ov
 
     onnx_path = Path(onnx_path)
     model = check_graph(onnx_path)
@@ -298,7 +299,7 @@ def check_out(out_xml: str | Path) -> Path:
 def write_int8(model, out_xml: str | Path, report: dict) -> Path:
     """Write a passing int8 model as OpenVINO IR (``out_xml`` + ``.bin``, atomically), its rt_info
     holding what ``livesharp.int8.int8_graph`` checks and the numbers that let it ship."""
-    import openvino as ov
+    ov = openvino()
 
     out_xml = Path(out_xml)
     attempt = next(a for a in report["attempts"] if a["name"] == report["chosen"])

@@ -146,7 +146,8 @@ def graphs(tmp_path_factory):
 
 def fake_int8(graph, digest, passed="true"):
     """A stand-in int8 graph beside ``graph``: its float IR with int8 metadata."""
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     model = ov.Core().read_model(str(graph))
     model.set_rt_info(digest, int8.DIGEST_KEY)
@@ -211,7 +212,8 @@ def test_int8_output_is_within_tolerance_of_fp32_on_a_real_frame(graphs):
     nncf = pytest.importorskip("nncf")
     if not int8.int8_capable():
         pytest.skip("this CPU has no int8 dot-product instructions")
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     plain, _ = graphs
     core = ov.Core()
@@ -302,7 +304,8 @@ def test_auto_measures_once_per_machine_and_model_then_reads_the_cache(shipped_p
 def test_an_int8_graph_remade_for_the_same_model_is_measured_again(shipped_pair, monkeypatch, tmp_path):
     """A new release may ship another int8 graph of the same float graph (7-bit weights did): its
     speed is its own, so the choice cached for the one before must not stand for it."""
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     graph, xml = shipped_pair
     monkeypatch.setenv("LIVESHARP_CACHE", str(tmp_path / "cache"))

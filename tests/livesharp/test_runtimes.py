@@ -55,7 +55,8 @@ def run_float_graph(backend, path, x: np.ndarray) -> np.ndarray:
         import onnxruntime as ort
 
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return compiled({0: x})[0]
@@ -371,7 +372,8 @@ def test_the_uint8_graph_holds_no_float_frame_at_full_resolution(tmp_path, rando
     no float pass runs over a full-size frame and the first convolution reads the bytes (720p
     int8 ran about 1.4x faster than with float frames). Every tensor OpenVINO infers for a 64x96
     frame is checked (no padding at these sides, so a full-size tensor shows as 64, 96)."""
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     out = engine.export_model(random_student(variant), tmp_path / "g.onnx", io="uint8")
     model = ov.Core().read_model(str(out))
@@ -396,7 +398,8 @@ def test_the_uint8_graph_moves_the_frame_bytes_once_at_each_end(tmp_path, random
     """The frame is folded and unfolded by one transpose each (``export.fold_frames``), not by a
     permute to NCHW and a pixel (un)shuffle: the byte moves are the graph's only full-size work
     (720p int8 ran 4-7 % faster with one at each end). Counted in the graph OpenVINO reads."""
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     out = engine.export_model(random_student("tiny"), tmp_path / "g.onnx", io="uint8")
     model = ov.Core().read_model(str(out))
@@ -460,7 +463,8 @@ def test_the_exported_naf_graph_splits_no_channels(tmp_path, random_student):
     OpenVINO ran the channel split of bf16 tensors with its reference kernel (tiny v4 at 720p:
     the split form 7 % slower in int8, 11 % in bf16; ``Student.fused``). The layers OpenVINO
     compiles are checked."""
-    import openvino as ov
+    from livesharp.graph import openvino
+    ov = openvino()
 
     out = engine.export_model(random_student("tiny"), tmp_path / "g.onnx", io="uint8")
     core = ov.Core()
