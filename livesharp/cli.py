@@ -161,7 +161,7 @@ def image_cmd(input, output, side_by_side, model, strength, detail, device, back
 
     from .io import IMAGE_SUFFIXES, check_input, check_output
 
-    check_input(Path(input))  # before torch and the model load
+    check_input(Path(input), "picture")  # before torch and the model load
     check_output(Path(input), Path(output), overwrite, IMAGE_SUFFIXES)
     from .pipeline import process_image, stop_on_term_and_hup
 
@@ -182,6 +182,8 @@ def _check_stats(path: str, camera: str, overwrite: bool) -> None:
 
     from .io import camera_file, check_output
 
+    if Path(path).is_dir():
+        raise LivesharpError(f"--stats {path}: is a directory; name a file in it, e.g. {Path(path) / 'stats.jsonl'}")
     try:  # os.access says yes to root everywhere; creating a file is the real test
         tempfile.TemporaryFile(dir=Path(path).parent).close()
     except OSError as e:
@@ -213,7 +215,7 @@ Examples:
 @click.option("--preview/--no-preview", default=None, help="Preview window with HUD and hotkeys (default: on when a display exists).")
 @model_options
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many output frames.")
-@click.option("--stats", type=click.Path(dir_okay=False), default=None, help="Write per-frame timings as JSON lines here.")
+@click.option("--stats", type=click.Path(), default=None, help="Write per-frame timings as JSON lines here.")
 @click.option("--loop", is_flag=True, help="With --camera FILE: start over at the end.")
 @click.option("--overwrite", is_flag=True, help="Replace the --stats file if it exists.")
 @click.option("--scale", type=click.Choice(["auto", *(f"{s:g}" for s in SCALES)]), default="auto", show_default=True,

@@ -166,6 +166,8 @@ def find_model(model: str | Path | Student, graph_will_do: bool = False) -> tupl
             )
     if not path.exists():
         names = ", ".join([*(_variants() if installed("torch") else [DEFAULT_MODEL]), *BASELINES])
+        if path.suffix or os.sep in name or (os.altsep and os.altsep in name):  # meant as a file
+            raise ModelError(f"--model {name}: no such file; check the path (or use one of {names})")
         raise ModelError(f"unknown model {name!r}: use one of {names}, a path to a .onnx graph or to a .pt checkpoint")
     net, stem = _checkpoint(path)
     return net, None, stem

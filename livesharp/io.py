@@ -143,13 +143,41 @@ class VideoInfo:
 # Tags a muxer writes about itself or about the stream it stored: copied, they would describe
 # the input's encoding, not the output's.
 _OWN_TAGS = {"duration", "encoder", "major_brand", "minor_version", "compatible_brands", "bps",
-             "number_of_frames", "number_of_bytes", "creation_time_utc", "alpha_mode"}
+             "number_of_frames", "number_of_bytes", "creation_time_utc", "alpha_mode", "vendor_id"}
 
 
 def copyable_tags(tags) -> dict:
     """A stream's or container's tags less the ones its muxer and encoder made up about it (the
     video is encoded again: WebM's alpha_mode would claim a transparency H.264 does not carry)."""
     return {k: v for k, v in dict(tags).items() if k.lower() not in _OWN_TAGS and not k.lower().startswith("_statistics")}
+
+
+def chapter_track(path: Path, aside: list, chapters: list[dict]) -> int | None:
+    """Which of ``aside`` (data tracks the demuxer sets aside) is MP4's chapter-title track: the
+    one whose first sample is the first chapter's title, as a MOV text sample holds it (its
+    length in 16 bits, then the text). None when none is."""
+    if not aside or not chapters:
+        return None
+    title = str(chapters[0].get("metadata", {}).get("title", "")).encode()
+    want = len(title).to_bytes(2, "big") + title
+    try:
+        with av.open(str(path)) as c:
+            picked = [c.streams[s.index] for s in aside]
+            for s in picked:
+                s.discard = 0  # read it: its first sample is near the start
+            c.seek(0)  # back to where the chapter samples are: opening read past them
+            seen = set()
+            for packet in c.demux(*picked):
+                if not packet.size or packet.stream.index in seen:
+                    continue
+                if bytes(packet).startswith(want):
+                    return packet.stream.index
+                seen.add(packet.stream.index)
+                if len(seen) == len(picked):
+                    break
+    except (av.error.FFmpegError, OSError):
+        pass
+    return None
 
 
 def describe_stream(stream) -> str:
@@ -261,12 +289,13 @@ def _finer_than_output(pix: str) -> str | None:
     return " ".join(what) or None
 
 
-def check_input(path: Path) -> None:
-    """Fail early, in one line, on an input that cannot be a readable file."""
+def check_input(path: Path, what: str = "video file") -> None:
+    """Fail early, in one line, on an input that cannot be a readable file (``what``: a video
+    file or a picture, as the error names it)."""
     if not path.exists():
         raise LivesharpError(f"{path}: no such file; check the path")
     if path.is_dir():
-        raise LivesharpError(f"{path}: is a directory, not a video file")
+        raise LivesharpError(f"{path}: is a directory, not a {what}")
     if not os.access(path, os.R_OK):
         raise LivesharpError(f"{path}: not readable; check its permissions")
 
@@ -401,24 +430,43 @@ def _open_input(path: Path):
     return container
 
 
-def refuse_still_image(path: Path) -> None:
-    """A one-line ``LivesharpError`` when FFmpeg reads ``path`` as a still image, by its content
-    (its image demuxers: png_pipe, jpeg_pipe, webp_pipe, ..., image2), whatever its name: a video
-    made of it would be one frame long. Anything else, unreadable files included, passes here and
-    is judged by ``VideoReader``. A pipe or device is not probed: what is read from it is gone."""
+def _probe(path: Path) -> tuple[str, str] | None:
+    """How FFmpeg reads ``path`` by its content, whatever its name: ("still", codec) through its
+    image demuxers (png_pipe, jpeg_pipe, ..., image2), ("video", codec) through any other with a
+    video stream; None when it reads no picture. A pipe or device is not probed: what is read
+    from it is gone."""
     if not path.is_file():
-        return
+        return None
     try:
         with av.open(str(path), metadata_errors="ignore") as c:
             formats = c.format.name.split(",")
             codec = c.streams.video[0].codec_context.name if c.streams.video else ""
     except (av.error.FFmpegError, OSError):
-        return
+        return None
+    # Text art (FFmpeg's bin, xbin, adf, idf and tty formats) is what it guesses any unknown
+    # bytes to be, by their name or by default: no picture at all.
+    if not codec or set(formats) & {"bin", "xbin", "adf", "idf", "tty"}:
+        return None
     if "webp_pipe" in formats and _is_animated_webp(path):
-        return  # moving, though FFmpeg cannot decode it: VideoReader says so
-    if codec and any(f == "image2" or f.endswith("_pipe") for f in formats):
+        return "video", codec  # moving, though FFmpeg cannot decode it: VideoReader says so
+    return ("still" if any(f == "image2" or f.endswith("_pipe") for f in formats) else "video"), codec
+
+
+def refuse_still_image(path: Path) -> None:
+    """A one-line ``LivesharpError`` when FFmpeg reads ``path`` as a still image: a video made
+    of it would be one frame long. Anything else, unreadable files included, passes here and
+    is judged by ``VideoReader``."""
+    kind = _probe(path)
+    if kind and kind[0] == "still":
         out = path.with_name(f"{path.stem}_sharp{path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else '.png'}")
-        raise LivesharpError(f"{path}: a still image ({codec.upper()}), not a video; sharpen it with: livesharp image {path} {out}")
+        raise LivesharpError(f"{path}: a still image ({kind[1].upper()}), not a video; sharpen it with: livesharp image {path} {out}")
+
+
+def refuse_video(path: Path) -> None:
+    """A one-line ``LivesharpError`` when a file given as a picture is a video."""
+    kind = _probe(path)
+    if kind and kind[0] == "video":
+        raise LivesharpError(f"{path}: a video ({kind[1].upper()}), not a still picture; sharpen it with: livesharp file {path} {path.stem}_sharp.mp4")
 
 
 def _is_animated_webp(path: Path) -> bool:
@@ -532,9 +580,12 @@ class VideoReader:
             video_stream=v,
             sample_aspect_ratio=_pixel_aspect(v),
         )
+        # MP4's chapter-title track is the chapters, copied as such. The demuxer sets it aside,
+        # and every other MOV data track too (GoPro's telemetry, a camera's motion): those are
+        # content, and named below when not copied.
+        titles = chapter_track(self.path, [s for s in self.container.streams if s.type == "data" and s.discard >= 48], self.info.chapters)
         for other in self.container.streams:
-            # A stream the demuxer itself sets aside (MP4's chapter-title track) is not content.
-            if other is v or other.type in ("audio", "subtitle") or other.discard >= 48:
+            if other is v or other.type in ("audio", "subtitle") or other.index == titles:
                 continue
             # MP4/MOV's timecode track: its start is the video's timecode tag, copied with the
             # video's labels, from which the output's muxer writes it back (.mkv: as the tag).
@@ -563,7 +614,7 @@ class VideoReader:
         n, first_pts, last_pts = 0, None, None
         stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
         keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
-        interlaced = False
+        interlaced = captions = False
         video_end = audio_end = None  # seconds on the file's clock
         # AVI stores no presentation times: the demuxer guesses each packet's from its place in
         # decode order, and with B-frames the decoder hands those guesses back out of order. The
@@ -611,6 +662,13 @@ class VideoReader:
                         self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
                         self.info.hdr = {k: v for k, v in frame_side_data(frame).items() if k in _HDR_SIDE_DATA}
+                    if not captions and "A53_CC" in frame_side_data(frame):
+                        # Closed captions ride inside the video stream (per frame), which is
+                        # encoded again; PyAV gives no way to hand them to the encoder.
+                        captions = True
+                        if not self.quiet:
+                            log.warning(f"not copied: {self.path.name}'s closed captions (CEA-608/708, inside its video stream); to keep them, "
+                                        f"save them first: ffmpeg -f lavfi -i \"movie={self.path.name}[out0+subcc]\" -map 0:1 captions.srt")
                     if frame.interlaced_frame and not interlaced:
                         interlaced = True
                         if not self.quiet:
@@ -788,6 +846,10 @@ class VideoWriter:
             # starts at 0. Copied AAC starts just before 0 (encoder priming), so the video would
             # move by that much. Its blocks may start before their cluster: keep the times as they are.
             options = {"avoid_negative_ts": "disabled"} if self.format == "matroska" else {}
+            # A phone's reverse-DNS keys (com.apple.quicktime.location.ISO6709, make, model) are
+            # QuickTime "mdta" keys, which MP4/MOV write only in that mode, as the input has them.
+            if self.format in ("mov", "mp4") and any("." in k for k in self.info.metadata):
+                options["movflags"] = "use_metadata_tags"
             self.container = av.open(str(self.path), "w", format=self.format, options=options)
         except (av.error.FFmpegError, OSError) as e:
             raise LivesharpError(f"{self.label}: cannot create the output file ({e}); choose a writable folder") from None
@@ -937,3 +999,22 @@ class VideoWriter:
             container.close()  # the trailer: MP4 writes its whole index here
         except (av.error.FFmpegError, OSError) as e:
             raise self._failed(e) from None
+        self._name_lost_tags()
+
+    def _name_lost_tags(self) -> None:
+        """Tags the output's format did not keep, named in one warning: MP4 and MOV write only
+        the keys they know (a Matroska file's own, a track's custom ones are dropped). Read back
+        from the finished file, since the muxer decides."""
+        try:
+            with av.open(str(self.path)) as out:
+                kept = {k.lower() for k in out.metadata}
+                streams = {s.index: {k.lower() for k in s.metadata} for s in out.streams}
+        except (av.error.FFmpegError, OSError):
+            return
+        lost = [k for k in self.info.metadata if k.lower() not in kept]
+        for index, copy in self.copy_map.items():
+            tags = copyable_tags(next(s for s in [*self.info.audio, *self.info.subtitles, *self.info.pictures] if s.index == index).metadata)
+            missing = [k for k in tags if k.lower() not in streams.get(copy.index, set()) and not (k.lower() == "name" and "title" in streams.get(copy.index, set()))]
+            lost += [f"{k} of stream {index}" for k in missing]
+        if lost:
+            log.warning(f"not copied: the tags {', '.join(lost)}: {self.path.suffix} cannot hold them; write .mkv to keep them")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import pickle
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -668,7 +669,9 @@ def _unreadable(path: Path, e: Exception) -> str:
     if found:
         return (f"{path}: not a readable livesharp checkpoint: it refers to Python code ({found.group(1)}) that "
                 f"loading would have to run, and livesharp never runs code from a checkpoint; save the weights as tensors (livesharp.model.save_student)")
-    if "Weights only load failed" in str(e):  # the rest of torch's paragraph is about unsafe loading
+    # torch's paragraph about unsafe loading, or what its reader stumbles on in a file it did
+    # not write (a picture given as --model: "KeyError: 105")
+    if "Weights only load failed" in str(e) or isinstance(e, (KeyError, EOFError, pickle.UnpicklingError)):
         return f"{path}: not a readable livesharp checkpoint (not a file torch.save wrote, or damaged)"
     text = " ".join(str(e).split())
     if len(text) > 160:  # cut at a word, and say so

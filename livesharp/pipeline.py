@@ -35,7 +35,7 @@ from .engine import Sharpener
 from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memory
 from .files import OutputAppeared, atomic_output, remove_stale_partials
 from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, PNG_SIGNATURE, png_chunks, png_is_complete,
-                 refuse_still_image)
+                 refuse_still_image, refuse_video)
 from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE, VIDEO_DETAIL_EVERY
 from .tiling import tiled
 
@@ -486,6 +486,44 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
     return (b"".join(icc[k] for k in sorted(icc)) or None), list(dict.fromkeys(others))
 
 
+# How a PNG's numbers map to colours when it has no ICC profile: gamma, primaries, or "sRGB".
+PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB")
+
+
+def png_colour_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's colour chunks (``PNG_COLOUR_CHUNKS``), which come before its picture data.
+
+    >>> png = with_png_chunks(PNG_SIGNATURE + bytes.fromhex("0000000d49484452") + bytes(17), [(b"gAMA", bytes(4))])
+    >>> png_colour_chunks(png)
+    [(b'gAMA', b'\\x00\\x00\\x00\\x00')]
+    """
+    if data[:8] != PNG_SIGNATURE:
+        return []
+    found = []
+    for kind, body in png_chunks(data):
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind in PNG_COLOUR_CHUNKS:
+            found.append((kind, body))
+    return found
+
+
+def with_png_chunks(data: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """An encoded PNG with ``chunks`` ((type, data) pairs) right after its header chunk."""
+    made = b"".join(len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big") for kind, body in chunks)
+    end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
+    return data[:end_of_ihdr] + made + data[end_of_ihdr:]
+
+
+def icc_colour_space(icc: bytes) -> str:
+    """The kind of pixel an ICC profile describes, from its header: RGB, GRAY, CMYK, ...
+
+    >>> icc_colour_space(bytes(16) + b"GRAY" + bytes(108))
+    'GRAY'
+    """
+    return icc[16:20].decode("latin-1").strip()
+
+
 def with_icc(data: bytes, icc: bytes) -> bytes | None:
     """An encoded PNG or JPEG with ``icc`` as its colour profile; None for other formats.
 
@@ -493,10 +531,7 @@ def with_icc(data: bytes, icc: bytes) -> bytes | None:
     b'\\xff\\xd8\\xff\\xe2\\x00\\x11ICC_PROFILE\\x00\\x01\\x01'
     """
     if data[:8] == PNG_SIGNATURE:
-        body = b"ICC profile\x00\x00" + zlib.compress(icc)
-        chunk = len(body).to_bytes(4, "big") + b"iCCP" + body + zlib.crc32(b"iCCP" + body).to_bytes(4, "big")
-        end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
-        return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+        return with_png_chunks(data, [(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))])
     if data[:2] == b"\xff\xd8":
         size = 65519  # what one APP2 segment holds after its 14-byte header
         parts = [icc[i : i + size] for i in range(0, len(icc), size)]
@@ -509,17 +544,34 @@ def with_icc(data: bytes, icc: bytes) -> bytes | None:
     return None
 
 
+def _header(src: Path) -> tuple[str | None, dict, set[int]] | None:
+    """What Pillow reads from a picture's header, not its pixels: (format, info, the numbers of
+    a TIFF's tags); None where it cannot read one."""
+    try:
+        with warnings.catch_warnings(), Image.open(src) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return im.format, dict(im.info), set(getattr(im, "tag_v2", None) or ())
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def tiff_icc(src: Path) -> bytes | None:
+    """The ICC colour profile a TIFF carries, or None."""
+    header = _header(src)
+    return (header[1].get("icc_profile") or None) if header else None
+
+
 def image_dpi(src: Path) -> tuple[float, float] | None:
     """The resolution a picture file states, in dots per inch (Pillow reads it from PNG's pHYs,
     JPEG's JFIF or EXIF, TIFF and BMP headers), or None."""
-    try:
-        with warnings.catch_warnings(), Image.open(src) as im:  # the header, not the pixels
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            dpi = im.info.get("dpi")
-    except (OSError, ValueError, Image.DecompressionBombError):
+    header = _header(src)
+    if header is None:
+        return None
+    kind, info, tags = header
+    if kind == "TIFF" and 282 not in tags:  # no XResolution tag: Pillow says 1 dpi
         return None
     try:
-        x, y = (float(v) for v in dpi)
+        x, y = (float(v) for v in info.get("dpi"))
     except (TypeError, ValueError):
         return None
     return (x, y) if x > 0 and y > 0 else None
@@ -532,10 +584,7 @@ def with_dpi(data: bytes, dpi: tuple[float, float]) -> bytes | None:
     'ff d8 ff e0 00 10 4a 46 49 46 00 01 01 01 01 2c 00 48 00'
     """
     if data[:8] == PNG_SIGNATURE:
-        body = b"".join(round(d / 0.0254).to_bytes(4, "big") for d in dpi) + b"\x01"  # pixels per metre
-        chunk = len(body).to_bytes(4, "big") + b"pHYs" + body + zlib.crc32(b"pHYs" + body).to_bytes(4, "big")
-        end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
-        return data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+        return with_png_chunks(data, [(b"pHYs", b"".join(round(d / 0.0254).to_bytes(4, "big") for d in dpi) + b"\x01")])  # pixels per metre
     if data[:2] == b"\xff\xd8" and data[2:4] == b"\xff\xe0" and data[6:11] == b"JFIF\x00":
         density = b"\x01" + b"".join(min(65535, round(d)).to_bytes(2, "big") for d in dpi)  # dots per inch
         return data[:13] + density + data[18:]
@@ -585,6 +634,7 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
         return bmp16, None, False
     raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, as stored (not turned)
     if raw is None:
+        refuse_video(src)
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
     raw = _upright(src, raw if raw.ndim == 3 else raw[..., None])
     if raw.dtype in (np.float32, np.float64):  # TIFF's float samples run from 0 to 1
@@ -672,7 +722,7 @@ def process_image(
     options = dict(model=model, device=device, strength=strength, backend=backend, precision=precision, detail=detail)
     if sharpener is not None:
         open_sharpener(sharpener, **options)  # both given: refused before any work
-    check_input(src)
+    check_input(src, "picture")
     check_output(src, dst, overwrite, IMAGE_SUFFIXES)
     data = src.read_bytes()
     # By content: a JPEG named .jfif, .png or nothing is still one. libjpeg would print a warning
@@ -685,6 +735,11 @@ def process_image(
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.
     icc, others = image_metadata(data)
+    if icc is None and data[:4] in (b"II*\x00", b"MM\x00*"):
+        icc = tiff_icc(src)
+    colour = png_colour_chunks(data)  # copied into a PNG; what they say is lost in other kinds
+    if kind != ".png" and not icc and any(k in (b"gAMA", b"cHRM") for k, _ in colour):
+        log.warning(f"{src.name}: its gamma and colour primaries (PNG gAMA/cHRM) cannot be stored in {kind} and are dropped: colours may look different; write .png to keep them")
     if icc and kind not in (".png", ".jpg", ".jpeg"):
         log.warning(f"{src.name}: its colour profile (ICC) cannot be stored in {kind} by livesharp and is dropped: colours may look different; write .png or .jpg to keep it")
     if others:
@@ -731,19 +786,33 @@ def process_image(
         bgr = cv2.cvtColor(out, cv2.COLOR_RGBA2BGRA if out.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     tiff_dpi = [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, round(dpi[0]), cv2.IMWRITE_TIFF_YDPI, round(dpi[1])] \
         if dpi and kind in (".tif", ".tiff") else []
+    # Encoded in memory, tagged, then written once: a failed write names its cause (a full disk),
+    # where OpenCV's own writer only says false (and libpng prints a line of its own).
+    ok, encoded = cv2.imencode(kind, bgr, tiff_dpi)
+    if not ok:
+        raise LivesharpError(f"{dst}: OpenCV could not encode the picture as {kind}; write .png instead")
+    picture = encoded.tobytes()
+    if dpi and not tiff_dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
+        stated = with_dpi(picture, dpi)
+        if stated is None:  # (OpenCV's PNG and JPEG always have where it goes)
+            log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) could not be written into {kind} and is not copied")
+        else:
+            picture = stated
+    written = "GRAY" if bgr.ndim == 2 else "RGB"
+    if icc and kind in (".png", ".jpg", ".jpeg") and icc_colour_space(icc) != written:
+        # A profile describes one kind of pixel: on others it is wrong (libpng rejects the file).
+        log.warning(f"{src.name}: its colour profile (ICC) is for {icc_colour_space(icc)} pixels and the output's are {written}: it is dropped, colours may look different")
+    elif icc and kind in (".png", ".jpg", ".jpeg"):
+        tagged = with_icc(picture, icc)
+        if tagged is None:
+            log.warning(f"{src.name}: its colour profile (ICC) is too large for {kind} and is dropped: colours may look different")
+        else:
+            picture = tagged
+    if colour and kind == ".png":
+        picture = with_png_chunks(picture, colour)
     with published(dst, overwrite) as tmp:
-        if not cv2.imwrite(str(tmp), bgr, tiff_dpi):
-            raise LivesharpError(f"{dst}: could not write the image; check the folder and free space")
-        if dpi and not tiff_dpi:  # before the profile: JPEG's density sits in the JFIF segment the profile goes after
-            stated = with_dpi(tmp.read_bytes(), dpi)
-            if stated is None:  # (OpenCV's PNG and JPEG always have where it goes)
-                log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) could not be written into {kind} and is not copied")
-            else:
-                tmp.write_bytes(stated)
-        if icc and kind in (".png", ".jpg", ".jpeg"):
-            tagged = with_icc(tmp.read_bytes(), icc)
-            if tagged is None:
-                log.warning(f"{src.name}: its colour profile (ICC) is too large for {kind} and is dropped: colours may look different")
-            else:
-                tmp.write_bytes(tagged)
+        try:
+            tmp.write_bytes(picture)
+        except OSError as e:
+            raise LivesharpError(f"{dst}: could not write the image ({e.strerror}); check the folder and free space") from None
     return dst

@@ -119,6 +119,17 @@ def case_model_garbage(tmp_path, video, make_video):
     return [video, tmp_path / "out.mp4", "--model", tmp_path / "broken.pt"], ["checkpoint"]
 
 
+def case_model_file_missing(tmp_path, video, make_video):
+    # meant as a file, not a name: it was told to be an unknown model name
+    return [video, tmp_path / "out.mp4", "--model", tmp_path / "mine.onnx"], ["mine.onnx: no such file"]
+
+
+def case_model_a_text_file(tmp_path, video, make_video):
+    # torch's reader met "hi" and said "KeyError: 105"
+    (tmp_path / "notes.txt").write_text("hi\n")
+    return [video, tmp_path / "out.mp4", "--model", tmp_path / "notes.txt"], ["notes.txt: not a readable livesharp checkpoint (not a file torch.save wrote"]
+
+
 def case_truncated(tmp_path, video, make_video):
     full = make_video("full.mkv", frames=40)
     cut = tmp_path / "cut.mkv"
@@ -159,7 +170,7 @@ def case_corrupt_but_concealed(tmp_path, video, make_video):
 CASES = [
     case_missing, case_directory, case_text_file, case_output_is_input, case_output_is_input_by_another_path,
     case_output_exists, case_output_is_a_directory, case_output_folder_missing, case_output_folder_unwritable, case_output_suffix_unknown,
-    case_model_unknown, case_model_garbage, case_truncated, case_corrupt_mp4, case_corrupt_mkv, case_corrupt_ffv1,
+    case_model_unknown, case_model_garbage, case_model_file_missing, case_model_a_text_file, case_truncated, case_corrupt_mp4, case_corrupt_mkv, case_corrupt_ffv1,
     case_corrupt_but_concealed,
 ]  # fmt: skip
 
@@ -377,6 +388,21 @@ def test_image_that_is_not_an_image_is_one_line(tmp_path):
     result = run("image", tmp_path / "in.png", tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
     assert_one_line_error(result, "not an image")
     assert snapshot(tmp_path) == before
+
+
+def test_image_given_a_video_or_a_folder_says_which_and_what_to_run(tmp_path, video):
+    (tmp_path / "folder").mkdir()
+    before = snapshot(tmp_path)
+    result = run("image", video, tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
+    assert_one_line_error(result, "a video (H264), not a still picture", "livesharp file")
+    result = run("image", tmp_path / "folder", tmp_path / "out.png", "--model", "unsharp", "--device", "cpu")
+    assert_one_line_error(result, "is a directory, not a picture")
+    assert snapshot(tmp_path) == before
+
+
+def test_cam_stats_into_a_directory_is_one_line(tmp_path):
+    result = run("cam", "--camera", tmp_path / "none.mp4", "--no-preview", "--stats", tmp_path)
+    assert_one_line_error(result, "--stats", "is a directory; name a file in it")
 
 
 def test_image_to_an_unknown_type_is_one_line(tmp_path):

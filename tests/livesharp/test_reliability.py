@@ -758,6 +758,92 @@ def test_a_png_colour_profile_and_text_are_kept_or_named(tmp_path, livesharp_war
     assert livesharp_warnings == ["in.png: not copied: PNG text (Comment)"]
 
 
+def test_a_tiffs_colour_profile_is_kept_in_png_or_named(tmp_path, livesharp_warnings):
+    """It was dropped in silence: only JPEG, PNG and WebP were read for one."""
+    import zlib
+
+    from PIL import Image
+
+    src = tmp_path / "scan.tiff"
+    Image.fromarray(photo()).save(src, "TIFF", icc_profile=PROFILE)
+    run_image(src, tmp_path / "out.png")
+    name, _, rest = png_chunks((tmp_path / "out.png").read_bytes())["iCCP"][0].partition(b"\x00")
+    assert zlib.decompress(rest[1:]) == PROFILE and livesharp_warnings == []
+    run_image(src, tmp_path / "out.tiff")
+    assert livesharp_warnings == ["scan.tiff: its colour profile (ICC) cannot be stored in .tiff by livesharp and is dropped: colours may look different; "
+                                  "write .png or .jpg to keep it"]
+
+
+def test_a_pngs_gamma_and_primaries_are_kept_in_png_or_named(tmp_path, livesharp_warnings):
+    """gAMA and cHRM say how a PNG's numbers map to colours; they were dropped in silence."""
+    import cv2
+
+    from livesharp.pipeline import with_png_chunks
+
+    colour = [(b"gAMA", (100000).to_bytes(4, "big")), (b"cHRM", bytes(range(32)))]  # gamma 1.0
+    src = tmp_path / "linear.png"
+    src.write_bytes(with_png_chunks(cv2.imencode(".png", photo())[1].tobytes(), colour))
+    run_image(src, tmp_path / "out.png")
+    chunks = png_chunks((tmp_path / "out.png").read_bytes())
+    assert (chunks["gAMA"], chunks["cHRM"]) == ([colour[0][1]], [colour[1][1]]) and livesharp_warnings == []
+    run_image(src, tmp_path / "out.jpg")
+    assert livesharp_warnings == ["linear.png: its gamma and colour primaries (PNG gAMA/cHRM) cannot be stored in .jpg and are dropped: "
+                                  "colours may look different; write .png to keep them"]
+
+
+def test_a_profile_for_other_pixels_than_the_outputs_is_not_copied(tmp_path, livesharp_warnings):
+    """A grey+alpha PNG is written RGBA: its grey profile on RGB pixels made a PNG that libpng
+    rejects ("Gray color space not permitted on RGB PNG")."""
+    import numpy as np
+    from PIL import Image
+
+    grey = PROFILE[:16] + b"GRAY" + PROFILE[20:]
+    src = tmp_path / "grey.png"
+    Image.fromarray(np.dstack([photo()[..., 0], np.full(photo().shape[:2], 200, np.uint8)]), "LA").save(src, icc_profile=grey)
+    run_image(src, tmp_path / "out.png")
+    assert "iCCP" not in png_chunks((tmp_path / "out.png").read_bytes())
+    assert livesharp_warnings == ["grey.png: its colour profile (ICC) is for GRAY pixels and the output's are RGB: it is dropped, colours may look different"]
+
+
+def test_a_tiff_that_states_no_resolution_is_not_given_one(tmp_path, livesharp_warnings):
+    """Pillow reads such a TIFF as 1 dpi, which was written into the output as if stated."""
+    from PIL import Image
+
+    src = tmp_path / "plain.tiff"
+    Image.fromarray(photo()).save(src, "TIFF")
+    for into in (".png", ".jpg", ".tiff"):
+        run_image(src, tmp_path / f"out{into}")
+        with Image.open(tmp_path / f"out{into}") as im:
+            assert (282 not in im.tag_v2) if into == ".tiff" else ("dpi" not in im.info), into  # 282: XResolution
+    run_image(src, tmp_path / "out.webp")
+    assert livesharp_warnings == []
+
+
+def test_a_full_disk_while_writing_an_image_is_one_line(tmp_path, monkeypatch):
+    """A traceback came out when the disk filled as the tagged picture was written. The full
+    disk is stood in for (a real one needs a mount): the write raises ENOSPC as the OS would."""
+    import errno
+    import pathlib
+
+    from livesharp.errors import LivesharpError
+
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if self.name.startswith("."):  # the temp file beside the output, not the test's own files
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    from PIL import Image
+
+    src = tmp_path / "scan.png"
+    Image.fromarray(photo()).save(src, "PNG", dpi=(300, 300))
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(LivesharpError, match="out.png: could not write the image \\(No space left on device\\)"):
+        run_image(src, tmp_path / "out.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.png"]
+
+
 @pytest.mark.parametrize("name", ["anim.gif", "anim.png", "pages.tiff"])
 def test_only_the_first_of_several_frames_or_pages_is_sharpened_and_said(tmp_path, livesharp_warnings, name):
     import numpy as np
@@ -1156,3 +1242,117 @@ def test_memory_that_runs_out_in_a_video_is_one_line(video, tmp_path, monkeypatc
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
     assert re.fullmatch(r"error: not enough memory to go on \(.*\): .*, or give livesharp smaller pictures or videos", r.output.strip()), r.output
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_mov_data_track_the_demuxer_sets_aside_is_named_and_chapters_are_not(tmp_path, livesharp_warnings, suffix):
+    """FFmpeg sets aside every MOV data track (GoPro's telemetry here, 'gpmd'), not only the
+    chapter-title track: the telemetry was dropped without a word."""
+    import av
+
+    (tmp_path / "gpmf.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "chapters.txt").write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=One\n"
+                                           "[CHAPTER]\nTIMEBASE=1/1000\nSTART=500\nEND=1000\ntitle=Two\n")
+    src = tmp_path / "gopro.mov"  # (the system ffmpeg writes gpmd into MOV only)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-f", "data", "-i", str(tmp_path / "gpmf.bin"),
+           "-i", str(tmp_path / "chapters.txt"), "-map", "0", "-map", "1", "-map_metadata", "2", "-map_chapters", "2",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:d", "copy", "-tag:d", "gpmd", str(src))
+    with av.open(str(src)) as c:
+        assert [(s.type, s.discard >= 48) for s in c.streams] == [("video", False), ("data", True), ("data", True)]  # telemetry, chapter titles
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+    assert len(livesharp_warnings) == 1 and livesharp_warnings[0].startswith("not copied: data stream 1 ("), livesharp_warnings
+    with av.open(str(out)) as c:
+        assert [ch["metadata"].get("title") for ch in c.chapters()] == ["One", "Two"]
+
+
+def test_a_run_on_openvino_does_not_report_to_openvino_telemetry(tmp_path):
+    """``import openvino`` sends a usage event to Google Analytics (unless the user opted out),
+    from a process forked off a thread: the suite once hung at exit in such a child. A run of
+    livesharp leaves no trace of it in the user's home (the client id and counts it keeps)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "in.png"), photo())
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "LIVESHARP_CACHE": str(tmp_path / "cache")}
+    env.pop("CI", None)  # OpenVINO stays quiet where CI=true; users' machines do not set it
+    for args in (["image", "in.png", "out.png", "--backend", "openvino"], ["export", "tiny", "tiny.xml"]):
+        r = subprocess.run([sys.executable, "-m", "livesharp", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "out.png").is_file() and (tmp_path / "tiny.xml").is_file()
+    assert list(home.rglob("*")) == []
+
+
+def test_a_phones_location_make_and_model_are_kept_in_mov_and_mp4(tmp_path, livesharp_warnings):
+    """An iPhone's clip keeps these as QuickTime mdta keys, which the MOV/MP4 muxer wrote only
+    when asked: they vanished without a word."""
+    import av
+
+    src = tmp_path / "iphone.mov"
+    apple = {"com.apple.quicktime.location.ISO6709": "+48.8584+002.2945+035.000/", "com.apple.quicktime.make": "Apple",
+             "com.apple.quicktime.model": "iPhone 15"}
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=0.5", "-c:v", "libx264", "-preset", "ultrafast",
+           "-movflags", "use_metadata_tags", *[a for k, v in apple.items() for a in ("-metadata", f"{k}={v}")], str(src))
+    for suffix in (".mov", ".mp4"):
+        run_file(src, tmp_path / f"out{suffix}")
+        with av.open(str(tmp_path / f"out{suffix}")) as c:
+            assert {k: c.metadata.get(k) for k in apple} == apple, suffix
+    assert livesharp_warnings == []
+
+
+def test_tags_mp4_cannot_hold_are_named(tmp_path, livesharp_warnings):
+    """Matroska holds any tag, MP4 only those it knows: a custom global tag and an audio
+    track's title were dropped in silence going .mkv -> .mp4."""
+    (tmp_path / "meta.txt").write_text(";FFMETADATA1\ntitle=Talk\nPROJECT=livesharp\n")
+    src = tmp_path / "custom.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=0.5", "-f", "lavfi", "-i", "sine=duration=0.5", "-i", str(tmp_path / "meta.txt"),
+           "-map", "0", "-map", "1", "-map_metadata", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+           "-metadata:s:a:0", "title=Director commentary", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == []
+    run_file(src, tmp_path / "out.mp4")
+    assert livesharp_warnings == ["not copied: the tags PROJECT, title of stream 1: .mp4 cannot hold them; write .mkv to keep them"]
+
+
+def with_closed_captions(h264: bytes) -> bytes:
+    """An Annex B H.264 stream with a CEA-608 caption pair (ATSC A53, in an SEI message) before
+    each picture, as broadcast and many cameras' footage carries them."""
+    def sei() -> bytes:
+        cc = bytes([0xFC, 0x94, 0x20])  # field 1, one pair (a control code with parity)
+        payload = b"\xb5\x00\x31GA94\x03" + bytes([0x41, 0xFF]) + cc + b"\xff"
+        body, out, zeros = bytes([4, len(payload)]) + payload + b"\x80", bytearray(), 0
+        for b in body:  # emulation prevention, as in any NAL unit
+            if zeros >= 2 and b <= 3:
+                out.append(3)
+                zeros = 0
+            out.append(b)
+            zeros = zeros + 1 if b == 0 else 0
+        return b"\x00\x00\x00\x01\x06" + bytes(out)
+
+    units = [u.rstrip(b"\x00") for u in h264.split(b"\x00\x00\x01")]  # (a 4-byte start code leaves a 0 behind)
+    out = bytearray()
+    for u in filter(None, units):
+        if u[0] & 0x1F in (1, 5):  # a slice: its picture's captions go just before it
+            out += sei()
+        out += b"\x00\x00\x00\x01" + u
+    return bytes(out)
+
+
+def test_closed_captions_inside_the_video_are_named(tmp_path, livesharp_warnings):
+    """They were dropped without a word (the video is encoded again, and PyAV cannot hand
+    them to the encoder)."""
+    import av
+
+    raw = tmp_path / "raw.h264"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast", "-bsf:v", "h264_mp4toannexb", str(raw))
+    (tmp_path / "cc.h264").write_bytes(with_closed_captions(raw.read_bytes()))
+    src = tmp_path / "cc.mp4"
+    ffmpeg("-r", "10", "-i", str(tmp_path / "cc.h264"), "-c", "copy", str(src))
+    with av.open(str(src)) as c:
+        assert any("A53_CC" in str(k) for f in c.decode(video=0) for k in f.side_data.keys())  # the case is what it says
+    run_file(src, tmp_path / "out.mp4")
+    assert len(livesharp_warnings) == 1 and livesharp_warnings[0].startswith("not copied: cc.mp4's closed captions"), livesharp_warnings
