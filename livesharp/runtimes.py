@@ -339,12 +339,19 @@ class OpenVinoRunner(GraphRunner):
         if self.streams == 1 or len(frames) == 1:
             return self._request(frames.shape).infer({"input": frames, "strength": s}, share_inputs=True)[0].copy()
         queue, out = self._queue((1, *frames.shape[1:])), np.empty_like(frames)
-        for i in range(len(frames)):
-            queue.start_async({"input": frames[i:i + 1], "strength": s}, (out, i), share_inputs=True)
-        queue.wait_all()  # the inputs are shared: they must outlive every request
+        try:
+            for i in range(len(frames)):
+                queue.start_async({"input": frames[i:i + 1], "strength": s}, (out, i), share_inputs=True)
+        finally:
+            # Also when Ctrl-C stops the loop: the inputs are shared and must outlive every
+            # request, and a request left running calls back into Python, which aborts the
+            # process if that happens as the interpreter shuts down.
+            queue.wait_all()
         return out
 
     def close(self) -> None:
+        for queue in self.queues.values():
+            queue.wait_all()
         self.requests.clear()
         self.queues.clear()
 
