@@ -1014,6 +1014,8 @@ class VideoWriter:
         lost = [k for k in self.info.metadata if k.lower() not in kept]
         for index, copy in self.copy_map.items():
             tags = copyable_tags(next(s for s in [*self.info.audio, *self.info.subtitles, *self.info.pictures] if s.index == index).metadata)
+            if tags.get("language") == "und":  # "undetermined": Matroska's default, which it does not write
+                del tags["language"]
             missing = [k for k in tags if k.lower() not in streams.get(copy.index, set()) and not (k.lower() == "name" and "title" in streams.get(copy.index, set()))]
             lost += [f"{k} of stream {index}" for k in missing]
         if lost:

@@ -322,8 +322,10 @@ def process_file(
             if written == 0:
                 # Opened here: the rotation is known once the reader has decoded a frame, and
                 # the audio read so far says whether sound starts before the picture.
+                lead = _lead(audio, source.pts, reader, info.time_base)
                 writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst,
-                                     start=_lead(audio, source.pts, reader, info.time_base), cut=not reader.clean_start)
+                                     start=lead, cut=not reader.clean_start)
+                _say_moved_start(reader, float((source.pts if lead is None else lead) * info.time_base))
                 size[:] = rgb.shape[1], rgb.shape[0]
                 if rgb.shape != f.rgb.shape:
                     h, w = f.rgb.shape[:2]
@@ -364,6 +366,15 @@ def process_file(
         if own:
             sharpener.close()
     return FileResult(dst, written, time.perf_counter() - t0, size[0], size[1], model_seconds)
+
+
+def _say_moved_start(reader: VideoReader, start: float) -> None:
+    """A file made to start later than 0 (an MP4 or Matroska clip placed at 2 s on an editor's
+    timeline) comes out starting at 0, every stream moved back alike (``VideoWriter``): said.
+    A transport stream's clock starts anywhere, so there it is not news."""
+    formats = set(reader.container.format.name.split(","))
+    if start > 0.1 and formats & {"mov", "mp4", "matroska", "webm"}:
+        log.warning(f"{reader.path.name} starts at {start:.3f} s: the output starts at 0, with every stream moved back by that much")
 
 
 def _lead(packets, first_pts: int, reader: VideoReader, time_base) -> int | None:

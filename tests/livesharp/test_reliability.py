@@ -1356,3 +1356,24 @@ def test_closed_captions_inside_the_video_are_named(tmp_path, livesharp_warnings
         assert any("A53_CC" in str(k) for f in c.decode(video=0) for k in f.side_data.keys())  # the case is what it says
     run_file(src, tmp_path / "out.mp4")
     assert len(livesharp_warnings) == 1 and livesharp_warnings[0].startswith("not copied: cc.mp4's closed captions"), livesharp_warnings
+
+
+def test_a_clip_made_to_start_later_is_said_to_start_at_0(tmp_path, livesharp_warnings):
+    """A Matroska clip whose picture starts at 2 s came out starting at 0 without a word."""
+    import av
+
+    src = tmp_path / "placed.mkv"
+    ffmpeg("-itsoffset", "2", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == ["placed.mkv starts at 2.000 s: the output starts at 0, with every stream moved back by that much"]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert next(c.decode(video=0)).time == 0
+
+
+def test_an_undetermined_language_is_not_reported_lost(tmp_path, livesharp_warnings):
+    """MP4 labels a track "und"; Matroska, where that is the default, does not write it."""
+    src = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-f", "lavfi", "-i", "sine=duration=1",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == []
