@@ -132,6 +132,7 @@ class VideoInfo:
     subtitles: list = field(default_factory=list)  # input subtitle streams, copied untouched
     attachments: list = field(default_factory=list)  # input attachment streams (Matroska's fonts, cover images), copied whole
     pictures: list = field(default_factory=list)  # input attached pictures (cover art): video streams of one packet, copied
+    data: list = field(default_factory=list)  # input data tracks (a camera's telemetry), copied where the output holds them
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (stream index, why) of streams not carried
     metadata: dict = field(default_factory=dict)  # the container's tags (title, artist, ...)
     hdr: dict = field(default_factory=dict)  # HDR10 side data of the first frame, by type: mastering display, content light
@@ -199,7 +200,7 @@ def _cannot_hold(fmt: str, stream) -> str | None:
     try:
         copy = out.add_stream_from_template(stream)
         out.start_encoding()
-        if stream.codec_context.name.startswith("pcm_"):
+        if stream.codec_context is not None and stream.codec_context.name.startswith("pcm_"):
             # MP4 refuses some PCM only in its trailer, once it has samples: give it silence
             # (96 bytes: whole samples of any layout). Other codecs' packets must be real ones.
             packet = av.Packet(bytes(96))
@@ -213,7 +214,7 @@ def _cannot_hold(fmt: str, stream) -> str | None:
     try:  # some refuse only in the trailer (MP4 and 24-bit PCM)
         out.close()
     except (av.error.FFmpegError, ValueError) as e:
-        return f"its muxer refuses {stream.codec_context.name}: {getattr(e, 'strerror', None) or e}"
+        return f"its muxer refuses {stream.codec_context.name if stream.codec_context is not None else 'it'}: {getattr(e, 'strerror', None) or e}"
     return None
 
 
@@ -238,6 +239,15 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
         else:
             kept.append(sub)
     info.subtitles = kept
+    kept = []
+    for d in info.data:  # GoPro's telemetry: MP4 and MOV hold it, Matroska does not
+        if _cannot_hold(fmt, d):
+            fits = [other for other in (".mp4", ".mov", ".mkv") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], d)]
+            hint = f"write {' or '.join(fits)} to keep it" if fits else "no output livesharp writes can hold it"
+            info.skipped.append((d.index, f"{describe_stream(d)}: {suffix} cannot hold it; {hint}"))
+        else:
+            kept.append(d)
+    info.data = kept
     # Cover art survives as cover art in MP4 only: Matroska's muxer writes it as a second video
     # track of one frame, and QuickTime's leaves it out without an error.
     if fmt != "mp4":
@@ -591,6 +601,12 @@ class VideoReader:
             # video's labels, from which the output's muxer writes it back (.mkv: as the tag).
             if other.type == "data" and other.metadata.get("timecode") and other.metadata.get("timecode") == v.metadata.get("timecode"):
                 continue
+            # A MOV/MP4 data track keeps its type (gpmd, camm) when copied into MP4 or MOV; one from
+            # elsewhere (a transport stream's KLV) would come out under a made-up one, so is named.
+            if other.type == "data" and "mov" in self.container.format.name.split(","):
+                other.discard = 0  # read it, though the demuxer set it aside (it does so for every MOV data track)
+                self.info.data.append(other)
+                continue
             if other.type == "attachment" and other.data is not None:
                 self.info.attachments.append(other)
                 continue
@@ -610,7 +626,7 @@ class VideoReader:
         step = max(1, round(1 / (self.info.rate * tb))) if self.info.rate else 1
         # Audio is always demuxed (cheap, never decoded): where it ends tells a video that is
         # shorter than its file from a file that was cut short.
-        streams = [v, *self.info.audio, *self.info.subtitles, *self.info.pictures]
+        streams = [v, *self.info.audio, *self.info.subtitles, *self.info.pictures, *self.info.data]
         n, first_pts, last_pts = 0, None, None
         stored = 0  # video packets read: an edit list may hide some of their frames, but not the packets
         keyed, expected, seen = False, set(), set()  # pts of pictures stored and of those decoded
@@ -840,6 +856,11 @@ class VideoWriter:
         self._held: av.Packet | None = None  # the newest video packet, muxed once the next one exists
         self._t0: int | None = None  # the first frame's pts in the input: the output's time 0
 
+    @property
+    def copied(self) -> list:
+        """The input streams copied as they are, packet by packet."""
+        return [*self.info.audio, *self.info.subtitles, *self.info.pictures, *self.info.data]
+
     def _open(self, width: int, height: int) -> None:
         try:
             # Matroska by default shifts every stream so that the first packet it is given
@@ -871,12 +892,12 @@ class VideoWriter:
         if self.matrix is not None:
             s.set_display_matrix(self.matrix)
         self.stream = s
-        for a in [*self.info.audio, *self.info.subtitles, *self.info.pictures]:
+        for a in self.copied:
             try:
                 self.copy_map[a.index] = out = self.container.add_stream_from_template(a)
             except (av.error.FFmpegError, ValueError) as e:
                 raise LivesharpError(
-                    f"{a.type} codec {a.codec_context.name} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
+                    f"{describe_stream(a)} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
                 ) from None
             _copy_labels(a, out)
         if self.info.video_stream is not None:
@@ -948,7 +969,7 @@ class VideoWriter:
         self._mux([p])
 
     def write_packet(self, packet: av.Packet) -> None:
-        """Copy one audio, subtitle or attached-picture packet, on the output's timeline; call it after the first ``write``."""
+        """Copy one audio, subtitle, attached-picture or data packet, on the output's timeline; call it after the first ``write``."""
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if self.cut and packet.pts - shift + (packet.duration or 0) < 0:
@@ -1013,7 +1034,7 @@ class VideoWriter:
             return
         lost = [k for k in self.info.metadata if k.lower() not in kept]
         for index, copy in self.copy_map.items():
-            tags = copyable_tags(next(s for s in [*self.info.audio, *self.info.subtitles, *self.info.pictures] if s.index == index).metadata)
+            tags = copyable_tags(next(s for s in self.copied if s.index == index).metadata)
             if tags.get("language") == "und":  # "undetermined": Matroska's default, which it does not write
                 del tags["language"]
             missing = [k for k in tags if k.lower() not in streams.get(copy.index, set()) and not (k.lower() == "name" and "title" in streams.get(copy.index, set()))]

@@ -178,8 +178,10 @@ def test_installed_weights_are_the_default_model(tmp_path, monkeypatch, random_s
 
 
 def test_a_model_that_is_neither_a_name_nor_a_file_is_an_error(tmp_path):
-    with pytest.raises(ModelError, match="unknown model"):
+    with pytest.raises(ModelError, match="missing.pt: no such file"):  # meant as a file
         Sharpener(str(tmp_path / "missing.pt"), device="cpu")
+    with pytest.raises(ModelError, match="unknown model 'enormous'"):
+        Sharpener("enormous", device="cpu")
 
 
 def test_cuda_matches_cpu(device, random_student, threads):

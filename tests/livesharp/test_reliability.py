@@ -1244,10 +1244,10 @@ def test_memory_that_runs_out_in_a_video_is_one_line(video, tmp_path, monkeypatc
     assert not (tmp_path / "out.mp4").exists()
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_a_mov_data_track_the_demuxer_sets_aside_is_named_and_chapters_are_not(tmp_path, livesharp_warnings, suffix):
-    """FFmpeg sets aside every MOV data track (GoPro's telemetry here, 'gpmd'), not only the
-    chapter-title track: the telemetry was dropped without a word."""
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_a_cameras_telemetry_track_is_copied_or_named_and_chapters_kept(tmp_path, livesharp_warnings, suffix):
+    """FFmpeg sets aside every MOV data track (GoPro's GPMF telemetry here, 'gpmd'), not only the
+    chapter-title track: the telemetry was dropped without a word. MP4 and MOV hold it."""
     import av
 
     (tmp_path / "gpmf.bin").write_bytes(bytes(range(256)) * 8)
@@ -1256,12 +1256,25 @@ def test_a_mov_data_track_the_demuxer_sets_aside_is_named_and_chapters_are_not(t
     src = tmp_path / "gopro.mov"  # (the system ffmpeg writes gpmd into MOV only)
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-f", "data", "-i", str(tmp_path / "gpmf.bin"),
            "-i", str(tmp_path / "chapters.txt"), "-map", "0", "-map", "1", "-map_metadata", "2", "-map_chapters", "2",
-           "-c:v", "libx264", "-preset", "ultrafast", "-c:d", "copy", "-tag:d", "gpmd", str(src))
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:d", "copy", "-tag:d", "gpmd", "-metadata:s:d:0", "handler_name=GoPro MET", str(src))
     with av.open(str(src)) as c:
         assert [(s.type, s.discard >= 48) for s in c.streams] == [("video", False), ("data", True), ("data", True)]  # telemetry, chapter titles
     out = tmp_path / f"out{suffix}"
     run_file(src, out)
-    assert len(livesharp_warnings) == 1 and livesharp_warnings[0].startswith("not copied: data stream 1 ("), livesharp_warnings
+
+    def telemetry(path):
+        with av.open(str(path)) as c:
+            ds = [s for s in c.streams if s.type == "data" and s.metadata.get("handler_name") == "GoPro MET"]
+            for s in ds:
+                s.discard = 0
+            return b"".join(bytes(p) for p in c.demux(*ds) if p.size) if ds else None
+
+    if suffix == ".mkv":
+        assert livesharp_warnings == ["not copied: data stream 1 (unknown codec): .mkv cannot hold it; write .mp4 or .mov to keep it"]
+    else:
+        kept = telemetry(src)
+        assert kept and kept in (tmp_path / "gpmf.bin").read_bytes()  # the case is what it says
+        assert livesharp_warnings == [] and telemetry(out) == kept
     with av.open(str(out)) as c:
         assert [ch["metadata"].get("title") for ch in c.chapters()] == ["One", "Two"]
 
