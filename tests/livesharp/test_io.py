@@ -412,11 +412,24 @@ def test_a_timecode_track_is_carried_not_reported_as_dropped(tmp_path, probe, li
     assert len(probe(dst).frames) == 20
 
 
-def test_a_data_track_that_cannot_be_copied_is_named_in_one_warning_line(tmp_path, probe, livesharp_warnings):
+def test_a_data_track_is_copied_into_mp4_and_named_where_it_cannot_go(tmp_path, probe, livesharp_warnings):
     src = with_extra_track(write_clip(tmp_path / "clip.mp4", frames=20), tmp_path / "data.mp4", data=True)
     with av.open(str(src)) as c:
         assert [s.type for s in c.streams] == ["video", "audio", "data"]
-    dst = tmp_path / "out.mp4"
+
+    def data(path):
+        with av.open(str(path)) as c:
+            d = c.streams[2] if len(c.streams) > 2 else None
+            if d is None or d.type != "data":
+                return None
+            d.discard = 0
+            return [bytes(p) for p in c.demux(d) if p.size]
+
+    run_file(src, tmp_path / "out.mp4")
+    kept = data(src)
+    assert kept and all(p == p[:1] * 16 for p in kept)  # the case is what it says (the muxer kept three of the four written)
+    assert livesharp_warnings == [] and data(tmp_path / "out.mp4") == kept
+    dst = tmp_path / "out.mkv"
     run_file(src, dst)
     assert len(livesharp_warnings) == 1, livesharp_warnings
     assert livesharp_warnings[0].startswith("not copied: data stream 2 ("), livesharp_warnings
