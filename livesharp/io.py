@@ -223,31 +223,29 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
     stream left out. Audio the output cannot hold is an error, before the work starts."""
     suffix = dst.suffix.lower()
     fmt = OUTPUT_FORMATS[suffix]
+
+    def elsewhere(stream, order=(".mkv", ".mp4", ".mov")) -> list[str]:  # the outputs that hold it: not this one
+        return [other for other in order if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], stream)]
+
+    def held(streams, what, it: str) -> list:  # those the output holds; the others named, with where they fit
+        kept = []
+        for s in streams:
+            if _cannot_hold(fmt, s):
+                fits = elsewhere(s)
+                hint = f"write {' or '.join(fits)} to keep {it}" if fits else f"no output livesharp writes can hold {it}"
+                info.skipped.append((s.index, f"{describe_stream(s)}: {suffix} cannot hold {what(s)}; {hint}"))
+            else:
+                kept.append(s)
+        return kept
+
     for a in info.audio:
         why = _cannot_hold(fmt, a)
         if why:
-            # Name a container that holds it: not the one refused, and not one that refuses it too.
-            fits = [other for other in (".mkv", ".mov", ".mp4") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], a)]
+            fits = elsewhere(a, (".mkv", ".mov", ".mp4"))
             hint = f"use a {fits[0]} output" if fits else "convert the audio first (e.g. ffmpeg -i in -c:v copy -c:a aac fixed.mkv)"
             raise LivesharpError(f"audio codec {a.codec_context.name} cannot be copied into {suffix} ({why}); {hint}")
-    kept = []
-    for sub in info.subtitles:
-        if _cannot_hold(fmt, sub):
-            fits = [other for other in (".mkv", ".mp4", ".mov") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], sub)]
-            hint = f"write {' or '.join(fits)} to keep them" if fits else "no output livesharp writes can hold them"
-            info.skipped.append((sub.index, f"{describe_stream(sub)}: {suffix} cannot hold {sub.codec_context.name} subtitles; {hint}"))
-        else:
-            kept.append(sub)
-    info.subtitles = kept
-    kept = []
-    for d in info.data:  # GoPro's telemetry: MP4 and MOV hold it, Matroska does not
-        if _cannot_hold(fmt, d):
-            fits = [other for other in (".mp4", ".mov", ".mkv") if OUTPUT_FORMATS[other] != fmt and not _cannot_hold(OUTPUT_FORMATS[other], d)]
-            hint = f"write {' or '.join(fits)} to keep it" if fits else "no output livesharp writes can hold it"
-            info.skipped.append((d.index, f"{describe_stream(d)}: {suffix} cannot hold it; {hint}"))
-        else:
-            kept.append(d)
-    info.data = kept
+    info.subtitles = held(info.subtitles, lambda s: f"{s.codec_context.name} subtitles", "them")
+    info.data = held(info.data, lambda s: "it", "it")  # a camera's telemetry: MP4 and MOV hold it, Matroska does not
     # Cover art survives as cover art in MP4 only: Matroska's muxer writes it as a second video
     # track of one frame, and QuickTime's leaves it out without an error.
     if fmt != "mp4":
