@@ -590,7 +590,7 @@ class VideoReader:
         )
         # MP4's chapter-title track is the chapters, copied as such. The demuxer sets it aside,
         # and every other MOV data track too (GoPro's telemetry, a camera's motion): those are
-        # content, and named below when not copied.
+        # content, copied (info.data) or named.
         titles = chapter_track(self.path, [s for s in self.container.streams if s.type == "data" and s.discard >= 48], self.info.chapters)
         for other in self.container.streams:
             if other is v or other.type in ("audio", "subtitle") or other.index == titles:
