@@ -29,8 +29,32 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: stopped, and no partial output was left behind", err=True)
+            click.echo(f"interrupted: {_what_was_left(ctx)}", err=True)
             ctx.exit(130)
+
+
+def _note_output(path: str) -> None:
+    """Remember the output a command writes, and what stood at its name before: an interrupt that
+    lands after the output was published (while the runtime shuts down) must not say that
+    nothing was written. ``Context.meta`` is shared with the group that reports interrupts."""
+    from pathlib import Path
+
+    click.get_current_context().meta["livesharp.output"] = (Path(path), _identity(Path(path)))
+
+
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _what_was_left(ctx) -> str:
+    noted = ctx.meta.get("livesharp.output")
+    if noted is not None and _identity(noted[0]) not in (None, noted[1]):
+        return f"stopped after {noted[0]} was written complete"
+    return "stopped, and no partial output was left behind"
 
 
 class _WarningLine(logging.Handler):
@@ -129,6 +153,7 @@ def file_cmd(input, output, side_by_side, model, strength, detail, device, backe
     check_input(Path(input))
     refuse_still_image(Path(input))  # before the output's name: photo.jpg -> photo_sharp.jpg is a still, not a bad video name
     check_output(Path(input), Path(output), overwrite, OUTPUT_FORMATS)
+    _note_output(output)
     from .pipeline import process_file, stop_on_term_and_hup
 
     with stop_on_term_and_hup():
@@ -163,6 +188,7 @@ def image_cmd(input, output, side_by_side, model, strength, detail, device, back
 
     check_input(Path(input), "picture")  # before torch and the model load
     check_output(Path(input), Path(output), overwrite, IMAGE_SUFFIXES)
+    _note_output(output)
     from .pipeline import process_image, stop_on_term_and_hup
 
     with stop_on_term_and_hup():

@@ -496,3 +496,30 @@ def test_a_bad_argument_is_refused_before_torch_is_imported(tmp_path, command, a
     done = subprocess.run([sys.executable, "-c", WHAT_WAS_IMPORTED, command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["2", "False", "False"], (done.stdout, done.stderr)
     assert mentions in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupt_after_the_output_is_published_says_it_was_written(tmp_path, video, monkeypatch, existing):
+    """Ctrl-C that lands once the output has its name (while the runtime shuts down) said "no
+    partial output was left behind", as if nothing had been written, over a replaced file. The
+    moment cannot be hit by a real signal in a test: the run raises it as the signal would."""
+    from livesharp import pipeline
+
+    real = pipeline.process_file
+
+    def then_interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "process_file", then_interrupted)
+    out = tmp_path / "out.mp4"
+    if existing:
+        out.write_bytes(b"old")
+    result = run("file", video, out, "--model", "unsharp", "--device", "cpu", *(["--overwrite"] if existing else []))
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == f"interrupted: stopped after {out} was written complete"
+    assert out.stat().st_size > 3
+
+    monkeypatch.setattr(pipeline, "process_file", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = run("file", video, tmp_path / "never.mp4", "--model", "unsharp", "--device", "cpu")
+    assert result.exit_code == 130 and result.output.strip().splitlines()[-1] == "interrupted: stopped, and no partial output was left behind"
