@@ -145,9 +145,8 @@ def export_openvino(net: Student, path: str | Path, io: str = "float") -> Path:
         raise LivesharpError(f"{path}: OpenVINO IR is written as NAME.xml (+ NAME.bin); give a path ending in .xml")
     with tempfile.TemporaryDirectory() as d:
         onnx_path = export_onnx(net, Path(d) / "model.onnx", io=io)
-        # read_model, not convert_model: the converter reports each use to Google Analytics
-        # (OpenVINO's telemetry, on unless the user opted out) from a process forked off a
-        # thread, which can hang the program at exit; reading the ONNX graph makes the same model.
+        # read_model: the model the converter makes of an ONNX graph, without the converter's
+        # own telemetry calls (off in livesharp anyway: graph.openvino).
         model = ov.Core().read_model(str(onnx_path))
         # OpenVINO writes the weights beside the .xml under its stem: the .bin moves with it.
         with atomic_output(path, companions=(".bin",)) as tmp:

@@ -670,7 +670,7 @@ def _unreadable(path: Path, e: Exception) -> str:
         return (f"{path}: not a readable livesharp checkpoint: it refers to Python code ({found.group(1)}) that "
                 f"loading would have to run, and livesharp never runs code from a checkpoint; save the weights as tensors (livesharp.model.save_student)")
     # torch's paragraph about unsafe loading, or what its reader stumbles on in a file it did
-    # not write (a picture given as --model: "KeyError: 105")
+    # not write (a text file given as --model: "KeyError: 105")
     if "Weights only load failed" in str(e) or isinstance(e, (KeyError, EOFError, pickle.UnpicklingError)):
         return f"{path}: not a readable livesharp checkpoint (not a file torch.save wrote, or damaged)"
     text = " ".join(str(e).split())
