@@ -528,14 +528,13 @@ runner.infer(frames, 1.0)
 def stop(*_):
     raise KeyboardInterrupt
 signal.signal(signal.SIGALRM, stop)
-for delay in np.linspace(0.0005, 0.01, 12):  # until one lands while the batch is being started
-    signal.setitimer(signal.ITIMER_REAL, float(delay))
-    try:
+try:
+    for delay in np.linspace(0.0005, 0.01, 12):  # the first lands while the batch runs
+        signal.setitimer(signal.ITIMER_REAL, float(delay))
         runner.infer(frames, 1.0)
-    except KeyboardInterrupt:
-        sys.exit(130)  # at once, as the command line does
-    finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+except KeyboardInterrupt:
+    sys.exit(130)  # at once, as the command line does
 sys.exit("never interrupted")
 """
 
