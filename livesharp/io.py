@@ -352,19 +352,20 @@ def check_output(src: Path | None, dst: Path, overwrite: bool, suffixes) -> None
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, data) of each whole chunk of a PNG, in order, up to where the file ends.
+def png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, data) of each whole chunk of a PNG, in order, up to where the file ends; the data
+    a view into ``data``, not a copy (the picture's chunks are most of the file).
 
     >>> head = bytes.fromhex("89504e470d0a1a0a") + bytes.fromhex("0000000d49484452") + bytes(17)
     >>> [kind for kind, _ in png_chunks(head + bytes.fromhex("0000000049454e44ae426082"))], list(png_chunks(head[:30]))
     ([b'IHDR', b'IEND'], [])
     """
-    i, n = len(PNG_SIGNATURE), len(data)
+    i, n, view = len(PNG_SIGNATURE), len(data), memoryview(data)
     while i + 8 <= n:
-        length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+        length, kind = int.from_bytes(data[i : i + 4], "big"), bytes(data[i + 4 : i + 8])
         if i + 12 + length > n:  # length, type, data, CRC: cut short inside this chunk
             return
-        yield kind, data[i + 8 : i + 8 + length]
+        yield kind, view[i + 8 : i + 8 + length]
         i += 12 + length
 
 
@@ -538,11 +539,17 @@ def frame_side_data(frame: av.VideoFrame) -> dict[str, bytes]:
     PyAV 18.1.1 made ``side_data`` a mapping whose iteration gives the types alone; before, it
     gave the entries: both are read here.
     """
-    out = {}
+    return {sd.type.name: bytes(sd) for sd in _side_data(frame)}
+
+
+def _side_data(frame: av.VideoFrame) -> Iterator:
     for key in frame.side_data:
-        sd = frame.side_data[key] if isinstance(key, av.sidedata.sidedata.Type) else key
-        out[sd.type.name] = bytes(sd)
-    return out
+        yield frame.side_data[key] if isinstance(key, av.sidedata.sidedata.Type) else key
+
+
+def has_side_data(frame: av.VideoFrame, name: str) -> bool:
+    """Whether the frame carries side data of type ``name``, without copying any (per frame)."""
+    return any(sd.type.name == name for sd in _side_data(frame))
 
 
 def display_matrix(frame: av.VideoFrame) -> list[int] | None:
@@ -676,7 +683,7 @@ class VideoReader:
                         self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
                         self.info.hdr = {k: v for k, v in frame_side_data(frame).items() if k in _HDR_SIDE_DATA}
-                    if not captions and "A53_CC" in frame_side_data(frame):
+                    if not captions and has_side_data(frame, "A53_CC"):
                         # Closed captions ride inside the video stream (per frame), which is
                         # encoded again; PyAV gives no way to hand them to the encoder.
                         captions = True

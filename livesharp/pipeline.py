@@ -470,7 +470,8 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
                 others.append("a JPEG comment")
             i += 2 + n
     elif data[:8] == PNG_SIGNATURE:
-        for kind, body in png_chunks(data):
+        for kind, view in png_chunks(data):
+            body = bytes(view) if kind in (b"iCCP", b"tEXt", b"zTXt", b"iTXt") else b""
             if kind == b"iCCP":
                 with contextlib.suppress(zlib.error, IndexError):
                     icc[1] = zlib.decompress(body[body.index(b"\x00") + 2 :])
@@ -515,7 +516,7 @@ def png_colour_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         if kind in (b"IDAT", b"IEND"):
             break
         if kind in PNG_COLOUR_CHUNKS:
-            found.append((kind, body))
+            found.append((kind, bytes(body)))
     return found
 
 
@@ -566,16 +567,9 @@ def _header(src: Path) -> tuple[str | None, dict, set[int]] | None:
         return None
 
 
-def tiff_icc(src: Path) -> bytes | None:
-    """The ICC colour profile a TIFF carries, or None."""
-    header = _header(src)
-    return (header[1].get("icc_profile") or None) if header else None
-
-
-def image_dpi(src: Path) -> tuple[float, float] | None:
-    """The resolution a picture file states, in dots per inch (Pillow reads it from PNG's pHYs,
-    JPEG's JFIF or EXIF, TIFF and BMP headers), or None."""
-    header = _header(src)
+def image_dpi(header: tuple[str | None, dict, set[int]] | None) -> tuple[float, float] | None:
+    """The resolution a picture's header (``_header``) states, in dots per inch (Pillow reads it
+    from PNG's pHYs, JPEG's JFIF or EXIF, TIFF and BMP headers), or None."""
     if header is None:
         return None
     kind, info, tags = header
@@ -746,8 +740,9 @@ def process_image(
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.
     icc, others = image_metadata(data)
-    if icc is None and data[:4] in (b"II*\x00", b"MM\x00*"):
-        icc = tiff_icc(src)
+    header = _header(src)
+    if icc is None and header is not None and header[0] == "TIFF":  # (image_metadata reads JPEG, PNG and WebP)
+        icc = header[1].get("icc_profile") or None
     colour = png_colour_chunks(data)  # copied into a PNG; what they say is lost in other kinds
     if kind != ".png" and not icc and any(k in (b"gAMA", b"cHRM") for k, _ in colour):
         log.warning(f"{src.name}: its gamma and colour primaries (PNG gAMA/cHRM) cannot be stored in {kind} and are dropped: colours may look different; write .png to keep them")
@@ -755,7 +750,7 @@ def process_image(
         log.warning(f"{src.name}: its colour profile (ICC) cannot be stored in {kind} by livesharp and is dropped: colours may look different; write .png or .jpg to keep it")
     if others:
         log.warning(f"{src.name}: not copied: {', '.join(others)}")
-    dpi = image_dpi(src)
+    dpi = image_dpi(header)
     if dpi and (kind not in (".png", ".jpg", ".jpeg", ".tif", ".tiff") or side_by_side):
         why = "a side-by-side comparison has none" if side_by_side else f"livesharp cannot store it in {kind}; write .png, .jpg or .tiff to keep it"
         log.warning(f"{src.name}: its resolution ({dpi[0]:.0f} dpi) is not copied: {why}")
