@@ -570,6 +570,9 @@ class VideoReader:
         self.container = _open_input(self.path)
         self.video = main_video(self.container)
         self.video.thread_type = "AUTO"
+        # A picture cropped off the CPU's alignment on the left or top (an H.264 crop of 6 px)
+        # comes out of FFmpeg's decoder with the crop undone unless unaligned planes are allowed.
+        self.video.codec_context.options = {"flags": "unaligned"}
         v = self.video
         rate = v.average_rate or v.guessed_rate or Fraction(30)
         duration = None
