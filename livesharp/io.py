@@ -882,6 +882,28 @@ class VideoWriter:
             self.container = av.open(str(self.path), "w", format=self.format, options=options)
         except (av.error.FFmpegError, OSError) as e:
             raise LivesharpError(f"{self.label}: cannot create the output file ({e}); choose a writable folder") from None
+        # Streams in the input's order (a script's `-map 0:1` still finds the audio), the
+        # sharpened video where the input's was.
+        main = self.info.video_stream.index if self.info.video_stream is not None else -1
+        for a in sorted(self.copied, key=lambda a: a.index):
+            if self.stream is None and a.index > main:
+                self._add_video(width, height)
+            try:
+                self.copy_map[a.index] = out = self.container.add_stream_from_template(a)
+            except (av.error.FFmpegError, ValueError) as e:
+                raise LivesharpError(
+                    f"{describe_stream(a)} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
+                ) from None
+            _copy_labels(a, out)
+        if self.stream is None:
+            self._add_video(width, height)
+        for a in self.info.attachments:  # written with the header: no packets
+            self.container.add_attachment(a.name or f"attachment-{a.index}", a.mimetype or "application/octet-stream", bytes(a.data))
+        self.container.metadata.update(self.info.metadata)
+        if self.info.chapters:
+            self.container.set_chapters(self._chapters())
+
+    def _add_video(self, width: int, height: int) -> None:
         s = self.container.add_stream("libx264", rate=self.info.rate)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         # Converted back with the input's matrix and range, and tagged as the input was, so a
@@ -899,22 +921,9 @@ class VideoWriter:
             s.options = dict(s.options, **{"x264-params": hdr})
         if self.matrix is not None:
             s.set_display_matrix(self.matrix)
-        self.stream = s
-        for a in self.copied:
-            try:
-                self.copy_map[a.index] = out = self.container.add_stream_from_template(a)
-            except (av.error.FFmpegError, ValueError) as e:
-                raise LivesharpError(
-                    f"{describe_stream(a)} cannot be copied into {self.path.suffix} ({e}); use a .mkv output"
-                ) from None
-            _copy_labels(a, out)
         if self.info.video_stream is not None:
             _copy_labels(self.info.video_stream, s)
-        for a in self.info.attachments:  # written with the header: no packets
-            self.container.add_attachment(a.name or f"attachment-{a.index}", a.mimetype or "application/octet-stream", bytes(a.data))
-        self.container.metadata.update(self.info.metadata)
-        if self.info.chapters:
-            self.container.set_chapters(self._chapters())
+        self.stream = s
 
     def _chapters(self) -> list[dict]:
         """The input's chapters on the output's timeline (see the class docstring)."""

@@ -1413,3 +1413,26 @@ def test_an_h264_crop_off_the_alignment_is_kept(tmp_path):
     assert len(got) == len(want) == 10 and got[0].shape == want[0].shape
     # The same columns: these frames differ by 4-5 grey levels after the encode, by 40 when 6 px apart.
     assert all(np.abs(g.astype(int) - w).mean() < 10 for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_streams_keep_their_order(tmp_path, suffix):
+    """Audio first, then the video, then a second audio track: the output put the video first, so
+    a script's `-map 0:1` found the video where the input had its second track."""
+    import av
+
+    src = tmp_path / f"audio_first{suffix}"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1",
+           "-f", "lavfi", "-i", "sine=frequency=880:duration=1:sample_rate=22050", "-map", "0:a", "-map", "1:v", "-map", "2:a",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(src))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+
+    def kinds(path):
+        with av.open(str(path)) as c:
+            return [(s.type, s.codec_context.sample_rate if s.type == "audio" else None) for s in c.streams]
+
+    assert kinds(src)[1][0] == "video"  # the case is what it says
+    assert kinds(out) == kinds(src)
+    with av.open(str(out)) as c:
+        assert len([f for f in c.decode(video=0)]) == 10
