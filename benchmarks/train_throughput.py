@@ -10,7 +10,7 @@ with each change in turn: channels-last, fused AdamW, compiled student and losse
 update. End to end: ``train.distill`` on the campaign's recipe for ``--steps`` steps, eager and
 as ``train/campaign.sh`` runs it now (``--compile --threads N-1``: the step on all cores but the
 one the data worker renders on), both with a fresh sample every draw (reusing
-samples made more draws per hour that taught less: train/README.md, leg 8), reading each step's
+samples made more draws per hour that taught less: train/README.md, "What has been measured"), reading each step's
 seconds from its log after a warm-up. Channels-last is on in both: its share is in the stage
 table.
 

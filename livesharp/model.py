@@ -34,7 +34,7 @@ class StudentConfig:
     # keep 2, 4, ... x ``width``. Sixteen hold no more than a patch's luma, and on set 1 ``tiny``
     # removes 3.8 dB of the error at periods of 32-64 px but 0.03 dB at 4-8 px, where a fifth
     # of it lies; 32, grown from a trained ``tiny-detail``, did not change that in 1,250 steps
-    # (train/README.md, leg 7).
+    # (train/README.md, "Where set 1's error lies").
     first_width: int = 0
     enc_blocks: tuple[int, ...] = (1, 1, 1)
     middle_blocks: int = 1
@@ -97,7 +97,7 @@ VARIANTS: dict[str, StudentConfig] = {
     "tiny-detail": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=1),
     # tiny with a DetailPath of two bands, the body's gate and the frame's band energies (issue 28;
     # no shipped weights): on an AVX2 CPU its 720p frame takes 18-22 % longer than tiny's under
-    # OpenVINO fp32, twice the detail path's one band (train/README.md, leg 5).
+    # OpenVINO fp32, twice the detail path's one band (train/README.md, "Capacity and shape").
     "tiny-detail2": StudentConfig(unshuffle=4, width=16, enc_blocks=(1, 1, 1), middle_blocks=4, dec_blocks=(1, 1, 1), edge_kernel=1, zero_mean=True, detail=2),
 }
 
@@ -343,9 +343,10 @@ class DetailPath(nn.Module):
         which training may teach directly (``train.losses.band_gain_loss``).
 
         The body's gate: on soft footage the body's correction has the wrong shape. Least
-        squares per kind of softness on set 4 weigh it 0.05-0.14 beside the two bands (leg 4's
-        best checkpoint), so the network must be able to turn it down frame by frame, and keep
-        it for motion blur, where the body does the work. It starts at 1."""
+        squares per kind of softness on set 4 weigh it 0.05-0.14 beside the two bands (on a
+        trained student's outputs: train/README.md, "Capacity and shape"), so the network must be
+        able to turn it down frame by frame, and keep it for motion blur, where the body does the
+        work. It starts at 1."""
         frame = self.frame_gain(context)  # (N, bands (+ 1), 1, 1)
         detail = self.band_detail(folded)  # (N, bands, r², H', W')
         if self.bands == 1:

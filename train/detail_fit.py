@@ -1,9 +1,9 @@
 """Fit the detail stage (``livesharp.detail``) in closed form on a student's output: what softness needs.
 
-The student's correction has the wrong shape on soft footage (train/README.md, leg 5: a fixed
-linear filter per kind of softness beats it on every kind), and the detail path meant to supply
-that shape did not learn its gains by gradient descent (leg 5: they stayed at 0.03-0.5 where the
-fits want 0.5-13). Here the same idea is fit directly. Per frame::
+The student's correction has the wrong shape on soft footage (a fixed linear filter per kind of
+softness beats it on every kind: train/README.md, "Capacity and shape"), and the detail path meant
+to supply that shape did not learn its gains by gradient descent (they stayed at 0.03-0.5 where
+the fits want 0.5-13). Here the same idea is fit directly. Per frame::
 
     out = x + c0 (y - x) + c1 D0.7 + c2 D1.5 + c3 D2.5,   y = student(x)
 
@@ -20,14 +20,15 @@ the product compute the stage with the same functions, on the same uint8 frames.
       --val-sharp $S/gopro_test_sharp_frames --val-soft $S/gopro_test_sharp_frames --out runs/detail/tiny.detail.json
 
 Takes ``train.distill``'s data options (its samples are the campaign's own), fits, and prints
-sets 1, 3 and 4 for the student alone and with the stage (legs 13-15). ``--out`` keeps the stage as
-the JSON the product loads (numbers, the command that made it, the student and its digest).
+sets 1, 3 and 4 for the student alone and with the stage (train/README.md, "The detail stage").
+``--out`` keeps the stage as the JSON the product loads (numbers, the command that made it, the
+student and its digest).
 
 Drawing the samples and running the student on them is most of a fit's time. ``--keep DIR`` keeps
 them (each frame, the student's output on it, its target: uint8 arrays, about 0.9 MB a 320 px
 sample); ``--from DIR`` fits on them instead of drawing new ones, so a change to the statistics or
-the ridge is tried in the time scoring takes (leg 15 compared its fits this way), and ``--from DIR
-DIR ...`` fits on the samples of several draws together.
+the ridge is tried in the time scoring takes (the shipped fit was chosen among fits compared
+this way), and ``--from DIR DIR ...`` fits on the samples of several draws together.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from train.evaluate import SETS, evaluate, format_table, from_uint8, open_sets, 
 
 BANDS = (0.7, 1.5, 2.5)  # px: the detail bands (two of them alone: set 4 +0.3 dB less)
 KEPT = ("x", "y", "target")  # --keep's arrays: each frame, the student's output on it, its target
-COUNT = 3900  # samples a fit draws unless told: twice that gave +0.02 dB on set 4 (leg 15)
+COUNT = 3900  # samples a fit draws unless told: twice that gave +0.02 dB on set 4 (train/README.md, "The detail stage")
 STAT_SIGMAS = (0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # px: the bands whose energies describe the frame
 
 

@@ -186,7 +186,7 @@ def error_bands(results: dict[str, dict]) -> dict[str, list[float]]:
 
     Set 1's blur is mostly at periods of 8-32 px, and a method's mean gain does not say which
     of its bands it restores: every ``tiny`` so far removes about 4 dB at 32-64 px and nothing below 8
-    (train/README.md, leg 7)."""
+    (train/README.md, "Where set 1's error lies")."""
     energy = {name: np.asarray(r["band_energy"]) for name, r in results.items() if "band_energy" in r}
     base = energy["input"]
     return {"share": list(base / base.sum())} | {name: list(10 * np.log10(base / np.maximum(e, 1e-30))) for name, e in energy.items()}

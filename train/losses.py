@@ -142,7 +142,7 @@ def band_gain_loss(gains: torch.Tensor, bands: torch.Tensor, residual: torch.Ten
     Only samples whose residual the bands should carry are taught: soft ones, not motion blur,
     which the body undoes. The least-squares gains are what the bands should add with the body
     off, so the body's ``gate`` (N, ...), where there is one, is taught 0 on the same samples:
-    taught the gains alone, the path sharpened on top of the body (train/README, leg 5)."""
+    taught the gains alone, the path sharpened on top of the body (train/README.md, "Capacity and shape")."""
     if not bool(taught.any()):
         return gains.new_zeros(())
     want = least_squares_gains(bands[taught], residual[taught])
