@@ -376,10 +376,52 @@ def png_is_complete(data: bytes) -> bool:
     return any(kind == b"IEND" for kind, _ in png_chunks(data))
 
 
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
+    """(marker, body) of each segment of a JPEG after its start-of-image, in order, up to its
+    end-of-image (yielded with an empty body) or where the file ends; the body a view into
+    ``data``. Walked marker by marker as libjpeg reads, so a thumbnail inside an APP segment, or
+    bytes after the end (a motion photo's video), are not mistaken for markers.
+
+    >>> [hex(m) for m, _ in jpeg_segments(bytes.fromhex("ffd8 ffe10004 abcd ffda0002 12ff0034 ffd9"))]
+    ['0xe1', '0xda', '0xd9']
+    """
+    i, n, view = 2, len(data), memoryview(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them, and so do we
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xD9:
+            yield marker, view[i:i]
+            return
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # no length
+            i += 2
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if i + 3 >= n or end > n:  # cut short inside this segment
+            return
+        yield marker, view[i + 4 : end]
+        i = end
+        if marker == 0xDA:  # entropy-coded data: runs to the next marker that is not 0xFF00 or a restart
+            while True:
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= n:
+                    return
+                nxt = data[i + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    i += 1 if nxt == 0xFF else 2
+                    continue
+                break
+
+
 def jpeg_is_complete(data: bytes) -> bool:
     """Whether a JPEG's markers run from start-of-image to end-of-image; a file cut short ends
-    inside its scan data. Walked marker by marker, so bytes after the end (a motion photo's
-    video, say) and thumbnails inside APP segments are not mistaken for the end.
+    inside its scan data.
 
     >>> jpeg_is_complete(bytes.fromhex("ffd8 ffda0002 1234ff00 56ffd9"))
     True
@@ -390,36 +432,7 @@ def jpeg_is_complete(data: bytes) -> bool:
     """
     if data[:2] != b"\xff\xd8":
         return True  # not a JPEG: not ours to judge
-    i, n = 2, len(data)
-    while i + 1 < n:
-        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them, and so do we
-            i = data.find(b"\xff", i)
-            if i < 0:
-                return False
-            continue
-        marker = data[i + 1]
-        if marker == 0xD9:
-            return True
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
-            i += 2
-            continue
-        if i + 3 >= n:
-            return False
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDA:  # entropy-coded data: runs to the next marker that is not 0xFF00 or a restart
-            while True:
-                i = data.find(b"\xff", i)
-                if i < 0 or i + 1 >= n:
-                    return False
-                nxt = data[i + 1]
-                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-                    i += 1 if nxt == 0xFF else 2
-                    continue
-                break
-    return False
+    return any(marker == 0xD9 for marker, _ in jpeg_segments(data))
 
 
 def _open_input(path: Path):

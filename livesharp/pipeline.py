@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ from . import ops
 from .engine import Sharpener
 from .errors import LivesharpError, OutOfMemory, allocation_failed, out_of_memory
 from .files import OutputAppeared, atomic_output, remove_stale_partials
-from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, PNG_SIGNATURE, png_chunks, png_is_complete,
+from .io import (IMAGE_SUFFIXES, OUTPUT_FORMATS, Frame, VideoReader, VideoWriter, check_input, check_output, fit_streams, jpeg_is_complete, jpeg_segments, PNG_SIGNATURE, png_chunks, png_is_complete,
                  refuse_still_image, refuse_video)
 from .settings import FILE_BATCH, IMAGE_OVERLAP, IMAGE_TILE, VIDEO_DETAIL_EVERY
 from .tiling import tiled
@@ -448,27 +448,20 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
     others: list[str] = []
     text: list[str] = []
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 4 <= len(data) and data[i] == 0xFF:
-            marker = data[i + 1]
-            if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:
-                i += 1 if marker == 0xFF else 2
-                continue
+        for marker, view in jpeg_segments(data):
             if marker in (0xDA, 0xD9):  # the picture starts: no metadata after it
                 break
-            n = int.from_bytes(data[i + 2 : i + 4], "big")
-            body = data[i + 4 : i + 2 + n]
-            if marker == 0xE1 and body.startswith(b"Exif\x00"):
+            head = bytes(view[:30])
+            if marker == 0xE1 and head.startswith(b"Exif\x00"):
                 others.append("EXIF metadata")
-            elif marker == 0xE1 and body.startswith(b"http://ns.adobe.com/xap/1.0/\x00"):
+            elif marker == 0xE1 and head.startswith(b"http://ns.adobe.com/xap/1.0/\x00"):
                 others.append("XMP metadata")
-            elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and len(body) > 14:
-                icc[body[12]] = body[14:]
-            elif marker == 0xED and body.startswith(b"Photoshop 3.0\x00"):
+            elif marker == 0xE2 and head.startswith(b"ICC_PROFILE\x00") and len(view) > 14:
+                icc[view[12]] = bytes(view[14:])
+            elif marker == 0xED and head.startswith(b"Photoshop 3.0\x00"):
                 others.append("IPTC metadata")
             elif marker == 0xFE:
                 others.append("a JPEG comment")
-            i += 2 + n
     elif data[:8] == PNG_SIGNATURE:
         for kind, view in png_chunks(data):
             body = bytes(view) if kind in (b"iCCP", b"tEXt", b"zTXt", b"iTXt") else b""
@@ -556,23 +549,32 @@ def with_icc(data: bytes, icc: bytes) -> bytes | None:
     return None
 
 
-def _header(src: Path) -> tuple[str | None, dict, set[int]] | None:
-    """What Pillow reads from a picture's header, not its pixels: (format, info, the numbers of
-    a TIFF's tags); None where it cannot read one."""
+class Header(NamedTuple):
+    """What Pillow reads from a picture's header, not its pixels."""
+
+    format: str | None
+    info: dict
+    tags: set[int]  # the numbers of a TIFF's tags
+    orientation: int  # EXIF's: 1 upright
+
+
+def _header(src: Path) -> Header | None:
+    """The picture's ``Header``; None where Pillow cannot read one (no EXIF tag to turn it by)."""
     try:
         with warnings.catch_warnings(), Image.open(src) as im:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return im.format, dict(im.info), set(getattr(im, "tag_v2", None) or ())
+            return Header(im.format, dict(im.info), set(getattr(im, "tag_v2", None) or ()),
+                          im.getexif().get(ExifTags.Base.Orientation, 1))
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
-def image_dpi(header: tuple[str | None, dict, set[int]] | None) -> tuple[float, float] | None:
+def image_dpi(header: Header | None) -> tuple[float, float] | None:
     """The resolution a picture's header (``_header``) states, in dots per inch (Pillow reads it
     from PNG's pHYs, JPEG's JFIF or EXIF, TIFF and BMP headers), or None."""
     if header is None:
         return None
-    kind, info, tags = header
+    kind, info, tags, _ = header
     if kind == "TIFF" and 282 not in tags:  # no XResolution tag: Pillow says 1 dpi
         return None
     try:
@@ -631,9 +633,9 @@ def _read_bmp16(src: Path) -> np.ndarray | None:
     return np.ascontiguousarray(np.dstack(channels))
 
 
-def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """The picture upright (EXIF orientation applied) as RGB, uint8 or uint16 as stored, its
-    alpha channel (same orientation) or None, and whether it was stored as grey."""
+def _read_image(src: Path, orientation: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The picture upright (turned by its EXIF ``orientation``) as RGB, uint8 or uint16 as
+    stored, its alpha channel (same orientation) or None, and whether it was stored as grey."""
     bmp16 = _read_bmp16(src)
     if bmp16 is not None:
         return bmp16, None, False
@@ -641,7 +643,7 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
     if raw is None:
         refuse_video(src)
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
-    raw = _upright(src, raw if raw.ndim == 3 else raw[..., None])
+    raw = _upright(raw if raw.ndim == 3 else raw[..., None], orientation)
     if raw.dtype in (np.float32, np.float64):  # TIFF's float samples run from 0 to 1
         log.warning(f"{src.name} has {raw.dtype} samples: read as 0..1 and written as 8-bit")
         raw = np.clip(np.nan_to_num(raw[..., :3]) * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -652,15 +654,9 @@ def _read_image(src: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return colour, None if alpha is None else np.ascontiguousarray(alpha), grey
 
 
-def _upright(src: Path, a: np.ndarray) -> np.ndarray:
-    """``a`` (H, W, C) as stored, turned as the file's EXIF Orientation says: Pillow reads the tag
-    and turns a map of pixel indices, which then moves every channel, of any depth, alike."""
-    try:
-        with warnings.catch_warnings(), Image.open(src) as im:  # reads the header, not the pixels
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
-    except (OSError, ValueError, Image.DecompressionBombError):  # not a format Pillow knows: no tag to read
-        return a
+def _upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """``a`` (H, W, C) as stored, turned as EXIF's ``orientation`` says: Pillow turns a map of
+    pixel indices, which then moves every channel, of any depth, alike."""
     if orientation == 1:
         return a
     h, w = a.shape[:2]
@@ -735,14 +731,14 @@ def process_image(
     for format_name, complete in (("JPEG", jpeg_is_complete), ("PNG", png_is_complete)):
         if not complete(data):
             raise LivesharpError(f"{src}: truncated {format_name}: the file ends before the picture does; copy or export it again")
-    full, alpha, grey = _read_image(src)
+    header = _header(src)
+    full, alpha, grey = _read_image(src, header.orientation if header else 1)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.
     icc, others = image_metadata(data)
-    header = _header(src)
-    if icc is None and header is not None and header[0] == "TIFF":  # (image_metadata reads JPEG, PNG and WebP)
-        icc = header[1].get("icc_profile") or None
+    if icc is None and header is not None and header.format == "TIFF":  # (image_metadata reads JPEG, PNG and WebP)
+        icc = header.info.get("icc_profile") or None
     colour = png_colour_chunks(data)  # copied into a PNG; what they say is lost in other kinds
     if kind != ".png" and not icc and any(k in (b"gAMA", b"cHRM") for k, _ in colour):
         log.warning(f"{src.name}: its gamma and colour primaries (PNG gAMA/cHRM) cannot be stored in {kind} and are dropped: colours may look different; write .png to keep them")
