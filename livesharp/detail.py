@@ -28,6 +28,7 @@ TILES = (2, 3)  # rows, columns of that grid: with their margins a seventh of a 
 WIDE = 1.0  # px: bands at least this wide are computed at half resolution (``blurs``)
 MIN_SIDE = 2 * EDGE + 8  # px: a smaller frame (a thumbnail) is not measured, and gets the network alone
 REACH = 3.0  # spreads from the fit's mean: a frame measured farther out is one the fit never saw (the sets' and real clips' lie within 2.2)
+KEEP_FROM = 5.0  # px: at periods this long and longer the stage adds detail or leaves it, never takes it away (``never_blurs``)
 
 
 def gaussian(img: np.ndarray, sigma: float, dst: np.ndarray | None = None) -> np.ndarray:
@@ -130,6 +131,36 @@ def frame_stats(rgb: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     return np.concatenate([energy[:-1] - energy[1:], energy[-1:], [np.log(grid), aniso]])
 
 
+def never_blurs(amounts: np.ndarray, bands: tuple[float, ...]) -> np.ndarray:
+    """``amounts`` (of the network's correction, then of each band) with the widest band's raised
+    just enough that the bands together take no detail away at periods of ``KEEP_FROM`` px and
+    longer; amounts that already do not are returned as they are.
+
+    The fit is chosen by PSNR against clean targets. On compressed footage that is not soft (a
+    webcam's, a phone's) smoothing the codec's noise raises PSNR, and the fit's bands there sum to
+    a blur at every scale: faces came out softer than they went in, and softer still at a higher
+    ``--strength``. A sharpener must not blur what people look at; the finest periods, where a
+    codec's noise lives, may still be cut. Band ``s`` passes ``1 - exp(-2 pi^2 s^2 f^2)`` of
+    frequency ``f``, so the bands' sum passes ``R(f) = sum_k c_k (1 - exp(-2 pi^2 s_k^2 f^2))``;
+    raising the widest band (which passes most of every frequency below the cut) by
+    ``max(-R / its own response)`` makes ``R >= 0`` there.
+
+    >>> never_blurs(np.array([0.9, -0.3, -0.1, -0.2]), (0.7, 1.5, 2.5)).round(3).tolist()
+    [0.9, -0.3, -0.1, 0.181]
+    >>> never_blurs(np.array([1.0, -5.0, 4.0, -0.5]), (0.7, 1.5, 2.5)).tolist()  # a soft frame's boost: kept
+    [1.0, -5.0, 4.0, -0.5]
+    """
+    f = np.geomspace(1 / KEEP_FROM / 100, 1 / KEEP_FROM, 64)  # cycles per px, as finely at long periods as at short
+    passed = 1 - np.exp(-2 * np.pi**2 * np.square(np.asarray(bands, np.float64))[:, None] * f**2)  # (bands, f)
+    response = np.asarray(amounts[1:], np.float64) @ passed
+    lift = float(np.max(-response / passed[-1]))
+    if lift <= 0:
+        return amounts
+    out = np.array(amounts, np.float64)
+    out[-1] += lift
+    return out
+
+
 def features(stats: np.ndarray, mean: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """(..., P) a constant, the standardised statistics and their pairwise products."""
     z = (stats - mean) / spread
@@ -153,7 +184,8 @@ class DetailStage:
 
         A quadratic does not extrapolate: a frame whose statistics lie over ``REACH`` spreads
         from the fit's (a flat frame, a slide of text on white, pure noise), or one under
-        ``MIN_SIDE`` a side, gets the network's correction alone (1, 0, 0, ...).
+        ``MIN_SIDE`` a side, gets the network's correction alone (1, 0, 0, ...). The bands never
+        take away detail at periods of ``KEEP_FROM`` px and longer (``never_blurs``).
         """
         alone = np.eye(1, 1 + len(self.bands))[0]
         if min(rgb.shape[:2]) < MIN_SIDE:
@@ -161,7 +193,7 @@ class DetailStage:
         stats = frame_stats(rgb, self.stat_sigmas)
         if not np.all(np.abs(stats - self.mean) <= REACH * self.spread):
             return alone
-        return features(stats, self.mean, self.spread) @ self.weights
+        return never_blurs(features(stats, self.mean, self.spread) @ self.weights, self.bands)
 
     def apply(self, x: np.ndarray, y: np.ndarray, amounts: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """The frame ``x`` and the network's output ``y`` on it (uint8 (H, W, 3), at this
