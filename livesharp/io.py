@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import shlex
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -571,6 +572,19 @@ def display_matrix(frame: av.VideoFrame) -> list[int] | None:
     return None if matrix is None else list(struct.unpack("<9i", matrix))
 
 
+def captions_source(path: Path) -> str:
+    """FFmpeg's input, for a shell command line, that reads the closed captions inside ``path``'s
+    video: its name escaped for the option value, then for the filter graph, then for the shell
+    (a comma, colon or quote in a file name would otherwise end the filter or the argument).
+
+    >>> captions_source(Path("it's a clip, take 2.mp4"))
+    "'movie=it\\\\\\'\"'\"'s a clip\\, take 2.mp4[out0+subcc]'"
+    """
+    value = re.sub(r"([\\':])", r"\\\1", str(path))
+    graph = re.sub(r"([\\'\[\],;])", r"\\\1", value)
+    return shlex.quote(f"movie={graph}[out0+subcc]")
+
+
 class VideoReader:
     """Decode the first video stream of a file to RGB frames, with threading on.
 
@@ -705,12 +719,12 @@ class VideoReader:
                         captions = True
                         if not self.quiet:
                             log.warning(f"not copied: {self.path.name}'s closed captions (CEA-608/708, inside its video stream); to keep them, "
-                                        f"save them first: ffmpeg -f lavfi -i \"movie={self.path.name}[out0+subcc]\" -map 0:1 captions.srt")
+                                        f"save them first: ffmpeg -f lavfi -i {captions_source(self.path)} -map 0:1 captions.srt")
                     if frame.interlaced_frame and not interlaced:
                         interlaced = True
                         if not self.quiet:
                             log.warning(f"{self.path.name} is interlaced: it is sharpened and written as whole (progressive) frames; deinterlace it first "
-                                        f"for the best result (e.g. ffmpeg -i {self.path.name} -vf bwdif -c:a copy progressive.mkv)")
+                                        f"for the best result (e.g. ffmpeg -i {shlex.quote(str(self.path))} -vf bwdif -c:a copy progressive.mkv)")
                     pts = frame.pts
                     if by_decode and pts is not None:
                         if frame.dts is not None:

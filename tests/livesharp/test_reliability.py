@@ -4,6 +4,7 @@ tmp_path and runs livesharp on them the way a user would."""
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -644,7 +645,7 @@ def test_interlaced_input_is_said_once(tmp_path, livesharp_warnings):
     run_file(src, tmp_path / "out.mkv")
     assert [w for w in livesharp_warnings if "interlaced" in w] == [
         "tff.mkv is interlaced: it is sharpened and written as whole (progressive) frames; deinterlace it first for the best result "
-        "(e.g. ffmpeg -i tff.mkv -vf bwdif -c:a copy progressive.mkv)"]
+        f"(e.g. ffmpeg -i {shlex.quote(str(src))} -vf bwdif -c:a copy progressive.mkv)"]  # the path as given: the command runs from anywhere
 
 
 def test_alpha_in_a_video_is_said_to_be_dropped(tmp_path, livesharp_warnings):
@@ -1436,3 +1437,19 @@ def test_streams_keep_their_order(tmp_path, suffix):
     assert kinds(out) == kinds(src)
     with av.open(str(out)) as c:
         assert len([f for f in c.decode(video=0)]) == 10
+
+
+def test_the_captions_hint_runs_as_printed_whatever_the_file_is_called(tmp_path, livesharp_warnings):
+    """The ffmpeg command the warning gives put the name into a filter graph as it was: a comma,
+    colon, bracket or quote in it ended the filter, and ffmpeg could not open the file."""
+    import subprocess
+
+    raw = tmp_path / "raw.h264"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast", "-bsf:v", "h264_mp4toannexb", str(raw))
+    (tmp_path / "cc.h264").write_bytes(with_closed_captions(raw.read_bytes()))
+    src = tmp_path / "it's a clip, take [2]; v1:final.mp4"
+    ffmpeg("-r", "10", "-i", str(tmp_path / "cc.h264"), "-c", "copy", str(src))
+    run_file(src, tmp_path / "out.mp4")
+    command = livesharp_warnings[0].split("save them first: ", 1)[1]
+    r = subprocess.run(["bash", "-c", command.replace("ffmpeg ", "ffmpeg -v error ", 1)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and (tmp_path / "captions.srt").exists(), (command, r.stderr)
