@@ -573,12 +573,12 @@ def display_matrix(frame: av.VideoFrame) -> list[int] | None:
 
 
 def captions_source(path: Path) -> str:
-    """FFmpeg's input, for a shell command line, that reads the closed captions inside ``path``'s
+    r"""FFmpeg's input, for a shell command line, that reads the closed captions inside ``path``'s
     video: its name escaped for the option value, then for the filter graph, then for the shell
     (a comma, colon or quote in a file name would otherwise end the filter or the argument).
 
-    >>> captions_source(Path("it's a clip, take 2.mp4"))
-    "'movie=it\\\\\\'\"'\"'s a clip\\, take 2.mp4[out0+subcc]'"
+    >>> print(captions_source(Path("take 2, v1:final.mp4")))
+    'movie=take 2\, v1\\:final.mp4[out0+subcc]'
     """
     value = re.sub(r"([\\':])", r"\\\1", str(path))
     graph = re.sub(r"([\\'\[\],;])", r"\\\1", value)
