@@ -411,6 +411,20 @@ class Sharpener:
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3 or f.shape != frames[0].shape:
                 raise ValueError(f"frames must be uint8 arrays of one shape (H, W, 3); got {f.dtype} {f.shape} after {frames[0].shape}")
 
+    def reading_ms(self, height: int, width: int, runs: int = 3) -> float:
+        """Milliseconds a frame of this size pays for the detail stage's statistics, which are
+        read every ``detail_every`` frames (at any scale) and so shared out over them; 0
+        without a stage. (``timing`` holds the amounts, so ``sharpen`` there leaves this out.)"""
+        if self.stage is None:
+            return 0.0
+        frame = np.zeros((height, width, 3), np.uint8)
+        took = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.stage.amounts(frame)
+            took.append(1000 * (time.perf_counter() - t0))
+        return float(np.median(took)) / self.detail_every
+
     def warm_up(self, height: int, width: int, runs: int = 2, scale: float = 1.0) -> float:
         """Compute frames of this size before the first real one; return the seconds it took.
 

@@ -191,16 +191,7 @@ def calibrate(sharpener: Sharpener, height: int, width: int, scales=SCALES, runs
                 t0 = time.perf_counter()
                 sharpener.sharpen(frame, 1.0, s)
                 times[s].append(1000 * (time.perf_counter() - t0))
-    # timing() holds the stage's amounts, so the statistics it reads from the full frame every
-    # detail_every-th frame (at any scale) are timed apart and shared out over the frames
-    reading = 0.0
-    if sharpener.stage is not None:
-        took = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            sharpener.stage.amounts(frame)
-            took.append(1000 * (time.perf_counter() - t0))
-        reading = float(np.median(took)) / sharpener.detail_every
+    reading = sharpener.reading_ms(height, width, runs)
     return {s: float(np.median(t)) + reading for s, t in times.items()}
 
 
