@@ -18,12 +18,12 @@ import numpy as np
 from .engine import Sharpener
 from .files import atomic_output
 from .io import Frame, VideoReader
+from .live import calibrate
 from .ops import psnr
 from .pipeline import process_file
-from .settings import DEFAULT_MODEL, SCALES as LIVE_SCALES, VIDEO_DETAIL_EVERY
+from .settings import DEFAULT_MODEL, VIDEO_DETAIL_EVERY
 
 CAMERA_FPS = (30, 24)  # the camera rates a verdict is given against, the common one first
-SCALES = tuple(s for s in LIVE_SCALES if s < 1)  # cam --scale's smaller processing scales; the network's cost goes as scale squared
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -33,37 +33,44 @@ class DemoResult:
     video: Path
     image: Path
     frames: int
-    fps: float  # frames per second inside the network, one frame at a time, as a camera feeds it
+    ms: dict[float, float]  # milliseconds a frame at each of cam's scales, the network and its detail stage alone on the machine
     psnr_input: float
     psnr_output: float
-    width: int = 0  # the clip's frame size, at which fps was measured
+    width: int = 0  # the clip's frame size, at which ms was measured
     height: int = 0
 
     @property
+    def fps(self) -> float:
+        """Frames per second at full size, one frame at a time, as a camera feeds them."""
+        return 1000 / self.ms[1.0]
+
+    @property
     def verdict(self) -> str:
-        return realtime_verdict(self.fps, self.width, self.height)
+        return realtime_verdict(self.ms, self.width, self.height)
 
 
-def realtime_verdict(fps: float, width: int, height: int) -> str:
-    """What a frame rate measured at width x height means for a live camera, in one line.
+def realtime_verdict(ms: dict[float, float], width: int, height: int) -> str:
+    """What the milliseconds a frame measured at each scale (``live.calibrate``) at width x
+    height mean for a live camera, in one line.
 
-    >>> realtime_verdict(41.0, 1280, 720)
-    'this machine sharpens 1280x720 at 41 FPS: keeps up with a 30 FPS camera at that size'
-    >>> realtime_verdict(26.0, 1280, 720)
-    'this machine sharpens 1280x720 at 26 FPS: keeps up with a 24 FPS camera at that size, not 30 FPS; livesharp cam --scale auto keeps 30 FPS (about 46 FPS at --scale 0.75)'
-    >>> realtime_verdict(8.2, 1280, 720)
-    'this machine sharpens 1280x720 at 8.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto (about 33 FPS at --scale 0.5)'
-    >>> realtime_verdict(2.2, 1280, 720)
-    'this machine sharpens 1280x720 at 2.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto and a smaller camera size, --size 640x480 (even --scale 0.375 makes about 16 FPS)'
+    >>> realtime_verdict({1.0: 24.0, 0.75: 15.0}, 1280, 720)
+    'this machine sharpens 1280x720 at 42 FPS: keeps up with a 30 FPS camera at that size'
+    >>> realtime_verdict({1.0: 38.0, 0.75: 22.0}, 1280, 720)
+    'this machine sharpens 1280x720 at 26 FPS: keeps up with a 24 FPS camera at that size, not 30 FPS; livesharp cam --scale auto keeps 30 FPS (about 45 FPS at --scale 0.75)'
+    >>> realtime_verdict({1.0: 120.0, 0.75: 70.0, 0.5: 36.0, 0.375: 25.0}, 1280, 720)
+    'this machine sharpens 1280x720 at 8.3 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto (about 40 FPS at --scale 0.375)'
+    >>> realtime_verdict({1.0: 450.0, 0.375: 70.0}, 1280, 720)
+    'this machine sharpens 1280x720 at 2.2 FPS: cannot keep up with a 30 FPS camera at that size; use livesharp cam --scale auto and a smaller camera size, --size 640x480 (even --scale 0.375 makes about 14 FPS)'
     """
-    head = f"this machine sharpens {width}x{height} at {fps:.2g} FPS" if fps < 10 else f"this machine sharpens {width}x{height} at {fps:.0f} FPS"
+    fps = {s: 1000 / t for s, t in ms.items()}
+    head = f"this machine sharpens {width}x{height} at {fps[1.0]:.2g} FPS" if fps[1.0] < 10 else f"this machine sharpens {width}x{height} at {fps[1.0]:.0f} FPS"
     fast, slow = CAMERA_FPS
-    if fps >= fast:
+    if fps[1.0] >= fast:
         return f"{head}: keeps up with a {fast} FPS camera at that size"
-    # The network on a frame shrunk by s costs about s^2 of the full one (Sharpener.sharpen).
-    fits = [f"about {fps / s ** 2:.0f} FPS at --scale {s:g}" for s in SCALES if fps / s ** 2 >= fast][:1]
-    hint = f" ({fits[0]})" if fits else f" and a smaller camera size, --size 640x480 (even --scale {SCALES[-1]:g} makes about {fps / SCALES[-1] ** 2:.0f} FPS)"
-    if fps >= slow:
+    smaller = sorted((s for s in fps if s < 1), reverse=True)
+    fits = [f"about {fps[s]:.0f} FPS at --scale {s:g}" for s in smaller if fps[s] >= fast][:1]
+    hint = f" ({fits[0]})" if fits else f" and a smaller camera size, --size 640x480 (even --scale {smaller[-1]:g} makes about {fps[smaller[-1]]:.0f} FPS)"
+    if fps[1.0] >= slow:
         return f"{head}: keeps up with a {slow} FPS camera at that size, not {fast} FPS; livesharp cam --scale auto keeps {fast} FPS{hint}"
     return f"{head}: cannot keep up with a {fast} FPS camera at that size; use livesharp cam --scale auto{hint}"
 
@@ -77,8 +84,9 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
     shows each pair with its scores until the user closes it or presses q.
 
     ``status(line)`` hears each step as it starts (loading, compiling); ``progress(i, n)`` each
-    frame written. The model is compiled for the clip's size before the clip runs, and frames go
-    through one at a time, as from a camera, so ``fps`` is the rate a live camera would get.
+    frame written. Before the clip runs, the model is compiled for its size and timed alone at
+    each of ``cam``'s scales, as ``cam`` times it (``live.calibrate``): the clip's own run shares
+    the cores with decoding and encoding, which a camera does not.
     """
     say = status or (lambda line: None)
     out_dir = Path(out_dir)
@@ -112,7 +120,7 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
         t = time.perf_counter()
         with Sharpener(model=model, device=device, backend=backend, precision=precision, detail_every=VIDEO_DETAIL_EVERY) as sharpener:
             say(f"compiling it for {width}x{height} on this machine ({sharpener.backend}; the first run at a size takes longest)")
-            sharpener.warm_up(height, width, runs=1)
+            ms = calibrate(sharpener, height, width)
             say(f"ready in {time.perf_counter() - t:.1f} s: sharpening {total} frames of {DATA.joinpath('demo_blurry.mp4').name}")
             truths = sharp.frames()
             r = process_file(DATA / "demo_blurry.mp4", video, sharpener=sharpener, batch=1, side_by_side=True, overwrite=True,
@@ -121,5 +129,4 @@ def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL, device: str = "aut
         sharp.close()
     with atomic_output(image) as tmp:
         cv2.imwrite(str(tmp), cv2.cvtColor(pairs.get("middle", pairs["last"]), cv2.COLOR_RGB2BGR))
-    fps = r.frames / r.model_seconds if r.model_seconds else float("inf")
-    return DemoResult(video, image, r.frames, fps, float(np.mean(scores_in)), float(np.mean(scores_out)), width, height)
+    return DemoResult(video, image, r.frames, ms, float(np.mean(scores_in)), float(np.mean(scores_out)), width, height)
