@@ -11,6 +11,7 @@ import errno
 import itertools
 import os
 import re
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -136,6 +137,18 @@ def _keep(tmp: Path, path: Path) -> Path:
     raise AssertionError("unreachable")
 
 
+def _keep_mode(old: Path, new: Path) -> None:
+    """Give ``new`` the permissions of the file ``old`` it is about to replace: a private file
+    (0600) replaced by a new one must not come out readable by everyone. Nothing to keep where
+    ``old`` is not a regular file (a symlink is replaced, not followed)."""
+    try:
+        st = os.lstat(old)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        os.chmod(new, stat.S_IMODE(st.st_mode))
+
+
 @contextmanager
 def atomic_output(path: str | Path, companions: Sequence[str] = (), replace: bool = True) -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write to; on success rename it over ``path``.
@@ -173,7 +186,9 @@ def atomic_output(path: str | Path, companions: Sequence[str] = (), replace: boo
             return
         # The main file last: once it exists under its name, everything it needs does too.
         for src, dst in extra:
+            _keep_mode(dst, src)
             os.replace(src, dst)
+        _keep_mode(path, tmp)
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, *(src for src, _ in extra)):

@@ -83,3 +83,18 @@ def test_a_legal_long_name_gets_temp_and_kept_names_that_fit(tmp_path):
     with atomic_output(multibyte) as tmp:
         tmp.write_bytes(b"ok")
     assert multibyte.read_bytes() == b"ok"
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path, video):
+    """`file --overwrite` over a private (0600) output made the new one readable by everyone
+    (0644): the temp file took the umask's mode, not the replaced file's."""
+    from click.testing import CliRunner
+
+    from livesharp.cli import cli
+
+    out = tmp_path / "private.mp4"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    r = CliRunner().invoke(cli, ["file", str(video), str(out), "--model", "unsharp", "--preset", "ultrafast", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 3 and oct(out.stat().st_mode & 0o777) == oct(0o600)
