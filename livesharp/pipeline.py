@@ -633,13 +633,47 @@ def _read_bmp16(src: Path) -> np.ndarray | None:
     return np.ascontiguousarray(np.dstack(channels))
 
 
-def _read_image(src: Path, orientation: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """The picture upright (turned by its EXIF ``orientation``) as RGB, uint8 or uint16 as
-    stored, its alpha channel (same orientation) or None, and whether it was stored as grey."""
+def tiff_as_stored(data: bytes) -> bytes | None:
+    r"""A classic TIFF's bytes with its first page's Orientation tag set to 1 (as stored), or
+    None where there is no such tag to change (or the file is not a classic TIFF).
+
+    OpenCV 5 turns a TIFF by its tag even when told not to (a half turn came out turned twice,
+    by it and by ``_upright``; a quarter turn failed inside it), and Pillow 13 scrambles a 16-bit
+    grey TIFF it turns as it loads. Read as stored, every kind is turned by ``_upright`` alike.
+
+    >>> head = b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+    >>> entry = (274).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little") + (6).to_bytes(4, "little")
+    >>> tiff_as_stored(head + entry + bytes(4))[18:20]
+    b'\x01\x00'
+    """
+    order = {b"II*\x00": "little", b"MM\x00*": "big"}.get(data[:4])
+    if order is None or len(data) < 8:
+        return None
+    u = lambda at, n: int.from_bytes(data[at : at + n], order)  # noqa: E731
+    ifd = u(4, 4)
+    if ifd + 2 > len(data):
+        return None
+    for i in range(u(ifd, 2)):
+        at = ifd + 2 + 12 * i
+        if at + 12 > len(data):
+            return None
+        if u(at, 2) == 274 and u(at + 2, 2) == 3:  # Orientation, a SHORT: its value sits in the entry
+            return data[: at + 8] + (1).to_bytes(2, order) + data[at + 10 :]
+    return None
+
+
+def _read_image(src: Path, header: Header | None) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The picture upright (turned by its EXIF orientation) as RGB, uint8 or uint16 as stored,
+    its alpha channel (same orientation) or None, and whether it was stored as grey."""
     bmp16 = _read_bmp16(src)
     if bmp16 is not None:
         return bmp16, None, False
-    raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, as stored (not turned)
+    orientation = header.orientation if header else 1
+    stored = tiff_as_stored(src.read_bytes()) if header is not None and header.format == "TIFF" and orientation != 1 else None
+    if stored is not None:
+        raw = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_UNCHANGED)
+    else:
+        raw = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)  # every channel and bit, as stored (not turned)
     if raw is None:
         refuse_video(src)
         raise LivesharpError(f"{src}: not an image OpenCV can read; pass a PNG or JPEG file")
@@ -732,7 +766,7 @@ def process_image(
         if not complete(data):
             raise LivesharpError(f"{src}: truncated {format_name}: the file ends before the picture does; copy or export it again")
     header = _header(src)
-    full, alpha, grey = _read_image(src, header.orientation if header else 1)
+    full, alpha, grey = _read_image(src, header)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.

@@ -144,3 +144,23 @@ def test_alpha_turns_with_the_picture_even_where_the_colour_is_uniform(tmp_path,
     src = with_orientation(tmp_path / "in.png", rgba, orientation, "PNG")
     process_image(src, tmp_path / "out.png", model=identity_student(), device="cpu", backend="torch")
     np.testing.assert_array_equal(read(tmp_path / "out.png"), upright(rgba, orientation))
+
+
+@pytest.mark.parametrize("orientation, turn", [(3, 2), (6, -1), (8, 1)])
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_tiff_is_turned_as_its_orientation_tag_says(tmp_path, orientation, turn, deep):
+    """OpenCV 5 turns a TIFF by its tag itself: a half turn came out turned twice (as stored),
+    a quarter turn was refused in five lines ("not an image OpenCV can read")."""
+    from PIL import Image
+
+    from livesharp.pipeline import process_image
+
+    stored = np.zeros((40, 60), np.uint8)
+    stored[:10, :20] = 255  # a block at the top left as stored
+    picture = Image.fromarray(stored.astype(np.uint16) * 257) if deep else Image.fromarray(np.dstack([stored] * 3))
+    picture.save(tmp_path / "in.tif", tiffinfo={274: orientation})
+    process_image(tmp_path / "in.tif", tmp_path / "out.png", model="unsharp", strength=0.0)
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    out = out if out.ndim == 2 else out[..., 0]
+    assert out.dtype == (np.uint16 if deep else np.uint8)
+    assert np.array_equal(out > out.max() // 2, np.rot90(stored, turn) > 127)  # TIFF: 3 half turn, 6 clockwise, 8 anticlockwise
