@@ -1014,6 +1014,10 @@ class VideoWriter:
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy one audio, subtitle, attached-picture or data packet, on the output's timeline; call it after the first ``write``."""
+        if packet.is_discard and self.format not in ("mp4", "mov"):
+            # Sound an MP4's edit list hides (a clip cut with -ss -c copy keeps what it cut, flagged):
+            # MP4 and MOV hide it again, Matroska has no such flag and would play it.
+            return
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if self.cut and packet.pts - shift + (packet.duration or 0) < 0:

@@ -1453,3 +1453,26 @@ def test_the_captions_hint_runs_as_printed_whatever_the_file_is_called(tmp_path,
     command = livesharp_warnings[0].split("save them first: ", 1)[1]
     r = subprocess.run(["bash", "-c", command.replace("ffmpeg ", "ffmpeg -v error ", 1)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and (tmp_path / "captions.srt").exists(), (command, r.stderr)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_sound_an_edit_list_hides_stays_hidden(tmp_path, suffix):
+    """An MP4 cut with `ffmpeg -ss 0.45 -c copy` keeps the cut audio, flagged for its edit list to
+    hide; into .mkv, which has no such flag, the 0.47 s that was cut played again before the start."""
+    import av
+
+    src = tmp_path / "whole.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-bf", "2", "-c:a", "aac", str(src))
+    cut = tmp_path / "cut.mp4"
+    ffmpeg("-ss", "0.45", "-i", str(src), "-c", "copy", str(cut))
+    out = tmp_path / f"out{suffix}"
+    run_file(cut, out)
+
+    def samples(path):
+        with av.open(str(path)) as c:
+            return sum(f.samples for f in c.decode(audio=0))
+
+    with av.open(str(cut)) as c:
+        assert any(p.is_discard for p in c.demux(audio=0))  # the case is what it says
+    assert abs(samples(out) - samples(cut)) <= 1024, (samples(out), samples(cut))  # one AAC frame
