@@ -379,8 +379,8 @@ def png_is_complete(data: bytes) -> bool:
 
 def jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
     """(marker, body) of each segment of a JPEG after its start-of-image, in order, up to its
-    end-of-image (yielded with an empty body) or where the file ends; the body a view into
-    ``data``. Walked marker by marker as libjpeg reads, so a thumbnail inside an APP segment, or
+    end-of-image (yielded with what follows it in the file as its body) or where the file ends;
+    the body a view into ``data``. Walked marker by marker as libjpeg reads, so a thumbnail inside an APP segment, or
     bytes after the end (a motion photo's video), are not mistaken for markers.
 
     >>> [hex(m) for m, _ in jpeg_segments(bytes.fromhex("ffd8 ffe10004 abcd ffda0002 12ff0034 ffd9"))]
@@ -398,7 +398,7 @@ def jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
             i += 1
             continue
         if marker == 0xD9:
-            yield marker, view[i:i]
+            yield marker, view[i + 2 :]
             return
         if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # no length
             i += 2
@@ -890,6 +890,7 @@ class VideoWriter:
         self._end = 0  # latest pts + duration so far: where the video ends
         self._held: av.Packet | None = None  # the newest video packet, muxed once the next one exists
         self._t0: int | None = None  # the first frame's pts in the input: the output's time 0
+        self._hidden: dict[int, av.Packet] = {}  # input stream -> the latest audio packet its edit list hides, not written yet
 
     @property
     def copied(self) -> list:
@@ -1014,10 +1015,20 @@ class VideoWriter:
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy one audio, subtitle, attached-picture or data packet, on the output's timeline; call it after the first ``write``."""
-        if packet.is_discard and self.format not in ("mp4", "mov"):
-            # Sound an MP4's edit list hides (a clip cut with -ss -c copy keeps what it cut, flagged):
-            # MP4 and MOV hide it again, Matroska has no such flag and would play it.
-            return
+        if packet.stream.type == "audio" and self.format not in ("mp4", "mov"):
+            # Sound an MP4's edit list hides (a clip cut with -ss -c copy keeps what it cut, flagged
+            # as discarded): MP4 and MOV hide it again, Matroska has no such flag and would play
+            # it. Only the last such packet before the kept sound is written, as the decoder's
+            # priming (an AAC encoder's own first packet is flagged the same way).
+            if packet.is_discard:
+                self._hidden[packet.stream_index] = packet
+                return
+            primer = self._hidden.pop(packet.stream_index, None)
+            if primer is not None:
+                self._copy(primer)
+        self._copy(packet)
+
+    def _copy(self, packet: av.Packet) -> None:
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if self.cut and packet.pts - shift + (packet.duration or 0) < 0:

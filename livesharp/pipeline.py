@@ -449,8 +449,10 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
     text: list[str] = []
     if data[:2] == b"\xff\xd8":
         for marker, view in jpeg_segments(data):
-            if marker in (0xDA, 0xD9):  # the picture starts: no metadata after it
-                break
+            if marker == 0xD9 and any(view):  # bytes after the picture's end: a motion photo's video, say
+                others.append(f"{len(view) / 1024:.0f} KB of data after the picture (a motion photo's video?)")
+            if marker in (0xDA, 0xD9):  # the picture starts: no metadata after it (but scan to its end)
+                continue
             head = bytes(view[:30])
             if marker == 0xE1 and head.startswith(b"Exif\x00"):
                 others.append("EXIF metadata")

@@ -164,3 +164,19 @@ def test_a_tiff_is_turned_as_its_orientation_tag_says(tmp_path, orientation, tur
     out = out if out.ndim == 2 else out[..., 0]
     assert out.dtype == (np.uint16 if deep else np.uint8)
     assert np.array_equal(out > out.max() // 2, np.rot90(stored, turn) > 127)  # TIFF: 3 half turn, 6 clockwise, 8 anticlockwise
+
+
+def test_a_motion_photos_video_after_the_picture_is_named(tmp_path, livesharp_warnings):
+    """A phone's motion photo is a JPEG with its clip appended after the picture's end: the clip
+    was dropped from the output without a word."""
+    from livesharp.pipeline import process_image
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 120, np.uint8))
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # what follows stands for the clip's MP4
+    (tmp_path / "motion.jpg").write_bytes(jpeg.tobytes() + clip)
+    process_image(tmp_path / "motion.jpg", tmp_path / "out.jpg", model="unsharp")
+    assert livesharp_warnings == ["motion.jpg: not copied: 10 KB of data after the picture (a motion photo's video?)"]
+    (tmp_path / "plain.jpg").write_bytes(jpeg.tobytes())  # the same picture alone says nothing
+    livesharp_warnings.clear()
+    process_image(tmp_path / "plain.jpg", tmp_path / "plain_out.jpg", model="unsharp")
+    assert livesharp_warnings == []

@@ -1475,4 +1475,6 @@ def test_sound_an_edit_list_hides_stays_hidden(tmp_path, suffix):
 
     with av.open(str(cut)) as c:
         assert any(p.is_discard for p in c.demux(audio=0))  # the case is what it says
-    assert abs(samples(out) - samples(cut)) <= 1024, (samples(out), samples(cut))  # one AAC frame
+    # At most the decoder's priming packet and the part of the first one the edit list trims
+    # (1,413 samples into .mkv, 32 ms); before, 0.47 s of the cut sound (about 20,700).
+    assert abs(samples(out) - samples(cut)) <= 2048, (samples(out), samples(cut))
