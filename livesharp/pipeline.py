@@ -497,6 +497,29 @@ def image_metadata(data: bytes) -> tuple[bytes | None, list[str]]:
 PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB")
 
 
+def png_grey_key(data: bytes) -> int | None:
+    """The grey level a grey PNG marks transparent (its tRNS chunk), on the scale OpenCV reads it
+    (8-bit for depths up to 8, else 16-bit), or None. OpenCV reads a colour PNG's key as alpha,
+    not a grey one's: its transparency was dropped without a word.
+
+    >>> head = PNG_SIGNATURE + bytes.fromhex("0000000d49484452") + bytes(8) + bytes([4, 0, 0, 0, 0]) + bytes(4)
+    >>> png_grey_key(head + bytes.fromhex("00000002 74524e53 0003") + bytes(4))  # 4-bit grey, level 3 of 15
+    51
+    """
+    if data[:8] != PNG_SIGNATURE:
+        return None
+    depth = kind = None
+    for name, body in png_chunks(data):
+        if name == b"IHDR" and len(body) >= 10:
+            depth, kind = body[8], body[9]
+        elif name == b"tRNS" and kind == 0 and len(body) >= 2:
+            key = int.from_bytes(body[:2], "big")
+            return key * 255 // (2**depth - 1) if depth < 8 else key
+        elif name in (b"IDAT", b"IEND"):
+            return None
+    return None
+
+
 def png_colour_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     """A PNG's colour chunks (``PNG_COLOUR_CHUNKS``), which come before its picture data.
 
@@ -769,6 +792,9 @@ def process_image(
             raise LivesharpError(f"{src}: truncated {format_name}: the file ends before the picture does; copy or export it again")
     header = _header(src)
     full, alpha, grey = _read_image(src, header)
+    key = png_grey_key(data) if grey and alpha is None else None
+    if key is not None:  # as alpha: opaque but where the key is
+        alpha = np.where(full[..., 0] == key, 0, np.iinfo(full.dtype).max).astype(full.dtype)
     kind = dst.suffix.lower()
     # What OpenCV does not carry: the colour profile is put back where livesharp can (PNG, JPEG);
     # the rest, and whatever cannot be put back, is named once.

@@ -180,3 +180,22 @@ def test_a_motion_photos_video_after_the_picture_is_named(tmp_path, livesharp_wa
     livesharp_warnings.clear()
     process_image(tmp_path / "plain.jpg", tmp_path / "plain_out.jpg", model="unsharp")
     assert livesharp_warnings == []
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_grey_pngs_transparent_level_is_kept(tmp_path, deep):
+    """A grey PNG marks one grey level transparent (tRNS); OpenCV reads that as alpha for colour
+    PNGs only, so a grey one's transparency was dropped without a word."""
+    from PIL import Image
+
+    from livesharp.pipeline import process_image
+
+    grey = np.full((32, 48), 90, np.uint8)
+    grey[4:6, 10:15] = 17  # ten pixels at the transparent level
+    picture = Image.fromarray(grey.astype(np.uint16) * 257) if deep else Image.fromarray(grey)
+    picture.save(tmp_path / "in.png", transparency=17 * 257 if deep else 17)
+    process_image(tmp_path / "in.png", tmp_path / "out.png", model="unsharp", strength=0.0)
+    out = Image.open(tmp_path / "out.png")
+    alpha = np.asarray(out.convert("RGBA"))[..., 3] if "A" in out.mode or "transparency" in out.info else None
+    assert alpha is not None, out.mode
+    assert np.array_equal(alpha == 0, grey == 17)
