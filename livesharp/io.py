@@ -653,8 +653,7 @@ class VideoReader:
         # Whether the video's first packet is a keyframe, known once it is read: if not (a stream
         # cut mid-GOP), the frames before the first keyframe are lost, and the output starts at it.
         self.clean_start = True
-        self.rotation = 0  # degrees counter-clockwise, known once the first frame is decoded
-        self.matrix: list[int] | None = None
+        self.matrix: list[int] | None = None  # the display matrix (turns, mirrors), known once the first frame is decoded
 
     def frames(self, on_packet: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
         v, tb = self.video, self.info.time_base
@@ -710,7 +709,6 @@ class VideoReader:
                     if frame.is_corrupt:
                         raise damaged("the decoder had to conceal broken picture data")
                     if n == 0:
-                        self.rotation = int(frame.rotation or 0)
                         self.matrix = display_matrix(frame)
                         self.info.hdr = {k: v for k, v in frame_side_data(frame).items() if k in _HDR_SIDE_DATA}
                     if not captions and has_side_data(frame, "A53_CC"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -73,10 +75,39 @@ def side_by_side(before: np.ndarray, after: np.ndarray, labels: tuple[str, str] 
     return out
 
 
-def rotate(rgb: np.ndarray, degrees: int) -> np.ndarray:
-    """Rotate counter-clockwise by a multiple of 90 degrees (how video display matrices count)."""
-    k = (round(degrees / 90)) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+def upright(rgb: np.ndarray, matrix: list[int] | None) -> np.ndarray:
+    """The frame as players show it under its display matrix (9 ints in 16.16 fixed point, as
+    FFmpeg stores it; None: as stored), by FFmpeg's own rules: quarter turns, and the flips a
+    mirroring camera writes (a plain left-right mirror reads as a half turn by its angle alone).
+
+    >>> f = np.arange(6).reshape(2, 3, 1)
+    >>> upright(f, [-65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30])[..., 0].tolist()  # mirrored left to right
+    [[2, 1, 0], [5, 4, 3]]
+    >>> upright(f, [0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30])[..., 0].tolist()  # stored turned: shown a quarter turn clockwise
+    [[3, 0], [4, 1], [5, 2]]
+    """
+    if matrix is None:
+        return rgb
+    m = [v / 65536 for v in matrix]
+    s0, s1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if not s0 or not s1:
+        return rgb
+    theta = round(math.degrees(math.atan2(m[1] / s1, m[0] / s0))) % 360
+    if theta == 90:  # FFmpeg's transpose: cclock_flip (a plain transpose) or clock
+        out = rgb.transpose(1, 0, 2) if m[3] > 0 else np.rot90(rgb, -1)
+    elif theta == 270:  # clock_flip (the other diagonal) or cclock
+        out = np.rot90(rgb, -1)[::-1] if m[3] < 0 else np.rot90(rgb, 1)
+    elif theta == 180:
+        out = rgb[:, ::-1] if m[0] < 0 else rgb
+        out = out[::-1] if m[4] < 0 else out
+    else:
+        out = rgb[::-1] if theta == 0 and m[4] < 0 else rgb
+    return np.ascontiguousarray(out)
+
+
+def swaps_sides(matrix: list[int] | None) -> bool:
+    """Whether ``upright`` under this display matrix turns a frame by a quarter (width and height trade places)."""
+    return matrix is not None and abs(matrix[1]) > abs(matrix[0])
 
 
 def pad_to_even(rgb: np.ndarray) -> np.ndarray:

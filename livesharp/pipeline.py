@@ -19,7 +19,7 @@ import warnings
 import zlib
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -203,11 +203,11 @@ def open_sharpener(sharpener: Sharpener | None, **options) -> tuple[Sharpener, b
     return Sharpener(**given), True
 
 
-def compose(before: np.ndarray, after: np.ndarray, side_by_side: bool, rotation: int, label: str) -> np.ndarray:
+def compose(before: np.ndarray, after: np.ndarray, side_by_side: bool, matrix: list[int] | None, label: str) -> np.ndarray:
     """The frame that gets written: the result, or input | result upright when side by side."""
     if side_by_side:
-        # The display matrix cannot rotate two panels in place, so turn them upright first.
-        return ops.side_by_side(ops.rotate(before, rotation), ops.rotate(after, rotation), ("input", label))
+        # The display matrix cannot turn or mirror two panels in place, so they are made as shown first.
+        return ops.side_by_side(ops.upright(before, matrix), ops.upright(after, matrix), ("input", label))
     return after
 
 
@@ -308,7 +308,7 @@ def process_file(
             results = sharpener.sharpen_batch([f.rgb for f in frames])
             model_seconds += time.perf_counter() - t
             for f, out in zip(frames, results):
-                stages.put(encoded, (f, out, compose(f.rgb, out, side_by_side, reader.rotation, sharpener.name)))
+                stages.put(encoded, (f, out, compose(f.rgb, out, side_by_side, reader.matrix, sharpener.name)))
         stages.put(encoded, END)
 
     def encode():
@@ -323,7 +323,10 @@ def process_file(
                 # Opened here: the rotation is known once the reader has decoded a frame, and
                 # the audio read so far says whether sound starts before the picture.
                 lead = _lead(audio, source.pts, reader, info.time_base)
-                writer = VideoWriter(tmp, info, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst,
+                shown = info
+                if side_by_side and info.sample_aspect_ratio and ops.swaps_sides(reader.matrix):
+                    shown = replace(info, sample_aspect_ratio=1 / info.sample_aspect_ratio)  # the panels were turned: so were their pixels
+                writer = VideoWriter(tmp, shown, crf=crf, preset=preset, matrix=None if side_by_side else reader.matrix, label=dst,
                                      start=lead, cut=not reader.clean_start)
                 _say_moved_start(reader, float((source.pts if lead is None else lead) * info.time_base))
                 size[:] = rgb.shape[1], rgb.shape[0]

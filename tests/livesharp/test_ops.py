@@ -105,13 +105,16 @@ def test_pad_to_even_repeats_the_last_row_and_column(h, w):
         assert out is img  # even frames pass through without a copy
 
 
-def test_rotate_turns_counter_clockwise_in_steps_of_90():
+def test_upright_turns_and_mirrors_as_the_display_matrix_says():
     img = np.zeros((2, 3, 3), np.uint8)
     img[0, 2] = 255  # top-right corner
-    r90 = ops.rotate(img, 90)
+    q = 65536
+    cclock = [0, -q, 0, q, 0, 0, 0, 0, 1 << 30]  # what `rotate=90` writes: shown a quarter turn anticlockwise
+    r90 = ops.upright(img, cclock)
     assert r90.shape == (3, 2, 3) and r90[0, 0, 0] == 255  # top-right goes to top-left
     assert r90.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(ops.rotate(img, 180), img[::-1, ::-1])
-    np.testing.assert_array_equal(ops.rotate(img, -90), ops.rotate(img, 270))
-    np.testing.assert_array_equal(ops.rotate(ops.rotate(img, 90), -90), img)
-    assert ops.rotate(img, 0) is img and ops.rotate(img, 360) is img
+    np.testing.assert_array_equal(ops.upright(img, [-q, 0, 0, 0, -q, 0, 0, 0, 1 << 30]), img[::-1, ::-1])  # a half turn
+    np.testing.assert_array_equal(ops.upright(img, [-q, 0, 0, 0, q, 0, 0, 0, 1 << 30]), img[:, ::-1])  # a mirror, not a half turn
+    np.testing.assert_array_equal(ops.upright(img, [q, 0, 0, 0, -q, 0, 0, 0, 1 << 30]), img[::-1])  # upside down
+    assert ops.upright(img, None) is img
+    assert ops.swaps_sides(cclock) and not ops.swaps_sides([-q, 0, 0, 0, q, 0, 0, 0, 1 << 30])

@@ -1478,3 +1478,46 @@ def test_sound_an_edit_list_hides_stays_hidden(tmp_path, suffix):
     # At most the decoder's priming packet and the part of the first one the edit list trims
     # (1,413 samples into .mkv, 32 ms); before, 0.47 s of the cut sound (about 20,700).
     assert abs(samples(out) - samples(cut)) <= 2048, (samples(out), samples(cut))
+
+
+def test_side_by_side_mirrors_a_mirrored_video(tmp_path):
+    """A selfie camera's left-right mirror (display matrix x -> -x) reads as a half turn by its
+    angle alone: side by side, the panels came out upside down instead of mirrored."""
+    import av
+
+    src = tmp_path / "mirror.mp4"
+    stored = np.zeros((64, 96, 3), np.uint8)
+    stored[:32, :20] = 255  # top left as stored, so top right as shown
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.options = 96, 64, "yuv420p", {"preset": "ultrafast"}
+        s.set_display_matrix([-65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30])
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            f.pts = i
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    dst = tmp_path / "sbs.mp4"
+    run_file(src, dst, side_by_side=True, strength=0.0)
+    with av.open(str(dst)) as c:
+        panel = next(c.decode(video=0)).to_ndarray(format="rgb24")[:, :96, 0]
+    rows, cols = np.nonzero(panel[20:] > 200)  # below the panel's label
+    assert rows.max() + 20 < 32 and cols.min() >= 70, (rows.min(), rows.max(), cols.min(), cols.max())  # top right
+
+
+def test_side_by_side_turns_the_pixel_shape_with_the_panels(tmp_path):
+    """96x64 with pixels 4:3 wide, shown turned a quarter (64x128): side by side the panels were
+    turned but their pixels kept 4:3, so each showed squashed (0.89:1 instead of 1:2)."""
+    import av
+    from fractions import Fraction
+
+    flat = tmp_path / "flat.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=0.5", "-vf", "setsar=4/3", "-c:v", "libx264", "-preset", "ultrafast", str(flat))
+    src = tmp_path / "turned.mp4"
+    ffmpeg("-i", str(flat), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(src))
+    dst = tmp_path / "sbs.mkv"
+    run_file(src, dst, side_by_side=True)
+    with av.open(str(dst)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (128, 96)
+        assert v.sample_aspect_ratio == Fraction(3, 4)  # two panels of 64x96 pixels 3:4 wide: each shown 1:2, as the input
