@@ -838,6 +838,19 @@ def _riff_complete(path: Path) -> bool:
         return False
 
 
+_LABELS = ("forced", "hearing_impaired", "visual_impaired", "comment", "original", "dub", "karaoke", "lyrics", "clean_effects", "captions", "descriptions")
+
+
+def _labels(stream) -> set[str]:
+    """The dispositions of ``stream`` a viewer relies on (forced, commentary, hearing impaired,
+    ...); "default", which muxers set for themselves, aside."""
+    d = getattr(stream, "disposition", None)
+    try:
+        return {name for name in _LABELS if d & getattr(type(d), name)}
+    except (AttributeError, TypeError):
+        return set()
+
+
 def _copy_labels(src, dst) -> None:
     """A stream's language, title and disposition (default, commentary, forced, ...) onto its copy."""
     tags = copyable_tags(src.metadata)
@@ -1080,21 +1093,30 @@ class VideoWriter:
         self._name_lost_tags()
 
     def _name_lost_tags(self) -> None:
-        """Tags the output's format did not keep, named in one warning: MP4 and MOV write only
-        the keys they know (a Matroska file's own, a track's custom ones are dropped). Read back
-        from the finished file, since the muxer decides."""
+        """Tags and labels the output's format did not keep, named in one warning: MP4 and MOV
+        write only the keys and dispositions they know (a Matroska file's own tags, a track's
+        custom ones, MOV's forced or commentary flags are dropped), and MP4 no track without
+        samples. Read back from the finished file, since the muxer decides."""
         try:
             with av.open(str(self.path)) as out:
                 kept = {k.lower() for k in out.metadata}
-                streams = {s.index: {k.lower() for k in s.metadata} for s in out.streams}
+                streams = {s.index: ({k.lower() for k in s.metadata}, _labels(s)) for s in out.streams}
         except (av.error.FFmpegError, OSError):
             return
-        lost = [k for k in self.info.metadata if k.lower() not in kept]
-        for index, copy in self.copy_map.items():
-            tags = copyable_tags(next(s for s in self.copied if s.index == index).metadata)
+        lost = [f"the tag {k}" for k in self.info.metadata if k.lower() not in kept]
+        pairs = [(next(s for s in self.copied if s.index == index), copy) for index, copy in self.copy_map.items()]
+        if self.info.video_stream is not None and self.stream is not None:
+            pairs.insert(0, (self.info.video_stream, self.stream))
+        for src, copy in sorted(pairs, key=lambda p: p[0].index):
+            if copy.index not in streams:
+                lost.append(f"stream {src.index} itself (it holds no packets)")
+                continue
+            names, labels = streams[copy.index]
+            tags = copyable_tags(src.metadata)
             if tags.get("language") == "und":  # "undetermined": Matroska's default, which it does not write
                 del tags["language"]
-            missing = [k for k in tags if k.lower() not in streams.get(copy.index, set()) and not (k.lower() == "name" and "title" in streams.get(copy.index, set()))]
-            lost += [f"{k} of stream {index}" for k in missing]
+            missing = [f"the tag {k}" for k in tags if k.lower() not in names and not (k.lower() == "name" and "title" in names)]
+            missing += [f"the label {f}" for f in sorted(_labels(src) - labels)]
+            lost += [f"{k} of stream {src.index}" for k in missing]
         if lost:
-            log.warning(f"not copied: the tags {', '.join(lost)}: {self.path.suffix} cannot hold them; write .mkv to keep them")
+            log.warning(f"not copied: {', '.join(lost)}: {self.path.suffix} cannot hold them; write .mkv to keep them")

@@ -367,7 +367,7 @@ def test_what_the_output_cannot_hold_is_named_in_one_warning_line_each(tmp_path,
     assert len(warnings) == 3, warnings
     assert "subtitle stream 3 (" in warnings[0] and "deu" in warnings[0] and warnings[0].endswith(".mp4 cannot hold srt subtitles; write .mkv to keep them")
     assert "video stream 4 (" in warnings[1] and "one video stream" in warnings[1]
-    assert warnings[2] == "not copied: the tags title of stream 2: .mp4 cannot hold them; write .mkv to keep them"  # a track title
+    assert warnings[2] == "not copied: the tag title of stream 2: .mp4 cannot hold them; write .mkv to keep them"  # a track title
     b = contents(dst)
     assert b["subtitles"] == [] and b["chapters"] == contents(src)["chapters"]  # the rest still comes across
     assert [x[0] for x in b["audio"]] == ["eng", "fra"]

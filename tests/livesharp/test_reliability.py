@@ -1329,7 +1329,7 @@ def test_tags_mp4_cannot_hold_are_named(tmp_path, livesharp_warnings):
     run_file(src, tmp_path / "out.mkv")
     assert livesharp_warnings == []
     run_file(src, tmp_path / "out.mp4")
-    assert livesharp_warnings == ["not copied: the tags PROJECT, title of stream 1: .mp4 cannot hold them; write .mkv to keep them"]
+    assert livesharp_warnings == ["not copied: the tag PROJECT, the tag title of stream 1: .mp4 cannot hold them; write .mkv to keep them"]
 
 
 def with_closed_captions(h264: bytes) -> bytes:
@@ -1521,3 +1521,17 @@ def test_side_by_side_turns_the_pixel_shape_with_the_panels(tmp_path):
         v = c.streams.video[0]
         assert (v.codec_context.width, v.codec_context.height) == (128, 96)
         assert v.sample_aspect_ratio == Fraction(3, 4)  # two panels of 64x96 pixels 3:4 wide: each shown 1:2, as the input
+
+
+def test_labels_the_output_cannot_hold_are_named(tmp_path, livesharp_warnings):
+    """MOV keeps no commentary or hearing-impaired flag, MP4 no title on the video, and MP4 no
+    track without packets: all three went without a word (the language alone was named)."""
+    src = tmp_path / "labelled.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=0.5", "-f", "lavfi", "-i", "sine=duration=0.5",
+           "-map", "0", "-map", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+           "-metadata:s:v:0", "title=Main cam", "-disposition:a:0", "comment+hearing_impaired", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == []
+    run_file(src, tmp_path / "out.mov")
+    assert livesharp_warnings == ["not copied: the tag title of stream 0, the label comment of stream 1, the label hearing_impaired of stream 1: "
+                                  ".mov cannot hold them; write .mkv to keep them"]
