@@ -7,6 +7,7 @@ variable frame rate, duration and rotation all come out as they went in.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import io
@@ -902,6 +903,9 @@ class VideoWriter:
         self._held: av.Packet | None = None  # the newest video packet, muxed once the next one exists
         self._t0: int | None = None  # the first frame's pts in the input: the output's time 0
         self._hidden: dict[int, av.Packet] = {}  # input stream -> the latest audio packet its edit list hides, not written yet
+        self._undated: dict[int, av.Packet] = {}  # input stream -> its audio packet without a duration, waiting for the next one (MP4, MOV)
+        self._last_duration: dict[int, int] = {}
+        self._copied: collections.Counter = collections.Counter()  # input stream -> packets copied
 
     @property
     def copied(self) -> list:
@@ -1037,9 +1041,22 @@ class VideoWriter:
             primer = self._hidden.pop(packet.stream_index, None)
             if primer is not None:
                 self._copy(primer)
+        elif packet.stream.type == "audio" and not packet.duration:
+            # Matroska stores no duration on most audio blocks; MP4 and MOV then drop the track's
+            # last packet as empty (61 ms of an ALAC track). Each one's duration is where the
+            # next one starts, so it waits for the next (the last takes the one before's).
+            held = self._undated.pop(packet.stream_index, None)
+            self._undated[packet.stream_index] = packet
+            if held is None:
+                return
+            if held.pts is not None and packet.pts is not None and packet.pts > held.pts:
+                held.duration = packet.pts - held.pts
+            packet = held
         self._copy(packet)
 
     def _copy(self, packet: av.Packet) -> None:
+        if packet.duration:
+            self._last_duration[packet.stream_index] = packet.duration
         if self._t0 and packet.pts is not None:
             shift = round(self._t0 * self.info.time_base / packet.time_base)
             if self.cut and packet.pts - shift + (packet.duration or 0) < 0:
@@ -1047,6 +1064,7 @@ class VideoWriter:
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
+        self._copied[packet.stream_index] += 1
         packet.stream = self.copy_map[packet.stream_index]
         self._mux([packet])
 
@@ -1085,6 +1103,10 @@ class VideoWriter:
                 raise self._failed(e) from None
             self._mux_video(packets)
             self._mux_last()
+        for index, last in self._undated.items():  # each stream's last undated packet, as long as the one before it
+            last.duration = self._last_duration.get(index, 0)
+            self._copy(last)
+        self._undated.clear()
         container, self.container = self.container, None
         try:
             container.close()  # the trailer: MP4 writes its whole index here
@@ -1107,11 +1129,14 @@ class VideoWriter:
         pairs = [(next(s for s in self.copied if s.index == index), copy) for index, copy in self.copy_map.items()]
         if self.info.video_stream is not None and self.stream is not None:
             pairs.insert(0, (self.info.video_stream, self.stream))
+        # A muxer that leaves out tracks without packets (MP4) moves the later ones up.
+        empty = {copy.index for src, copy in pairs if src is not self.info.video_stream and not self._copied[src.index]}
+        gone = empty if len(streams) == len(pairs) - len(empty) else set()
         for src, copy in sorted(pairs, key=lambda p: p[0].index):
-            if copy.index not in streams:
+            if copy.index in gone:
                 lost.append(f"stream {src.index} itself (it holds no packets)")
                 continue
-            names, labels = streams[copy.index]
+            names, labels = streams.get(copy.index - sum(g < copy.index for g in gone), (set(), set()))
             tags = copyable_tags(src.metadata)
             if tags.get("language") == "und":  # "undetermined": Matroska's default, which it does not write
                 del tags["language"]

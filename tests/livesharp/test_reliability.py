@@ -1535,3 +1535,38 @@ def test_labels_the_output_cannot_hold_are_named(tmp_path, livesharp_warnings):
     run_file(src, tmp_path / "out.mov")
     assert livesharp_warnings == ["not copied: the tag title of stream 0, the label comment of stream 1, the label hearing_impaired of stream 1: "
                                   ".mov cannot hold them; write .mkv to keep them"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_audio_without_durations_keeps_its_last_packet(tmp_path, suffix):
+    """Matroska stores no duration on ALAC's blocks; MP4 and MOV then dropped the last packet as
+    empty: 48,000 samples came out 45,056 (61 ms gone), without a word."""
+    import av
+
+    src = tmp_path / "alac.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-f", "lavfi", "-i", "sine=duration=1:sample_rate=48000",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "alac", str(src))
+    out = tmp_path / f"out{suffix}"
+    run_file(src, out)
+
+    def samples(path):
+        with av.open(str(path)) as c:
+            return sum(f.samples for f in c.decode(audio=0))
+
+    assert samples(src) == 48000  # the case is what it says
+    assert samples(out) == 48000
+    assert audio_packets(out) == audio_packets(src)  # and every packet as it was
+
+
+def test_a_track_without_packets_that_mp4_leaves_out_is_named_as_such(tmp_path, livesharp_warnings):
+    """MP4 writes no track without samples: an empty French track in the middle vanished, and the
+    warning said only that its language was lost (and, reading the next track in its place,
+    would have blamed that one)."""
+    src = tmp_path / "empty.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", "-f", "lavfi", "-i", "sine=duration=1",
+           "-map", "0:v", "-map", "1:a", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+           "-frames:a:0", "0", "-metadata:s:a:0", "language=fra", "-metadata:s:a:1", "language=eng", str(src))
+    run_file(src, tmp_path / "out.mkv")
+    assert livesharp_warnings == []
+    run_file(src, tmp_path / "out.mp4")
+    assert livesharp_warnings == ["not copied: stream 1 itself (it holds no packets): .mp4 cannot hold them; write .mkv to keep them"]
