@@ -146,7 +146,8 @@ class VideoInfo:
 # Tags a muxer writes about itself or about the stream it stored: copied, they would describe
 # the input's encoding, not the output's.
 _OWN_TAGS = {"duration", "encoder", "major_brand", "minor_version", "compatible_brands", "bps",
-             "number_of_frames", "number_of_bytes", "creation_time_utc", "alpha_mode", "vendor_id"}
+             "number_of_frames", "number_of_bytes", "creation_time_utc", "alpha_mode", "vendor_id",
+             "filename", "mimetype"}  # the last two: how Matroska stores cover art, not a label of it
 
 
 def copyable_tags(tags) -> dict:
@@ -220,6 +221,32 @@ def _cannot_hold(fmt: str, stream) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class CoverFile:
+    """Cover art as a Matroska attachment (what ``VideoWriter`` writes for an attachment stream)."""
+
+    index: int  # the input's attached-picture stream
+    name: str
+    mimetype: str
+    data: bytes
+
+
+def _cover_file(pic) -> CoverFile | None:
+    """The attached picture ``pic`` (a JPEG or PNG) read whole from its file, as an attachment;
+    None where it cannot be (a pipe cannot be read twice, another picture format)."""
+    path = Path(pic.container.name)
+    mimetype = pic.metadata.get("mimetype") or {"mjpeg": "image/jpeg", "png": "image/png"}.get(pic.codec_context.name)
+    if mimetype not in ("image/jpeg", "image/png") or not path.is_file():
+        return None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            data = next((bytes(p) for p in c.demux(c.streams[pic.index]) if p.size), None)
+    except (av.error.FFmpegError, OSError):
+        return None
+    name = pic.metadata.get("filename") or ("cover.jpg" if mimetype == "image/jpeg" else "cover.png")
+    return CoverFile(pic.index, name, mimetype, data) if data else None
+
+
 def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
     """Keep in ``info`` only the streams the output ``dst`` can hold; return one warning per
     stream left out. Audio the output cannot hold is an error, before the work starts."""
@@ -248,11 +275,16 @@ def fit_streams(info: VideoInfo, dst: Path) -> list[str]:
             raise LivesharpError(f"audio codec {a.codec_context.name} cannot be copied into {suffix} ({why}); {hint}")
     info.subtitles = held(info.subtitles, lambda s: f"{s.codec_context.name} subtitles", "them")
     info.data = held(info.data, lambda s: "it", "it")  # a camera's telemetry: MP4 and MOV hold it, Matroska does not
-    # Cover art survives as cover art in MP4 only: Matroska's muxer writes it as a second video
-    # track of one frame, and QuickTime's leaves it out without an error.
+    # Cover art is copied as cover art into MP4. Matroska's muxer would write it as a second
+    # video track of one frame: it goes in as the attachment Matroska keeps cover art as (read
+    # back as cover art). QuickTime's muxer leaves it out without an error.
     if fmt != "mp4":
         for pic in info.pictures:
-            info.skipped.append((pic.index, f"{describe_stream(pic)}, an attached picture (cover art): {suffix} cannot hold it as one; write .mp4 to keep it"))
+            cover = _cover_file(pic) if fmt == "matroska" else None
+            if cover is not None:
+                info.attachments.append(cover)
+            else:
+                info.skipped.append((pic.index, f"{describe_stream(pic)}, an attached picture (cover art): {suffix} cannot hold it as one; write .mp4 or .mkv to keep it"))
         info.pictures = []
     if info.attachments and fmt != "matroska":  # the one output that stores attachments
         for a in info.attachments:

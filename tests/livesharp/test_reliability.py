@@ -445,10 +445,11 @@ def test_a_matroska_attachment_is_kept_or_said_to_be_left_out(tmp_path, suffix, 
         assert kept == [] and livesharp_warnings == ["not copied: attachment Sign Font.ttf (font/ttf): .mp4 cannot hold attachments; write .mkv to keep it"]
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_cover_art_is_kept_in_mp4_or_said_to_be_left_out(tmp_path, suffix, livesharp_warnings):
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_cover_art_is_kept_in_mp4_and_mkv_or_said_to_be_left_out(tmp_path, suffix, livesharp_warnings):
     """An MP4's cover art was dropped as a second video stream ("livesharp writes one video
-    stream"), though an MP4 output holds it."""
+    stream"), though an MP4 output holds it; and from .mkv, which keeps cover art as an
+    attachment (said to be unable to)."""
     import av
     import cv2
 
@@ -465,11 +466,15 @@ def test_cover_art_is_kept_in_mp4_or_said_to_be_left_out(tmp_path, suffix, lives
             pics = [s for s in c.streams.video if av.stream.Disposition.attached_pic in s.disposition]
             return [bytes(p) for p in c.demux(pics) if p.size] if pics else []
 
-    if suffix == ".mp4":
+    if suffix in (".mp4", ".mkv"):
         assert pictures(out) == pictures(src) == [cover.read_bytes()] and livesharp_warnings == []
     else:
         assert pictures(out) == [] and livesharp_warnings == [
-            "not copied: video stream 1 (mjpeg, 32x32), an attached picture (cover art): .mkv cannot hold it as one; write .mp4 to keep it"]
+            "not copied: video stream 1 (mjpeg, 32x32), an attached picture (cover art): .mov cannot hold it as one; write .mp4 or .mkv to keep it"]
+    if suffix == ".mkv":  # and from .mkv into .mkv again
+        again = tmp_path / "again.mkv"
+        run_file(out, again)
+        assert pictures(again) == [cover.read_bytes()] and livesharp_warnings == []
 
 
 def audio_packets(path: Path) -> list[bytes]:
