@@ -413,8 +413,9 @@ def png_is_complete(data: bytes) -> bool:
 def jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
     """(marker, body) of each segment of a JPEG after its start-of-image, in order, up to its
     end-of-image (yielded with what follows it in the file as its body) or where the file ends;
-    the body a view into ``data``. Walked marker by marker as libjpeg reads, so a thumbnail inside an APP segment, or
-    bytes after the end (a motion photo's video), are not mistaken for markers.
+    the body a view into ``data``. Walked marker by marker as libjpeg reads, so a thumbnail
+    inside an APP segment, or bytes after the end (a motion photo's video), are not mistaken
+    for markers.
 
     >>> [hex(m) for m, _ in jpeg_segments(bytes.fromhex("ffd8 ffe10004 abcd ffda0002 12ff0034 ffd9"))]
     ['0xe1', '0xda', '0xd9']
