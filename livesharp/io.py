@@ -156,32 +156,38 @@ def copyable_tags(tags) -> dict:
     return {k: v for k, v in dict(tags).items() if k.lower() not in _OWN_TAGS and not k.lower().startswith("_statistics")}
 
 
+def first_packets(path: Path, streams: list) -> dict[int, bytes]:
+    """The first packet of each of ``streams`` of the file at ``path``, by stream index, read
+    by opening the file again (a stream the demuxer sets aside, cover art the reader hands the
+    writer too late for a header); {} where it cannot be (a pipe cannot be read twice)."""
+    found: dict[int, bytes] = {}
+    if not streams or not path.is_file():
+        return found
+    try:
+        with av.open(str(path), metadata_errors="ignore") as c:
+            picked = [c.streams[s.index] for s in streams]
+            for s in picked:
+                s.discard = 0  # read it, though the demuxer may set it aside
+            c.seek(0)  # back to the start: opening read past the first samples
+            for packet in c.demux(*picked):
+                if packet.size and packet.stream.index not in found:
+                    found[packet.stream.index] = bytes(packet)
+                    if len(found) == len(picked):
+                        break
+    except (av.error.FFmpegError, OSError):
+        pass
+    return found
+
+
 def chapter_track(path: Path, aside: list, chapters: list[dict]) -> int | None:
     """Which of ``aside`` (data tracks the demuxer sets aside) is MP4's chapter-title track: the
     one whose first sample is the first chapter's title, as a MOV text sample holds it (its
     length in 16 bits, then the text). None when none is."""
-    if not aside or not chapters:
+    if not chapters:
         return None
     title = str(chapters[0].get("metadata", {}).get("title", "")).encode()
     want = len(title).to_bytes(2, "big") + title
-    try:
-        with av.open(str(path)) as c:
-            picked = [c.streams[s.index] for s in aside]
-            for s in picked:
-                s.discard = 0  # read it: its first sample is near the start
-            c.seek(0)  # back to where the chapter samples are: opening read past them
-            seen = set()
-            for packet in c.demux(*picked):
-                if not packet.size or packet.stream.index in seen:
-                    continue
-                if bytes(packet).startswith(want):
-                    return packet.stream.index
-                seen.add(packet.stream.index)
-                if len(seen) == len(picked):
-                    break
-    except (av.error.FFmpegError, OSError):
-        pass
-    return None
+    return next((index for index, first in first_packets(path, aside).items() if first.startswith(want)), None)
 
 
 def describe_stream(stream) -> str:
@@ -234,15 +240,10 @@ class CoverFile:
 def _cover_file(pic) -> CoverFile | None:
     """The attached picture ``pic`` (a JPEG or PNG) read whole from its file, as an attachment;
     None where it cannot be (a pipe cannot be read twice, another picture format)."""
-    path = Path(pic.container.name)
     mimetype = pic.metadata.get("mimetype") or {"mjpeg": "image/jpeg", "png": "image/png"}.get(pic.codec_context.name)
-    if mimetype not in ("image/jpeg", "image/png") or not path.is_file():
+    if mimetype not in ("image/jpeg", "image/png"):
         return None
-    try:
-        with av.open(str(path), metadata_errors="ignore") as c:
-            data = next((bytes(p) for p in c.demux(c.streams[pic.index]) if p.size), None)
-    except (av.error.FFmpegError, OSError):
-        return None
+    data = first_packets(Path(pic.container.name), [pic]).get(pic.index)
     name = pic.metadata.get("filename") or ("cover.jpg" if mimetype == "image/jpeg" else "cover.png")
     return CoverFile(pic.index, name, mimetype, data) if data else None
 

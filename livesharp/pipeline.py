@@ -690,14 +690,15 @@ def tiff_as_stored(data: bytes) -> bytes | None:
     return None
 
 
-def _read_image(src: Path, header: Header | None) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """The picture upright (turned by its EXIF orientation) as RGB, uint8 or uint16 as stored,
-    its alpha channel (same orientation) or None, and whether it was stored as grey."""
+def _read_image(src: Path, data: bytes, header: Header | None) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The picture in ``src`` (whose bytes are ``data``) upright (turned by its EXIF orientation)
+    as RGB, uint8 or uint16 as stored, its alpha channel (same orientation) or None, and whether
+    it was stored as grey."""
     bmp16 = _read_bmp16(src)
     if bmp16 is not None:
         return bmp16, None, False
     orientation = header.orientation if header else 1
-    stored = tiff_as_stored(src.read_bytes()) if header is not None and header.format == "TIFF" and orientation != 1 else None
+    stored = tiff_as_stored(data) if header is not None and header.format == "TIFF" and orientation != 1 else None
     if stored is not None:
         raw = cv2.imdecode(np.frombuffer(stored, np.uint8), cv2.IMREAD_UNCHANGED)
     else:
@@ -794,7 +795,7 @@ def process_image(
         if not complete(data):
             raise LivesharpError(f"{src}: truncated {format_name}: the file ends before the picture does; copy or export it again")
     header = _header(src)
-    full, alpha, grey = _read_image(src, header)
+    full, alpha, grey = _read_image(src, data, header)
     key = png_grey_key(data) if grey and alpha is None else None
     if key is not None:  # as alpha: opaque but where the key is
         alpha = np.where(full[..., 0] == key, 0, np.iinfo(full.dtype).max).astype(full.dtype)
