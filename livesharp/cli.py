@@ -83,7 +83,7 @@ def model_options(f):
     f = click.option("--detail/--no-detail", default=True, show_default=True,
                      help="After the network, the model's detail stage (where it ships one, as tiny does): per-frame amounts of "
                           "its correction and of three fine-detail bands, read from how soft the frame is. It sharpens "
-                          "lens blur and defocus that the network leaves, leaves sharp frames alone, and never blurs.")(f)
+                          "lens blur and defocus that the network leaves, leaves sharp frames alone, and takes no detail of 5 px or more away (finer, it may cut codec noise).")(f)
     f = click.option("--strength", type=click.FloatRange(0, 2), default=1.0, show_default=True, help="0 = passthrough, 1 = the model, up to 2 = twice its change: a crisper look where the model changes little (webcam footage often).")(f)
     f = click.option("--model", "model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)(f)
     f = click.option("--side-by-side", is_flag=True, help="Write input | sharpened, twice as wide, labelled.")(f)
